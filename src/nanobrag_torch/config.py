@@ -1,0 +1,489 @@
+"""Configuration of a simulation: crystal, detector, beam and noise.
+
+Every config is a plain dataclass that validates its values on construction and raises
+:class:`ValueError` naming the field and the bad value. Lengths and angles carry their
+unit in the field name (``distance_mm``, ``phi_start_deg``); the models convert them to SI
+(metres, radians) once, as nanoBragg C does.
+
+Every continuous field may be a Python number or a 0-d :class:`torch.Tensor`, including one
+with ``requires_grad=True``; the simulated image is then differentiable with respect to it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Optional, Sequence, Tuple
+
+import torch
+
+Scalar = Any
+"""A Python number or a 0-d tensor (possibly requiring grad)."""
+
+Vector3 = Tuple[Scalar, Scalar, Scalar]
+
+
+class DetectorConvention(Enum):
+    """Named detector conventions of nanoBragg (how beam, axes and beam centre are defined)."""
+
+    MOSFLM = "mosflm"
+    XDS = "xds"
+    DIALS = "dials"
+    ADXV = "adxv"
+    DENZO = "denzo"
+    CUSTOM = "custom"
+
+
+class DetectorPivot(Enum):
+    """The point that stays fixed when the detector is rotated."""
+
+    BEAM = "beam"
+    SAMPLE = "sample"
+
+
+class CrystalShape(Enum):
+    """Shape of the crystal, which sets the lattice factor ``F_latt``."""
+
+    SQUARE = "square"
+    ROUND = "round"
+    GAUSS = "gauss"
+    TOPHAT = "tophat"
+
+
+def _value(x: Scalar) -> float:
+    """Plain float of a number or tensor, for validation only (never on the way to the image)."""
+    if isinstance(x, torch.Tensor):
+        return float(x.detach().reshape(-1)[0]) if x.numel() == 1 else float("nan")
+    return float(x)
+
+
+def _require(cls: str, name: str, value: Scalar, ok: bool, what: str) -> None:
+    if not ok:
+        raise ValueError(f"{cls}.{name} = {_describe(value)} is invalid: {what}")
+
+
+def _describe(value: Scalar) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"tensor({value.detach().cpu().tolist()})"
+    return repr(value)
+
+
+def _positive(cls: str, name: str, value: Scalar) -> None:
+    v = _value(value)
+    _require(cls, name, value, math.isfinite(v) and v > 0, "must be a finite number > 0")
+
+
+def _finite(cls: str, name: str, value: Scalar) -> None:
+    _require(cls, name, value, math.isfinite(_value(value)), "must be finite")
+
+
+def _vector3(cls: str, name: str, value: Any, nonzero: bool = True) -> None:
+    if isinstance(value, torch.Tensor):
+        ok = value.numel() == 3
+        comps = value.detach().reshape(-1).tolist() if ok else []
+    else:
+        try:
+            comps = [_value(c) for c in value]
+        except (TypeError, ValueError):
+            comps = []
+        ok = len(comps) == 3
+    _require(cls, name, value, ok and all(math.isfinite(c) for c in comps),
+             "must be three finite numbers")
+    if nonzero:
+        _require(cls, name, value, any(c != 0 for c in comps), "must not be the zero vector")
+
+
+@dataclass
+class CrystalConfig:
+    """The crystal: unit cell, orientation, rotation, mosaicity, size and shape.
+
+    Parameters
+    ----------
+    cell_a, cell_b, cell_c : float or tensor, optional
+        Unit-cell lengths in Å. Default 100 Å when no MOSFLM matrix is given. When a matrix
+        is given as well, the matrix sets the directions and these set the lengths (as
+        nanoBragg's ``-mat`` with ``-cell``).
+    cell_alpha, cell_beta, cell_gamma : float or tensor, optional
+        Unit-cell angles in degrees. Default 90°.
+    N_cells : tuple of 3 numbers or tensors
+        Number of unit cells along a, b, c (``-Na -Nb -Nc``). Real values are allowed and
+        differentiable for the SQUARE shape.
+    misset_deg : tuple of 3 numbers or tensors
+        Misset rotation about lab x, then y, then z, in degrees, applied to the reciprocal
+        vectors before anything else.
+    phi_start_deg, osc_range_deg : float or tensor
+        Spindle angle of the first phi step and the total oscillation, in degrees.
+    phi_steps : int
+        Number of phi steps; step k is at ``phi_start + k * osc_range / phi_steps``.
+    spindle_axis : tuple of 3 numbers, optional
+        Rotation axis in the lab frame. Default: the detector convention's axis.
+    mosaic_spread_deg : float or tensor
+        Maximum rotation angle of a mosaic domain, in degrees (nanoBragg's cap angle).
+    mosaic_domains : int
+        Number of mosaic domains; domain 0 is the unrotated crystal.
+    mosaic_seed : int
+        Seed of the domain generator; ``mosaic_seed=n`` draws the same domains as
+        nanoBragg's ``-mosaic_seed n``. The domain axes do not depend on the spread.
+    mosflm_a_star, mosflm_b_star, mosflm_c_star : sequence of 3 numbers or tensor, optional
+        Reciprocal vectors in Å⁻¹ (already divided by the wavelength, as returned by
+        :func:`nanobrag_torch.io.mosflm.read_mosflm_matrix`).
+    default_F : float
+        Structure factor for reflections absent from the HKL table (electrons).
+    shape : CrystalShape
+        Crystal shape for the lattice factor.
+    fudge : float
+        Width factor for the ROUND, GAUSS and TOPHAT shapes (``-fudge``).
+    interpolate : bool, optional
+        Tricubic interpolation of structure factors. ``None`` selects it as nanoBragg does:
+        on when any of ``N_cells`` is at most 2.
+    """
+
+    cell_a: Optional[Scalar] = None
+    cell_b: Optional[Scalar] = None
+    cell_c: Optional[Scalar] = None
+    cell_alpha: Optional[Scalar] = None
+    cell_beta: Optional[Scalar] = None
+    cell_gamma: Optional[Scalar] = None
+    N_cells: Sequence[Scalar] = (1, 1, 1)
+    misset_deg: Sequence[Scalar] = (0.0, 0.0, 0.0)
+    phi_start_deg: Scalar = 0.0
+    osc_range_deg: Scalar = 0.0
+    phi_steps: int = 1
+    spindle_axis: Optional[Sequence[float]] = None
+    mosaic_spread_deg: Scalar = 0.0
+    mosaic_domains: int = 1
+    mosaic_seed: int = 12345678
+    mosflm_a_star: Optional[Any] = None
+    mosflm_b_star: Optional[Any] = None
+    mosflm_c_star: Optional[Any] = None
+    default_F: float = 0.0
+    shape: CrystalShape = CrystalShape.SQUARE
+    fudge: float = 1.0
+    interpolate: Optional[bool] = None
+
+    def __post_init__(self) -> None:
+        name = "CrystalConfig"
+        has_matrix = [v is not None for v in (self.mosflm_a_star, self.mosflm_b_star, self.mosflm_c_star)]
+        if any(has_matrix) and not all(has_matrix):
+            raise ValueError(f"{name}: give all three of mosflm_a_star, mosflm_b_star, mosflm_c_star, "
+                             f"not only some (given: {has_matrix})")
+        for vec_name in ("mosflm_a_star", "mosflm_b_star", "mosflm_c_star"):
+            vec = getattr(self, vec_name)
+            if vec is not None:
+                _vector3(name, vec_name, vec)
+        for length in ("cell_a", "cell_b", "cell_c"):
+            if getattr(self, length) is not None:
+                _positive(name, length, getattr(self, length))
+        for angle in ("cell_alpha", "cell_beta", "cell_gamma"):
+            value = getattr(self, angle)
+            if value is not None:
+                v = _value(value)
+                _require(name, angle, value, 0 < v < 180, "must be between 0 and 180 degrees")
+        if len(self.N_cells) != 3:
+            raise ValueError(f"{name}.N_cells = {_describe(self.N_cells)} is invalid: needs three values")
+        for i, n in enumerate(self.N_cells):
+            _positive(name, f"N_cells[{i}]", n)
+        if len(self.misset_deg) != 3:
+            raise ValueError(f"{name}.misset_deg = {_describe(self.misset_deg)} is invalid: needs three angles")
+        for i, angle in enumerate(self.misset_deg):
+            _finite(name, f"misset_deg[{i}]", angle)
+        _finite(name, "phi_start_deg", self.phi_start_deg)
+        _finite(name, "osc_range_deg", self.osc_range_deg)
+        _require(name, "phi_steps", self.phi_steps, int(self.phi_steps) == self.phi_steps and self.phi_steps >= 1,
+                 "must be an integer >= 1")
+        if self.spindle_axis is not None:
+            _vector3(name, "spindle_axis", self.spindle_axis)
+        spread = _value(self.mosaic_spread_deg)
+        _require(name, "mosaic_spread_deg", self.mosaic_spread_deg, math.isfinite(spread) and spread >= 0,
+                 "must be >= 0")
+        _require(name, "mosaic_domains", self.mosaic_domains,
+                 int(self.mosaic_domains) == self.mosaic_domains and self.mosaic_domains >= 1,
+                 "must be an integer >= 1")
+        _require(name, "default_F", self.default_F, math.isfinite(_value(self.default_F)), "must be finite")
+        _require(name, "shape", self.shape, isinstance(self.shape, CrystalShape), "must be a CrystalShape")
+        _positive(name, "fudge", self.fudge)
+
+    @property
+    def has_mosflm_matrix(self) -> bool:
+        """True when the orientation comes from MOSFLM reciprocal vectors."""
+        return self.mosflm_a_star is not None
+
+
+@dataclass
+class DetectorConfig:
+    """The detector: size, pixels, position, orientation and response.
+
+    Parameters
+    ----------
+    distance_mm : float or tensor
+        Sample-to-detector distance along the beam (BEAM pivot) in mm.
+    close_distance_mm : float or tensor, optional
+        Perpendicular sample-to-plane distance in mm; when given, the detector is placed by it
+        (``distance = close_distance / (beam · normal)``), as ``-close_distance``.
+    pixel_size_mm : float
+        Pixel edge length in mm.
+    fpixels, spixels : int
+        Number of pixels along the fast and slow axes.
+    beam_center_f, beam_center_s : float or tensor, optional
+        Beam centre in mm along the fast and slow axes, in the convention's own terms:
+        MOSFLM/DENZO: ``beam_center_s`` = Xbeam, ``beam_center_f`` = Ybeam; ADXV/CUSTOM:
+        ``beam_center_f`` = Xbeam, ``beam_center_s`` = Ybeam; XDS/DIALS: the point of the
+        detector closest to the sample ((ORGX − ½)·pixel, (ORGY − ½)·pixel). Default: the
+        convention's default centre.
+    detector_convention : DetectorConvention
+        Convention for beam direction, detector axes and beam centre.
+    detector_pivot : DetectorPivot, optional
+        Pivot of the rotations. Default: BEAM for MOSFLM, DENZO, ADXV and CUSTOM, SAMPLE for
+        XDS and DIALS.
+    detector_rotx_deg, detector_roty_deg, detector_rotz_deg : float or tensor
+        Detector rotations about lab x, then y, then z, in degrees.
+    detector_twotheta_deg : float or tensor
+        Detector swing about ``twotheta_axis``, in degrees.
+    twotheta_axis : tuple of 3 numbers, optional
+        Two-theta axis. Default: the convention's axis.
+    custom_fdet_vector, custom_sdet_vector, custom_odet_vector, custom_beam_vector : tuple, optional
+        Unit vectors of the CUSTOM convention (fast axis, slow axis, detector normal, beam
+        propagation). Ignored by named conventions.
+    pix0_override_m : tuple of 3 numbers or tensors, optional
+        Lab position in metres of the corner of pixel (0, 0). When given, it places the
+        detector directly (beam centre and pivot are then not used).
+    oversample : int, optional
+        Sub-pixels per pixel edge. ``None`` chooses it from the crystal size as nanoBragg does.
+    oversample_omega, oversample_polar, oversample_thick : bool
+        Evaluate the solid angle, polarization or capture fraction for every sub-pixel instead
+        of once per pixel.
+    curved_detector : bool
+        Put every pixel at the same distance from the sample (``-curved_det``).
+    point_pixel : bool
+        Solid angle ``1/R²`` instead of the pixel's area over ``R²`` (``-point_pixel``).
+    detector_thick_um : float
+        Sensor thickness in µm (0: an ideal, infinitely thin absorber).
+    detector_thicksteps : int
+        Number of depth layers.
+    detector_abs_um : float, optional
+        Attenuation depth in µm. Default: the thickness.
+    roi : tuple of 4 ints, optional
+        ``(fmin, fmax, smin, smax)``, inclusive, 0-based; pixels outside are 0.
+    mask : array of shape (spixels, fpixels), optional
+        Pixels where the mask is 0 are not rendered.
+    """
+
+    distance_mm: Scalar = 100.0
+    close_distance_mm: Optional[Scalar] = None
+    pixel_size_mm: Scalar = 0.1
+    fpixels: int = 1024
+    spixels: int = 1024
+    beam_center_f: Optional[Scalar] = None
+    beam_center_s: Optional[Scalar] = None
+    detector_convention: DetectorConvention = DetectorConvention.MOSFLM
+    detector_pivot: Optional[DetectorPivot] = None
+    detector_rotx_deg: Scalar = 0.0
+    detector_roty_deg: Scalar = 0.0
+    detector_rotz_deg: Scalar = 0.0
+    detector_twotheta_deg: Scalar = 0.0
+    twotheta_axis: Optional[Sequence[float]] = None
+    custom_fdet_vector: Optional[Sequence[float]] = None
+    custom_sdet_vector: Optional[Sequence[float]] = None
+    custom_odet_vector: Optional[Sequence[float]] = None
+    custom_beam_vector: Optional[Sequence[float]] = None
+    pix0_override_m: Optional[Sequence[Scalar]] = None
+    oversample: Optional[int] = 1
+    oversample_omega: bool = False
+    oversample_polar: bool = False
+    oversample_thick: bool = False
+    curved_detector: bool = False
+    point_pixel: bool = False
+    detector_thick_um: float = 0.0
+    detector_thicksteps: int = 1
+    detector_abs_um: Optional[float] = None
+    roi: Optional[Tuple[int, int, int, int]] = None
+    mask: Optional[Any] = None
+
+    def __post_init__(self) -> None:
+        name = "DetectorConfig"
+        _positive(name, "distance_mm", self.distance_mm)
+        if self.close_distance_mm is not None:
+            _positive(name, "close_distance_mm", self.close_distance_mm)
+        _positive(name, "pixel_size_mm", self.pixel_size_mm)
+        for count in ("fpixels", "spixels"):
+            value = getattr(self, count)
+            _require(name, count, value, isinstance(value, (int,)) and not isinstance(value, bool) and value >= 1,
+                     "must be an integer >= 1")
+        for centre in ("beam_center_f", "beam_center_s"):
+            if getattr(self, centre) is not None:
+                _finite(name, centre, getattr(self, centre))
+        _require(name, "detector_convention", self.detector_convention,
+                 isinstance(self.detector_convention, DetectorConvention), "must be a DetectorConvention")
+        _require(name, "detector_pivot", self.detector_pivot,
+                 self.detector_pivot is None or isinstance(self.detector_pivot, DetectorPivot),
+                 "must be a DetectorPivot or None")
+        for angle in ("detector_rotx_deg", "detector_roty_deg", "detector_rotz_deg", "detector_twotheta_deg"):
+            _finite(name, angle, getattr(self, angle))
+        for vec in ("custom_fdet_vector", "custom_sdet_vector", "custom_beam_vector"):
+            if getattr(self, vec) is not None:
+                _vector3(name, vec, getattr(self, vec))
+        if self.custom_odet_vector is not None:
+            _vector3(name, "custom_odet_vector", self.custom_odet_vector)
+        if self.twotheta_axis is not None:
+            _vector3(name, "twotheta_axis", self.twotheta_axis)
+        if self.pix0_override_m is not None:
+            _vector3(name, "pix0_override_m", self.pix0_override_m, nonzero=False)
+        if self.oversample is not None:
+            _require(name, "oversample", self.oversample,
+                     int(self.oversample) == self.oversample and self.oversample >= 1,
+                     "must be an integer >= 1, or None for automatic")
+        _require(name, "detector_thick_um", self.detector_thick_um,
+                 math.isfinite(_value(self.detector_thick_um)) and _value(self.detector_thick_um) >= 0, "must be >= 0")
+        _require(name, "detector_thicksteps", self.detector_thicksteps,
+                 int(self.detector_thicksteps) == self.detector_thicksteps and self.detector_thicksteps >= 1,
+                 "must be an integer >= 1")
+        if self.detector_abs_um is not None:
+            _require(name, "detector_abs_um", self.detector_abs_um,
+                     _value(self.detector_abs_um) > 0, "must be > 0 (use None for the thickness)")
+        if self.roi is not None:
+            ok = len(self.roi) == 4 and all(int(v) == v for v in self.roi)
+            _require(name, "roi", self.roi, ok, "must be four integers (fmin, fmax, smin, smax)")
+            fmin, fmax, smin, smax = self.roi
+            _require(name, "roi", self.roi, 0 <= fmin <= fmax and 0 <= smin <= smax,
+                     "needs 0 <= fmin <= fmax and 0 <= smin <= smax")
+        if self.mask is not None:
+            shape = tuple(self.mask.shape)
+            _require(name, "mask", f"array of shape {shape}", shape == (self.spixels, self.fpixels),
+                     f"must have shape (spixels, fpixels) = ({self.spixels}, {self.fpixels})")
+
+    @property
+    def pixel_size_m(self) -> Scalar:
+        """Pixel size in metres."""
+        return self.pixel_size_mm * 1e-3
+
+
+@dataclass
+class BeamConfig:
+    """The X-ray beam: wavelength, fluence, polarization, divergence and dispersion.
+
+    Parameters
+    ----------
+    wavelength_A : float or tensor
+        Central wavelength in Å.
+    fluence : float or tensor, optional
+        Photons per m². Default 1.25932e29 (so that r_e² · fluence = 1), unless ``flux`` is
+        given.
+    flux : float or tensor
+        Photons per second; when > 0 it sets ``fluence = flux · exposure / beamsize²``.
+    exposure : float
+        Exposure time in seconds.
+    beamsize_mm : float
+        Beam edge length in mm.
+    polarization_factor : float or tensor
+        Kahn polarization factor (0: unpolarized, 1: fully polarized along the axis).
+    nopolar : bool
+        Switch the polarization correction off (factor 1).
+    polarization_axis : tuple of 3 numbers, optional
+        E-vector direction. Default: the detector convention's axis.
+    hdivrange_mrad, vdivrange_mrad, hdivstep_mrad, vdivstep_mrad : float, optional
+        Horizontal and vertical divergence ranges and steps, in mrad.
+    hdivsteps, vdivsteps : int, optional
+        Number of divergence points per direction. Missing values are chosen as nanoBragg does.
+    round_div : bool
+        Trim the divergence grid to an ellipse.
+    dispersion_percent : float
+        Full spectral width Δλ/λ in percent.
+    dispersion_steps : int, optional
+        Number of wavelengths across the dispersion.
+    sources : sequence of ((x, y, z), wavelength_A), optional
+        Explicit sources (position vector towards the source, any length; wavelength in Å).
+        When given, the divergence and dispersion grid is not generated.
+    water_size_um : float
+        Thickness of water in the beam for the water background, in µm.
+    dmin_A : float
+        Resolution cut in Å: scattering beyond it is skipped (0: no cut).
+    """
+
+    wavelength_A: Scalar = 1.0
+    fluence: Optional[Scalar] = None
+    flux: Scalar = 0.0
+    exposure: Scalar = 1.0
+    beamsize_mm: Scalar = 0.1
+    polarization_factor: Scalar = 0.0
+    nopolar: bool = False
+    polarization_axis: Optional[Sequence[float]] = None
+    hdivrange_mrad: Optional[float] = None
+    vdivrange_mrad: Optional[float] = None
+    hdivstep_mrad: Optional[float] = None
+    vdivstep_mrad: Optional[float] = None
+    hdivsteps: Optional[int] = None
+    vdivsteps: Optional[int] = None
+    round_div: bool = True
+    dispersion_percent: float = 0.0
+    dispersion_steps: Optional[int] = None
+    sources: Optional[Sequence[Tuple[Sequence[float], float]]] = None
+    water_size_um: float = 0.0
+    dmin_A: float = 0.0
+
+    DEFAULT_FLUENCE = 125932015286227086360700780544.0
+
+    def __post_init__(self) -> None:
+        name = "BeamConfig"
+        _positive(name, "wavelength_A", self.wavelength_A)
+        if self.fluence is not None:
+            _positive(name, "fluence", self.fluence)
+        v = _value(self.flux)
+        _require(name, "flux", self.flux, math.isfinite(v) and v >= 0, "must be >= 0")
+        _positive(name, "exposure", self.exposure)
+        _positive(name, "beamsize_mm", self.beamsize_mm)
+        _finite(name, "polarization_factor", self.polarization_factor)
+        if self.polarization_axis is not None:
+            _vector3(name, "polarization_axis", self.polarization_axis)
+        for rng_name in ("hdivrange_mrad", "vdivrange_mrad", "hdivstep_mrad", "vdivstep_mrad"):
+            value = getattr(self, rng_name)
+            if value is not None:
+                _require(name, rng_name, value, math.isfinite(value) and value >= 0, "must be >= 0")
+        for count in ("hdivsteps", "vdivsteps", "dispersion_steps"):
+            value = getattr(self, count)
+            if value is not None:
+                _require(name, count, value, int(value) == value and value >= 0, "must be an integer >= 0")
+        _require(name, "dispersion_percent", self.dispersion_percent,
+                 math.isfinite(self.dispersion_percent) and self.dispersion_percent >= 0, "must be >= 0")
+        if self.sources is not None:
+            _require(name, "sources", self.sources, len(self.sources) >= 1, "needs at least one source")
+            for i, (position, wavelength) in enumerate(self.sources):
+                _vector3(name, f"sources[{i}] position", position)
+                _positive(name, f"sources[{i}] wavelength_A", wavelength)
+        _require(name, "water_size_um", self.water_size_um, self.water_size_um >= 0, "must be >= 0")
+        _require(name, "dmin_A", self.dmin_A, self.dmin_A >= 0, "must be >= 0")
+
+    @property
+    def fluence_photons_per_m2(self) -> Scalar:
+        """Integrated fluence in photons/m²: from flux·exposure/beamsize² when a flux is given."""
+        if _value(self.flux) > 0:
+            beamsize_m = self.beamsize_mm * 1e-3
+            return self.flux * self.exposure / (beamsize_m * beamsize_m)
+        if self.fluence is not None:
+            return self.fluence
+        return self.DEFAULT_FLUENCE
+
+
+@dataclass
+class NoiseConfig:
+    """How the integer and noise images are made from the float image.
+
+    Parameters
+    ----------
+    seed : int, optional
+        Seed of the Poisson noise (``-seed n``). ``None`` takes it from the clock.
+    adc_offset_adu : float
+        Constant added to every pixel of the integer and noise images.
+    intfile_scale : float, optional
+        Scale of the noiseless integer image; ``None`` puts the brightest pixel at 55000.
+    """
+
+    seed: Optional[int] = None
+    adc_offset_adu: float = 40.0
+    intfile_scale: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        _require("NoiseConfig", "adc_offset_adu", self.adc_offset_adu,
+                 math.isfinite(self.adc_offset_adu), "must be finite")
+        if self.intfile_scale is not None:
+            _positive("NoiseConfig", "intfile_scale", self.intfile_scale)

@@ -1,0 +1,71 @@
+"""Vector and rotation helpers on tensors, differentiable in every argument.
+
+All rotations are active and right-handed, as in nanoBragg C.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import torch
+
+
+def as_tensor(value: Any, device: Optional[torch.device], dtype: torch.dtype) -> torch.Tensor:
+    """Convert a number, sequence, array or tensor to a tensor on ``device`` with ``dtype``.
+
+    A tensor keeps its autograd graph (it is moved and cast, never copied out of the graph),
+    so a parameter with ``requires_grad=True`` stays differentiable.
+    """
+    if isinstance(value, torch.Tensor):
+        return value.to(device=device, dtype=dtype)
+    if isinstance(value, (list, tuple)) and any(isinstance(v, torch.Tensor) for v in value):
+        return torch.stack([as_tensor(v, device, dtype) for v in value])
+    return torch.as_tensor(value, device=device, dtype=dtype)
+
+
+def unit(vector: torch.Tensor) -> torch.Tensor:
+    """``vector / |vector|`` along the last axis."""
+    return vector / torch.linalg.vector_norm(vector, dim=-1, keepdim=True)
+
+
+def dot(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Dot product along the last axis."""
+    return (u * v).sum(dim=-1)
+
+
+def rotation_about_axis(axis: torch.Tensor, angle_rad: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices for right-handed rotations by ``angle_rad`` about unit ``axis``.
+
+    Parameters
+    ----------
+    axis : tensor (..., 3)
+        Unit rotation axes.
+    angle_rad : tensor (...)
+        Angles in radians (broadcast against the axes).
+
+    Returns
+    -------
+    tensor (..., 3, 3)
+    """
+    c = torch.cos(angle_rad)[..., None, None]
+    s = torch.sin(angle_rad)[..., None, None]
+    x, y, z = axis[..., 0], axis[..., 1], axis[..., 2]
+    zero = torch.zeros_like(x)
+    cross = torch.stack([
+        torch.stack([zero, -z, y], dim=-1),
+        torch.stack([z, zero, -x], dim=-1),
+        torch.stack([-y, x, zero], dim=-1),
+    ], dim=-2)
+    outer = axis[..., :, None] * axis[..., None, :]
+    eye = torch.eye(3, dtype=axis.dtype, device=axis.device)
+    return c * eye + s * cross + (1 - c) * outer
+
+
+def rotation_xyz(angles_rad: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``Rz(rz) @ Ry(ry) @ Rx(rx)``: rotate about lab x first, then y, then z."""
+    rx, ry, rz = angles_rad
+    dtype, device = rx.dtype, rx.device
+    ex = torch.tensor([1.0, 0.0, 0.0], dtype=dtype, device=device)
+    ey = torch.tensor([0.0, 1.0, 0.0], dtype=dtype, device=device)
+    ez = torch.tensor([0.0, 0.0, 1.0], dtype=dtype, device=device)
+    return rotation_about_axis(ez, rz) @ rotation_about_axis(ey, ry) @ rotation_about_axis(ex, rx)

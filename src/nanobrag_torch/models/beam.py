@@ -1,0 +1,154 @@
+"""The beam: sources from divergence and dispersion grids or an explicit list (spec §7, §11.2)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import torch
+
+from ..config import BeamConfig
+from ..geometry import as_tensor, rotation_about_axis, unit
+
+
+@dataclass(frozen=True)
+class SamplingAxis:
+    """One resolved sampling axis: number of points, full range and step (radians or fraction)."""
+
+    count: int
+    range: float
+    step: float
+
+
+def resolve_sampling(count: Optional[int], range_: Optional[float], step: Optional[float],
+                     range_if_only_count: float = 1.0) -> SamplingAxis:
+    """Complete a (count, range, step) triple with nanoBragg's rules (spec §11.2).
+
+    Parameters
+    ----------
+    count : int, optional
+        Number of points; ``None`` or <= 0 means not given.
+    range_ : float, optional
+        Full range; ``None`` means not given (0 counts as given).
+    step : float, optional
+        Step; ``None`` or <= 0 means not given.
+    range_if_only_count : float
+        Range used when only the count is given (nanoBragg uses 1: one radian, or 100 %).
+    """
+    has_count = count is not None and count > 0
+    has_range = range_ is not None and range_ >= 0
+    has_step = step is not None and step > 0
+    count_value = count if has_count else 0
+    range_value = range_ if has_range else -1.0
+    step_value = step if has_step else -1.0
+    if not has_count:
+        if has_step and has_range:
+            count_value = int(math.ceil(range_value / step_value))
+        elif has_range:
+            step_value, count_value = range_value, 2
+        elif has_step:
+            range_value, count_value = step_value, 2
+        else:
+            return SamplingAxis(1, 0.0, 0.0)
+    else:
+        if not has_range and not has_step:
+            range_value = range_if_only_count
+            step_value = range_value / count_value
+        elif not has_range:
+            range_value, count_value = step_value, 2
+        elif not has_step:
+            count_value = max(count_value, 2)
+            step_value = range_value / (count_value - 1)
+    if range_value <= 0 or step_value <= 0 or count_value <= 0:
+        return SamplingAxis(1, 0.0, 0.0)
+    return SamplingAxis(count_value, range_value, step_value)
+
+
+class Beam:
+    """Incident directions and wavelengths of every source of a :class:`BeamConfig`.
+
+    Parameters
+    ----------
+    config : BeamConfig
+    device : torch.device, optional
+    dtype : torch.dtype
+    """
+
+    def __init__(self, config: BeamConfig, device: Optional[torch.device] = None,
+                 dtype: torch.dtype = torch.float64):
+        self.config = config
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.dtype = dtype
+
+    def _t(self, value) -> torch.Tensor:
+        return as_tensor(value, self.device, self.dtype)
+
+    @property
+    def wavelength_m(self) -> torch.Tensor:
+        """Central wavelength in metres."""
+        return self._t(self.config.wavelength_A) * 1e-10
+
+    def divergence_axes(self) -> Tuple[SamplingAxis, SamplingAxis, SamplingAxis]:
+        """Resolved horizontal and vertical divergence (radians) and dispersion (fraction)."""
+        cfg = self.config
+
+        def mrad(value):
+            return None if value is None else value * 1e-3
+
+        horizontal = resolve_sampling(cfg.hdivsteps, mrad(cfg.hdivrange_mrad), mrad(cfg.hdivstep_mrad))
+        vertical = resolve_sampling(cfg.vdivsteps, mrad(cfg.vdivrange_mrad), mrad(cfg.vdivstep_mrad))
+        dispersion = resolve_sampling(cfg.dispersion_steps, cfg.dispersion_percent / 100.0, None)
+        return horizontal, vertical, dispersion
+
+    def sources(self, beam_direction: torch.Tensor, polarization_axis: torch.Tensor
+                ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Incident propagation directions and wavelengths of all sources.
+
+        Parameters
+        ----------
+        beam_direction : tensor (3,)
+            Unit propagation direction of the central beam.
+        polarization_axis : tensor (3,)
+            Unit E-vector axis; vertical divergence rotates about it.
+
+        Returns
+        -------
+        incident : tensor (sources, 3)
+            Unit propagation directions.
+        wavelength_m : tensor (sources,)
+        """
+        cfg = self.config
+        if cfg.sources is not None:
+            positions = torch.stack([self._t(list(position)) for position, _ in cfg.sources])
+            wavelengths = torch.stack([self._t(wavelength) for _, wavelength in cfg.sources]) * 1e-10
+            return -unit(positions), wavelengths
+        horizontal, vertical, dispersion = self.divergence_axes()
+        vert_axis = unit(torch.linalg.cross(beam_direction, polarization_axis))
+        directions = []
+        for a in range(horizontal.count):
+            hdiv = a * horizontal.step - horizontal.range / 2
+            for b in range(vertical.count):
+                vdiv = b * vertical.step - vertical.range / 2
+                if cfg.round_div and self._outside_ellipse(hdiv, vdiv, horizontal, vertical):
+                    continue
+                rotated = rotation_about_axis(polarization_axis, self._t(vdiv)) @ beam_direction
+                rotated = rotation_about_axis(vert_axis, self._t(hdiv)) @ rotated
+                directions.append(unit(rotated))
+        incident, wavelengths = [], []
+        for direction in directions:
+            for k in range(dispersion.count):
+                incident.append(direction)
+                wavelengths.append(self.wavelength_m * (1.0 + k * dispersion.step - dispersion.range / 2))
+        return torch.stack(incident), torch.stack(wavelengths)
+
+    @staticmethod
+    def _outside_ellipse(hdiv: float, vdiv: float, horizontal: SamplingAxis, vertical: SamplingAxis) -> bool:
+        """nanoBragg's elliptical trimming; never trims when either range is 0."""
+        if horizontal.range <= 0 or vertical.range <= 0:
+            return False
+        even_h = 1 - horizontal.count % 2
+        even_v = 1 - vertical.count % 2
+        test = (hdiv * hdiv - horizontal.step ** 2 / 4.0 * even_h) / horizontal.range ** 2
+        test += (vdiv * vdiv - vertical.step ** 2 / 4.0 * even_v) / vertical.range ** 2
+        return test * 4.0 > 1.1

@@ -1,0 +1,194 @@
+"""The crystal: unit cell, orientation, spindle and mosaic rotations, structure factors."""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, Optional, Tuple
+
+import torch
+
+from ..config import BeamConfig, CrystalConfig
+from ..geometry import as_tensor, rotation_about_axis, rotation_xyz, unit
+from ..physics import StructureFactors
+from ..rng import mosaic_axes_and_factors
+
+DEFAULT_CELL_LENGTH_A = 100.0
+DEFAULT_CELL_ANGLE_DEG = 90.0
+
+
+class Crystal:
+    """A crystal built from a :class:`~nanobrag_torch.config.CrystalConfig`.
+
+    Parameters
+    ----------
+    config : CrystalConfig
+    beam_config : BeamConfig, optional
+        Accepted for the tutorial's API; the crystal does not depend on the beam.
+    device : torch.device, optional
+    dtype : torch.dtype
+        Floating type of every tensor the crystal makes (float64 for parity, float32 for speed).
+
+    Attributes
+    ----------
+    hkl_data : tensor (h_range, k_range, l_range) or None
+        Structure-factor amplitudes, as returned by :func:`nanobrag_torch.io.hkl.read_hkl_file`.
+        ``None``: every reflection has ``config.default_F``.
+    hkl_metadata : dict or None
+        The index ranges that go with ``hkl_data``.
+    """
+
+    def __init__(self, config: CrystalConfig, beam_config: Optional[BeamConfig] = None,
+                 device: Optional[torch.device] = None, dtype: torch.dtype = torch.float64):
+        self.config = config
+        self.beam_config = beam_config
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.dtype = dtype
+        self.hkl_data: Optional[torch.Tensor] = None
+        self.hkl_metadata: Optional[Dict[str, int]] = None
+
+    def _t(self, value) -> torch.Tensor:
+        return as_tensor(value, self.device, self.dtype)
+
+    # ------------------------------------------------------------------ cell
+    def _cell_from_parameters(self) -> Tuple[torch.Tensor, ...]:
+        cfg = self.config
+        lengths = [self._t(DEFAULT_CELL_LENGTH_A if v is None else v) for v in (cfg.cell_a, cfg.cell_b, cfg.cell_c)]
+        angles = [self._t(DEFAULT_CELL_ANGLE_DEG if v is None else v) * (math.pi / 180.0)
+                  for v in (cfg.cell_alpha, cfg.cell_beta, cfg.cell_gamma)]
+        return (*lengths, *angles)
+
+    @staticmethod
+    def _volume_A3(a, b, c, alpha, beta, gamma) -> torch.Tensor:
+        s = (alpha + beta + gamma) / 2
+        product = torch.sin(s) * torch.sin(s - alpha) * torch.sin(s - beta) * torch.sin(s - gamma)
+        return 2 * a * b * c * torch.sqrt(product.abs())
+
+    def _default_orientation(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Reciprocal vectors of the ``-cell`` default orientation (spec §3.1), Å⁻¹."""
+        a, b, c, alpha, beta, gamma = self._cell_from_parameters()
+        volume = self._volume_A3(a, b, c, alpha, beta, gamma)
+        a_star_len = b * c * torch.sin(alpha) / volume
+        b_star_len = c * a * torch.sin(beta) / volume
+        c_star_len = a * b * torch.sin(gamma) / volume
+        cos_alpha_star = (torch.cos(beta) * torch.cos(gamma) - torch.cos(alpha)) / (torch.sin(beta) * torch.sin(gamma))
+        cos_beta_star = (torch.cos(gamma) * torch.cos(alpha) - torch.cos(beta)) / (torch.sin(gamma) * torch.sin(alpha))
+        cos_gamma_star = (torch.cos(alpha) * torch.cos(beta) - torch.cos(gamma)) / (torch.sin(alpha) * torch.sin(beta))
+        sin_gamma_star = c / (volume * a_star_len * b_star_len)
+        zero = torch.zeros_like(a)
+        a_star = torch.stack([a_star_len, zero, zero])
+        b_star = b_star_len * torch.stack([cos_gamma_star, sin_gamma_star, zero])
+        c_star = c_star_len * torch.stack([
+            cos_beta_star,
+            (cos_alpha_star - cos_beta_star * cos_gamma_star) / sin_gamma_star,
+            volume / (a * b * c * sin_gamma_star),
+        ])
+        return a_star, b_star, c_star
+
+    def _misset_reciprocal(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        cfg = self.config
+        if cfg.has_mosflm_matrix:
+            vectors = [self._t(v).reshape(3) for v in (cfg.mosflm_a_star, cfg.mosflm_b_star, cfg.mosflm_c_star)]
+        else:
+            vectors = list(self._default_orientation())
+        angles = [self._t(angle) * (math.pi / 180.0) for angle in cfg.misset_deg]
+        if any(isinstance(angle, torch.Tensor) for angle in cfg.misset_deg) or any(
+                float(angle) != 0.0 for angle in cfg.misset_deg):
+            rotation = rotation_xyz(angles)
+            vectors = [rotation @ v for v in vectors]
+        return vectors[0], vectors[1], vectors[2]
+
+    def real_space_vectors_A(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Real-space cell vectors a, b, c in Å, after misset, before phi and mosaic (spec §3.4)."""
+        a_star, b_star, c_star = self._misset_reciprocal()
+        bc = torch.linalg.cross(b_star, c_star)
+        ca = torch.linalg.cross(c_star, a_star)
+        ab = torch.linalg.cross(a_star, b_star)
+        cfg = self.config
+        use_cell_lengths = not cfg.has_mosflm_matrix or any(
+            v is not None for v in (cfg.cell_a, cfg.cell_b, cfg.cell_c))
+        if use_cell_lengths:
+            a_len, b_len, c_len = self._cell_from_parameters()[:3]
+            return unit(bc) * a_len, unit(ca) * b_len, unit(ab) * c_len
+        volume = 1.0 / torch.dot(a_star, bc)
+        return bc * volume, ca * volume, ab * volume
+
+    def reciprocal_vectors_per_A(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Reciprocal vectors a*, b*, c* in Å⁻¹ recomputed from the real-space vectors (spec §3.4 step 4)."""
+        a, b, c = self.real_space_vectors_A()
+        bc = torch.linalg.cross(b, c)
+        inverse_volume = 1.0 / torch.dot(a, bc)
+        return bc * inverse_volume, torch.linalg.cross(c, a) * inverse_volume, torch.linalg.cross(a, b) * inverse_volume
+
+    # ------------------------------------------------------------- rotations
+    def phi_angles_rad(self, c_quirks: bool = False) -> torch.Tensor:
+        """Spindle angle of every phi step, in radians.
+
+        Step k is at ``phi_start + k · osc / phi_steps``. With ``c_quirks``, a step whose
+        angle is exactly 0 reuses the rotation of the evaluation before it, as nanoBragg C
+        does (spec §4.1): for ``phi_start = 0`` with several steps, step 0 takes the last
+        step's angle (C's very first pixel evaluation is the only exception; it is not
+        reproduced).
+        """
+        cfg = self.config
+        start = self._t(cfg.phi_start_deg) * (math.pi / 180.0)
+        step = self._t(cfg.osc_range_deg) * (math.pi / 180.0) / cfg.phi_steps
+        ticks = torch.arange(cfg.phi_steps, device=self.device, dtype=self.dtype)
+        angles = start + ticks * step
+        if c_quirks:
+            values = angles.detach().tolist()
+            nonzero = [k for k, value in enumerate(values) if value != 0.0]
+            if nonzero and len(nonzero) < len(values):
+                source, previous = [], nonzero[-1]
+                for k, value in enumerate(values):
+                    if value != 0.0:
+                        previous = k
+                    source.append(previous)
+                angles = angles[torch.tensor(source, device=self.device)]
+        return angles
+
+    def mosaic_rotations(self) -> torch.Tensor:
+        """Rotation matrices of the mosaic domains, shape (domains, 3, 3); domain 0 is the identity.
+
+        The axes and relative angles come from the seeded generator (bit-compatible with C);
+        the spread scales the angles, so the matrices are smooth in ``mosaic_spread_deg``.
+        """
+        cfg = self.config
+        axes, factors = mosaic_axes_and_factors(cfg.mosaic_seed, cfg.mosaic_domains)
+        spread_rad = self._t(cfg.mosaic_spread_deg) * (math.pi / 180.0)
+        axes_t = torch.as_tensor(axes, device=self.device, dtype=self.dtype)
+        factors_t = torch.as_tensor(factors, device=self.device, dtype=self.dtype)
+        return rotation_about_axis(axes_t, spread_rad * factors_t)
+
+    def rotated_real_vectors_m(self, spindle_axis: torch.Tensor, c_quirks: bool = False) -> torch.Tensor:
+        """Real-space vectors for every phi step and mosaic domain, in metres.
+
+        Phi first (about the spindle), then the mosaic rotation in the lab frame (spec §4.2).
+
+        Returns
+        -------
+        tensor (phi_steps, domains, 3, 3)
+            ``[k, m]`` holds the rows a, b, c.
+        """
+        a, b, c = self.real_space_vectors_A()
+        cell = torch.stack([a, b, c]) * 1e-10
+        phi = rotation_about_axis(unit(spindle_axis).expand(self.config.phi_steps, 3), self.phi_angles_rad(c_quirks))
+        mosaic = self.mosaic_rotations()
+        rotation = mosaic[None, :, :, :] @ phi[:, None, :, :]
+        return cell[None, None, :, :] @ rotation.transpose(-1, -2)
+
+    # -------------------------------------------------------- other derived
+    def n_cells(self) -> torch.Tensor:
+        """Na, Nb, Nc as a tensor (3,)."""
+        return self._t(list(self.config.N_cells))
+
+    def structure_factors(self) -> StructureFactors:
+        """The structure-factor table with the lookup rules of nanoBragg."""
+        grid = None if self.hkl_data is None else self.hkl_data.to(device=self.device, dtype=self.dtype)
+        return StructureFactors(grid, self.hkl_metadata, float(self.config.default_F))
+
+    def size_m(self) -> torch.Tensor:
+        """Crystal size (|a| Na, |b| Nb, |c| Nc) in metres."""
+        a, b, c = self.real_space_vectors_A()
+        lengths = torch.stack([torch.linalg.vector_norm(v) for v in (a, b, c)]) * 1e-10
+        return lengths * self.n_cells()
+

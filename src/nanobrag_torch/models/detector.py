@@ -1,0 +1,222 @@
+"""The detector: conventions, beam centre, pivots, rotations and pixel positions (spec §5–6)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple
+
+import torch
+
+from ..config import DetectorConfig, DetectorConvention, DetectorPivot
+from ..geometry import as_tensor, dot, rotation_about_axis, rotation_xyz, unit
+
+
+@dataclass(frozen=True)
+class ConventionVectors:
+    """Lab-frame unit vectors that a detector convention fixes."""
+
+    beam: Tuple[float, float, float]
+    fdet: Tuple[float, float, float]
+    sdet: Tuple[float, float, float]
+    odet: Tuple[float, float, float]
+    twotheta_axis: Tuple[float, float, float]
+    polarization: Tuple[float, float, float]
+    spindle: Tuple[float, float, float]
+    pivot: DetectorPivot
+
+
+CONVENTIONS: Dict[DetectorConvention, ConventionVectors] = {
+    DetectorConvention.MOSFLM: ConventionVectors((1, 0, 0), (0, 0, 1), (0, -1, 0), (1, 0, 0), (0, 0, -1),
+                                                 (0, 0, 1), (0, 0, 1), DetectorPivot.BEAM),
+    DetectorConvention.DENZO: ConventionVectors((1, 0, 0), (0, 0, 1), (0, -1, 0), (1, 0, 0), (0, 0, -1),
+                                                (0, 0, 1), (0, 0, 1), DetectorPivot.BEAM),
+    DetectorConvention.ADXV: ConventionVectors((0, 0, 1), (1, 0, 0), (0, -1, 0), (0, 0, 1), (-1, 0, 0),
+                                               (1, 0, 0), (1, 0, 0), DetectorPivot.BEAM),
+    DetectorConvention.XDS: ConventionVectors((0, 0, 1), (1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 0, 0),
+                                              (1, 0, 0), (1, 0, 0), DetectorPivot.SAMPLE),
+    DetectorConvention.DIALS: ConventionVectors((0, 0, 1), (1, 0, 0), (0, 1, 0), (0, 0, 1), (0, 1, 0),
+                                                (0, 1, 0), (0, 1, 0), DetectorPivot.SAMPLE),
+    DetectorConvention.CUSTOM: ConventionVectors((1, 0, 0), (0, 0, 1), (0, -1, 0), (1, 0, 0), (0, 1, 0),
+                                                 (0, 0, 1), (0, 0, 1), DetectorPivot.BEAM),
+}
+"""Beam, axes, two-theta axis, polarization, spindle and pivot of each convention (spec §5.2).
+CUSTOM starts from these values and replaces the vectors the user gives."""
+
+
+@dataclass
+class DetectorGeometry:
+    """Where the detector is, in SI units, with the derived quantities nanoBragg reports.
+
+    Attributes
+    ----------
+    pix0_m : tensor (3,)
+        Lab position of the corner of pixel (0, 0).
+    fdet, sdet, odet, beam : tensor (3,)
+        Unit fast axis, slow axis, detector normal and beam propagation direction.
+    distance_m, close_distance_m : tensor ()
+        Distance along the beam (as nanoBragg recomputes it, ignoring two-theta) and the
+        perpendicular distance of the detector plane.
+    Fbeam_m, Sbeam_m, Fclose_m, Sclose_m : tensor ()
+        Beam centre and near point on the detector, measured along fast and slow.
+    orgx_px, orgy_px : tensor ()
+        XDS origin in pixels.
+    dials_origin_mm : tensor (3,)
+        DIALS origin.
+    pivot : DetectorPivot
+    """
+
+    pix0_m: torch.Tensor
+    fdet: torch.Tensor
+    sdet: torch.Tensor
+    odet: torch.Tensor
+    beam: torch.Tensor
+    distance_m: torch.Tensor
+    close_distance_m: torch.Tensor
+    Fbeam_m: torch.Tensor
+    Sbeam_m: torch.Tensor
+    Fclose_m: torch.Tensor
+    Sclose_m: torch.Tensor
+    orgx_px: torch.Tensor
+    orgy_px: torch.Tensor
+    dials_origin_mm: torch.Tensor
+    pivot: DetectorPivot
+
+
+class Detector:
+    """A detector built from a :class:`~nanobrag_torch.config.DetectorConfig`.
+
+    Parameters
+    ----------
+    config : DetectorConfig
+    device : torch.device, optional
+    dtype : torch.dtype
+    """
+
+    def __init__(self, config: DetectorConfig, device: Optional[torch.device] = None,
+                 dtype: torch.dtype = torch.float64):
+        self.config = config
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.dtype = dtype
+
+    def _t(self, value) -> torch.Tensor:
+        return as_tensor(value, self.device, self.dtype)
+
+    @property
+    def convention(self) -> ConventionVectors:
+        """The vectors of the configured convention."""
+        return CONVENTIONS[self.config.detector_convention]
+
+    @property
+    def pivot(self) -> DetectorPivot:
+        """The configured pivot, or the convention's."""
+        return self.config.detector_pivot or self.convention.pivot
+
+    def _initial_vectors(self) -> Tuple[torch.Tensor, ...]:
+        cfg, conv = self.config, self.convention
+        custom = cfg.detector_convention is DetectorConvention.CUSTOM
+
+        def pick(user, default):
+            return self._t(user if (custom and user is not None) else default)
+
+        beam = unit(pick(cfg.custom_beam_vector, conv.beam))
+        fdet = unit(pick(cfg.custom_fdet_vector, conv.fdet))
+        sdet = unit(pick(cfg.custom_sdet_vector, conv.sdet))
+        odet = unit(pick(cfg.custom_odet_vector, conv.odet))
+        return beam, fdet, sdet, odet
+
+    def twotheta_axis(self) -> torch.Tensor:
+        """Unit two-theta axis (the configured one, else the convention's)."""
+        axis = self.config.twotheta_axis
+        return unit(self._t(axis if axis is not None else self.convention.twotheta_axis))
+
+    def _beam_centre_m(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(Fbeam, Sbeam, Fclose, Sclose) in metres from the convention's beam-centre rules (spec §5.3)."""
+        cfg = self.config
+        pixel = self._t(cfg.pixel_size_mm) * 1e-3
+        size_f = cfg.fpixels * pixel
+        size_s = cfg.spixels * pixel
+
+        def given(value, default):
+            return self._t(value) * 1e-3 if value is not None else default
+
+        convention = cfg.detector_convention
+        if convention in (DetectorConvention.MOSFLM, DetectorConvention.DENZO):
+            xbeam = given(cfg.beam_center_s, (size_s + pixel) / 2)
+            ybeam = given(cfg.beam_center_f, (size_f + pixel) / 2)
+            half = pixel / 2 if convention is DetectorConvention.MOSFLM else 0.0
+            fbeam, sbeam = ybeam + half, xbeam + half
+            return fbeam, sbeam, fbeam, sbeam
+        if convention is DetectorConvention.ADXV:
+            xbeam = given(cfg.beam_center_f, (size_f + pixel) / 2)
+            ybeam = given(cfg.beam_center_s, (size_s - pixel) / 2)
+            return xbeam, size_s - ybeam, xbeam, size_s - ybeam
+        fclose = given(cfg.beam_center_f, size_f / 2)
+        sclose = given(cfg.beam_center_s, size_s / 2)
+        return fclose, sclose, fclose, sclose
+
+    @property
+    def geometry(self) -> DetectorGeometry:
+        """Detector position and axes after rotations and pivot (spec §5.4)."""
+        cfg = self.config
+        beam, fdet0, sdet0, odet0 = self._initial_vectors()
+        angles = [self._t(v) * (math.pi / 180.0)
+                  for v in (cfg.detector_rotx_deg, cfg.detector_roty_deg, cfg.detector_rotz_deg)]
+        rotation = rotation_xyz(angles)
+        twotheta = rotation_about_axis(self.twotheta_axis(), self._t(cfg.detector_twotheta_deg) * (math.pi / 180.0))
+        full = twotheta @ rotation
+        ratio = dot(beam, rotation @ odet0)
+        ratio = torch.where(ratio == 0, torch.full_like(ratio, torch.finfo(self.dtype).tiny), ratio)
+        if cfg.close_distance_mm is not None:
+            close_distance = self._t(cfg.close_distance_mm) * 1e-3
+        else:
+            close_distance = (ratio * self._t(cfg.distance_mm) * 1e-3).abs()
+        distance = close_distance / ratio
+        fbeam, sbeam, fclose, sclose = self._beam_centre_m()
+        fdet, sdet, odet = full @ fdet0, full @ sdet0, full @ odet0
+        if cfg.pix0_override_m is not None:
+            pix0 = self._t(list(cfg.pix0_override_m))
+        elif self.pivot is DetectorPivot.SAMPLE:
+            pix0 = full @ (-fclose * fdet0 - sclose * sdet0 + close_distance * odet0)
+        else:
+            pix0 = -fbeam * fdet - sbeam * sdet + distance * beam
+        pixel = self._t(cfg.pixel_size_mm) * 1e-3
+        fclose_out, sclose_out = -dot(pix0, fdet), -dot(pix0, sdet)
+        close_out = dot(pix0, odet)
+        to_beam = (close_out / ratio) * beam - pix0
+        lab = torch.eye(3, dtype=self.dtype, device=self.device)
+        return DetectorGeometry(
+            pix0_m=pix0, fdet=fdet, sdet=sdet, odet=odet, beam=beam,
+            distance_m=close_out / ratio, close_distance_m=close_out,
+            Fbeam_m=dot(to_beam, fdet), Sbeam_m=dot(to_beam, sdet),
+            Fclose_m=fclose_out, Sclose_m=sclose_out,
+            orgx_px=fclose_out / pixel + 0.5, orgy_px=sclose_out / pixel + 0.5,
+            dials_origin_mm=1000 * torch.stack([dot(pix0, lab[2]), dot(pix0, lab[1]), -dot(pix0, lab[0])]),
+            pivot=self.pivot,
+        )
+
+    def layer_spacing_m(self) -> float:
+        """Depth of one sensor layer in metres (0 for an ideal detector)."""
+        return self.config.detector_thick_um * 1e-6 / self.config.detector_thicksteps
+
+    def attenuation_per_m(self) -> float:
+        """Linear attenuation coefficient μ in 1/m (0 when the sensor has no thickness)."""
+        cfg = self.config
+        if cfg.detector_thick_um <= 0:
+            return 0.0
+        depth_um = cfg.detector_abs_um if cfg.detector_abs_um is not None else cfg.detector_thick_um
+        return 1.0 / (depth_um * 1e-6)
+
+    def rendered_pixels(self) -> torch.Tensor:
+        """Flat indices (slow · fpixels + fast) of the pixels inside the ROI and not masked, in
+        nanoBragg's traversal order (slow outer, fast inner)."""
+        cfg = self.config
+        fmin, fmax, smin, smax = cfg.roi if cfg.roi is not None else (0, cfg.fpixels - 1, 0, cfg.spixels - 1)
+        fmax, smax = min(fmax, cfg.fpixels - 1), min(smax, cfg.spixels - 1)
+        slow = torch.arange(smin, smax + 1, device=self.device)
+        fast = torch.arange(fmin, fmax + 1, device=self.device)
+        index = (slow[:, None] * cfg.fpixels + fast[None, :]).reshape(-1)
+        if cfg.mask is not None:
+            mask = torch.as_tensor(cfg.mask, device=self.device).reshape(-1)
+            index = index[mask[index] != 0]
+        return index
