@@ -18,7 +18,9 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from .config import BeamConfig
-from .geometry import as_tensor, unit
+from .config import CrystalShape
+from .geometry import as_tensor, rotation_about_axis, unit
+from .kernels import PaddedTable, bragg_sum
 from .models.beam import Beam
 from .models.crystal import Crystal
 from .models.detector import Detector
@@ -34,8 +36,10 @@ WATER_F = 2.57
 """Forward structure factor of a water molecule (electrons)."""
 WATER_MOLAR_MASS_G = 18.0
 
-DEFAULT_EVALUATIONS_PER_CHUNK = 1 << 21
-"""Pixel chunks hold about this many (pixel × sub-pixel × source × phi × domain) evaluations."""
+DEFAULT_EVALUATIONS_PER_CHUNK = 1 << 19
+"""Pixel chunks hold about this many (pixel × sub-pixel × source × phi × domain) evaluations:
+small enough that the largest temporaries (a few MB) are reused by the allocator instead of
+being mapped and faulted in afresh for every operation."""
 
 
 @dataclass
@@ -209,16 +213,17 @@ class Simulator:
         evaluations_per_pixel = (prepared.subpixel_offsets.shape[0] * prepared.layer_depths_m.shape[0]
                                  * prepared.incident.shape[0] * prepared.miller_matrix.shape[1] // 3)
         batch = pixel_batch_size or max(1, DEFAULT_EVALUATIONS_PER_CHUNK // evaluations_per_pixel)
-        needs_grad = torch.is_grad_enabled() and _any_requires_grad(prepared)
+        table = PaddedTable(factors, self.dtype, self.device) if self._fused(factors, interpolate) else None
+        recompute = torch.is_grad_enabled() and self._needs_recompute(prepared, table is not None)
         values = []
         total = int(pixels.numel())
         for start in range(0, total, batch):
             chunk = pixels[start:start + batch]
-            if needs_grad and not (interpolate and self.c_quirks):
-                values.append(checkpoint(self._render_chunk, chunk, prepared, factors, interpolate,
+            if recompute:
+                values.append(checkpoint(self._render_chunk, chunk, prepared, factors, interpolate, table,
                                          use_reentrant=False))
             else:
-                values.append(self._render_chunk(chunk, prepared, factors, interpolate))
+                values.append(self._render_chunk(chunk, prepared, factors, interpolate, table))
             if progress is not None:
                 progress(min(start + batch, total), total)
         image = torch.zeros(cfg.spixels * cfg.fpixels, device=self.device, dtype=self.dtype)
@@ -226,9 +231,30 @@ class Simulator:
             image = image.index_put((pixels,), torch.cat(values) * scale)
         return image.reshape(cfg.spixels, cfg.fpixels)
 
+    def _fused(self, factors: StructureFactors, interpolate: bool) -> bool:
+        """Whether the fused kernel computes the Bragg sum: SQUARE shape, nearest-neighbour
+        structure factors that need no gradient, and no per-orientation C compounding."""
+        cfg = self.detector.config
+        compounding = self.c_quirks and (cfg.oversample_omega or cfg.oversample_polar or cfg.oversample_thick)
+        table_grad = factors.grid is not None and factors.grid.requires_grad
+        return (self.crystal.config.shape is CrystalShape.SQUARE and not interpolate
+                and not compounding and not table_grad)
+
+    def _needs_recompute(self, p: _Prepared, fused: bool) -> bool:
+        """Whether chunks are recomputed in the backward pass (instead of keeping their
+        intermediates): when the per-pixel geometry needs gradients, or the unfused path does.
+        The C interpolation switch-off is stateful and is never recomputed."""
+        if self.c_quirks and not fused and self._interpolate(self.crystal.structure_factors()):
+            return False
+        geometry = (p.pix0, p.fdet, p.sdet, p.odet, p.distance, p.close_distance, p.pixel_m, p.incident,
+                    p.wavelength_m, p.polarization_axis, p.kahn_factor)
+        if any(t.requires_grad for t in geometry):
+            return True
+        return not fused and _any_requires_grad(p)
+
     # -------------------------------------------------------------- chunk
     def _render_chunk(self, pixels: torch.Tensor, p: _Prepared, factors: StructureFactors,
-                      interpolate: bool) -> torch.Tensor:
+                      interpolate: bool, table: Optional[PaddedTable]) -> torch.Tensor:
         """Unscaled intensity ``Σ F_cell² F_latt² × factors`` of a chunk of pixels (flat indices)."""
         cfg = self.detector.config
         quirks = self.c_quirks
@@ -256,13 +282,18 @@ class Simulator:
         else:
             polar = polarization_factor(p.incident, diffracted[:, :, :, None, :], p.polarization_axis,
                                         p.kahn_factor)
-        # Miller indices [P, T, S, K, O, 3] for O orientations (phi steps × domains)
-        hkl = (q @ p.miller_matrix).unflatten(-1, (-1, 3))
-        hkl0 = nearest_index(hkl.detach())
-        f_latt = lattice_factor(self.crystal.config.shape, hkl - hkl0, p.n_cells, self.crystal.config.fudge,
-                                p.reciprocal_A)
-        f_cell = self._structure_factor(hkl, hkl0, factors, interpolate)
-        term = (f_cell * f_latt) ** 2
+        if table is not None:
+            # [P, T, S, K, 1]: already summed over the orientations
+            term = bragg_sum(q.reshape(-1, 3), p.miller_matrix, p.n_cells, table).reshape(q.shape[:-1])[..., None]
+            f_latt = None
+        else:
+            # Miller indices [P, T, S, K, O, 3] for O orientations (phi steps × domains)
+            hkl = (q @ p.miller_matrix).unflatten(-1, (-1, 3))
+            hkl0 = nearest_index(hkl.detach())
+            f_latt = lattice_factor(self.crystal.config.shape, hkl - hkl0, p.n_cells, self.crystal.config.fudge,
+                                    p.reciprocal_A)
+            f_cell = self._structure_factor(hkl, hkl0, factors, interpolate)
+            term = (f_cell * f_latt) ** 2
         if kept is not None:
             term = term * kept[..., None]
         if quirks:
@@ -271,8 +302,6 @@ class Simulator:
 
     def _curve(self, position: torch.Tensor, p: _Prepared) -> torch.Tensor:
         """Curved detector: every pixel at ``distance`` from the sample (spec §6.3)."""
-        from .geometry import rotation_about_axis
-
         start = p.distance * p.beam
         about_s = rotation_about_axis(p.sdet.expand(position.shape), position[..., 1] / p.distance)
         rotated = (about_s @ start[:, None]).squeeze(-1)
