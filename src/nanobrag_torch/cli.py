@@ -235,13 +235,6 @@ def _set_const(name, value):
     return apply
 
 
-def _set_all(names):
-    def apply(raw, values):
-        for name in names:
-            setattr(raw, name, values[0])
-    return apply
-
-
 def _beam_pivot(name):
     def apply(raw, values):
         setattr(raw, name, values[0])
