@@ -16,7 +16,8 @@ from typing import Optional, Tuple
 
 import torch
 
-from .physics import StructureFactors
+from .config import CrystalShape
+from .physics import StructureFactors, lattice_factor
 
 class PaddedTable:
     """A structure-factor table padded by one cell of ``default_F`` on every side, so that any
@@ -111,11 +112,33 @@ class _BraggSum(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         q, miller, n_cells = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            return _differentiable_backward(ctx, grad, q, miller, n_cells)
         grad_q, grad_miller, grad_n = _compiled("backward")(
             grad, q, miller, n_cells, ctx.table, ctx.needs_input_grad[2])
         return (grad_q if ctx.needs_input_grad[0] else None,
                 grad_miller if ctx.needs_input_grad[1] else None,
                 grad_n, None)
+
+
+def bragg_sum_reference(q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Tensor,
+                        table: PaddedTable) -> torch.Tensor:
+    """:func:`bragg_sum_forward` written with :func:`nanobrag_torch.physics.lattice_factor`, so
+    that autograd differentiates it to any order (it keeps every intermediate)."""
+    hkl = (q @ miller).unflatten(-1, (-1, 3))
+    hkl0 = torch.ceil(hkl.detach() - 0.5)
+    amplitude = table.lookup(hkl0) * lattice_factor(CrystalShape.SQUARE, hkl - hkl0, n_cells, 1.0)
+    return (amplitude * amplitude).sum(-1)
+
+
+def _differentiable_backward(ctx, grad, q, miller, n_cells):
+    """Backward for ``create_graph=True`` (double backward, Hessian-vector products): autograd
+    through :func:`bragg_sum_reference` instead of the in-place analytic backward."""
+    needs = ctx.needs_input_grad[:3]
+    inputs = [t for t, need in zip((q, miller, n_cells), needs) if need]
+    value = bragg_sum_reference(q, miller, n_cells, ctx.table)
+    grads = iter(torch.autograd.grad(value, inputs, grad, create_graph=True))
+    return tuple(next(grads) if need else None for need in needs) + (None,)
 
 
 def bragg_sum(q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Tensor, table: PaddedTable) -> torch.Tensor:
