@@ -160,27 +160,24 @@ class StructureFactors:
         clamped into the table.
         """
         base = torch.floor(hkl.detach())
-        weights = []
+        nodes = torch.arange(-1.0, 3.0, dtype=hkl.dtype, device=hkl.device)
+        weights, indices = [], []
         for axis in range(3):
-            t = hkl[..., axis] - base[..., axis]
-            nodes = (-1.0, 0.0, 1.0, 2.0)
+            t = (hkl[..., axis] - base[..., axis])[..., None]
             axis_weights = []
-            for j, xj in enumerate(nodes):
+            for j in range(4):
                 w = torch.ones_like(t)
-                for i, xi in enumerate(nodes):
+                for i in range(4):
                     if i != j:
-                        w = w * (t - xi) / (xj - xi)
+                        w = w * (t - nodes[i]) / (nodes[j] - nodes[i])
                 axis_weights.append(w)
-            weights.append(torch.stack(axis_weights, dim=-1))
-        offsets = torch.arange(-1, 3, device=hkl.device)
-        result = torch.zeros(hkl.shape[:-1], dtype=hkl.dtype, device=hkl.device)
-        for a in range(4):
-            for b in range(4):
-                for c in range(4):
-                    points = base + torch.stack([offsets[a], offsets[b], offsets[c]]).to(hkl.dtype)
-                    index, _ = self._flat_index(points.to(torch.int64))
-                    result = result + weights[0][..., a] * weights[1][..., b] * weights[2][..., c] * self.flat[index]
-        return result
+            weights.append(torch.cat(axis_weights, dim=-1))
+            offset = (base[..., axis, None] + nodes).to(torch.int64) - self.minimum[axis]
+            span = self.maximum[axis] - self.minimum[axis] + 1
+            indices.append(offset.clamp(0, span - 1) * self.strides[axis])
+        index = (indices[0][..., :, None, None] + indices[1][..., None, :, None] + indices[2][..., None, None, :])
+        weight = weights[0][..., :, None, None] * weights[1][..., None, :, None] * weights[2][..., None, None, :]
+        return (weight * self.flat[index]).sum((-1, -2, -3))
 
 
 def polarization_factor(

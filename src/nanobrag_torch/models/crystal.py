@@ -103,10 +103,7 @@ class Crystal:
         bc = torch.linalg.cross(b_star, c_star)
         ca = torch.linalg.cross(c_star, a_star)
         ab = torch.linalg.cross(a_star, b_star)
-        cfg = self.config
-        use_cell_lengths = not cfg.has_mosflm_matrix or any(
-            v is not None for v in (cfg.cell_a, cfg.cell_b, cfg.cell_c))
-        if use_cell_lengths:
+        if self._uses_cell_lengths():
             a_len, b_len, c_len = self._cell_from_parameters()[:3]
             return unit(bc) * a_len, unit(ca) * b_len, unit(ab) * c_len
         volume = 1.0 / torch.dot(a_star, bc)
@@ -116,8 +113,17 @@ class Crystal:
         """Reciprocal vectors a*, b*, c* in Å⁻¹ recomputed from the real-space vectors (spec §3.4 step 4)."""
         a, b, c = self.real_space_vectors_A()
         bc = torch.linalg.cross(b, c)
-        inverse_volume = 1.0 / torch.dot(a, bc)
+        if self._uses_cell_lengths():
+            # as C: V* = 1/V with V from the cell parameters, not from the rebuilt vectors
+            inverse_volume = 1.0 / self._volume_A3(*self._cell_from_parameters())
+        else:
+            inverse_volume = 1.0 / torch.dot(a, bc)
         return bc * inverse_volume, torch.linalg.cross(c, a) * inverse_volume, torch.linalg.cross(a, b) * inverse_volume
+
+    def _uses_cell_lengths(self) -> bool:
+        """True when the cell parameters set the lengths (no matrix, or a matrix with a cell)."""
+        cfg = self.config
+        return not cfg.has_mosflm_matrix or any(v is not None for v in (cfg.cell_a, cfg.cell_b, cfg.cell_c))
 
     # ------------------------------------------------------------- rotations
     def phi_angles_rad(self, c_quirks: bool = False) -> torch.Tensor:
