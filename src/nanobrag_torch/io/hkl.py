@@ -1,0 +1,121 @@
+"""Structure factors: HKL text files and nanoBragg's binary Fdump cache (spec §9.1–9.2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, Tuple, Union
+
+import numpy as np
+import torch
+
+from .atomic import atomic_write
+
+Metadata = Dict[str, int]
+
+
+def read_hkl_file(path: Union[str, Path], default_F: float = 0.0) -> Tuple[torch.Tensor, Metadata]:
+    """Read an ``h k l F`` text file into a dense table of amplitudes.
+
+    Parameters
+    ----------
+    path : str or Path
+        Text file, one reflection per line: three integer Miller indices and the amplitude F.
+    default_F : float
+        Amplitude of every reflection in the index box that the file does not list.
+
+    Returns
+    -------
+    grid : tensor (h_range, k_range, l_range), float64
+        ``grid[h - h_min, k - k_min, l - l_min] = F``; a later duplicate overwrites an earlier one.
+    metadata : dict
+        ``h_min h_max k_min k_max l_min l_max`` and ``h_range k_range l_range`` (max − min + 1).
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist.
+    ValueError
+        A line that is not four numbers with integral indices (the message names file and line),
+        or no reflections at all.
+    """
+    lines = Path(path).read_text().splitlines()
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        words = line.split()
+        if not words:
+            continue
+        rows.append(_parse_line(path, number, words))
+    if not rows:
+        raise ValueError(f"{path}: no reflections (expected lines of 'h k l F')")
+    table = np.array(rows)
+    indices = table[:, :3].astype(np.int64)
+    minimum, maximum = indices.min(axis=0), indices.max(axis=0)
+    shape = tuple(int(v) for v in maximum - minimum + 1)
+    grid = np.full(shape, float(default_F))
+    offsets = indices - minimum
+    grid[offsets[:, 0], offsets[:, 1], offsets[:, 2]] = table[:, 3]
+    return torch.from_numpy(grid), _metadata(minimum, maximum)
+
+
+def _parse_line(path, number: int, words) -> Tuple[float, float, float, float]:
+    if len(words) != 4:
+        raise ValueError(f"{path}:{number}: expected four numbers 'h k l F', found {len(words)} fields: "
+                         f"{' '.join(words)!r}")
+    try:
+        values = [float(word) for word in words]
+    except ValueError:
+        raise ValueError(f"{path}:{number}: expected four numbers 'h k l F', found {' '.join(words)!r}") from None
+    if any(v != int(v) for v in values[:3]) or not all(np.isfinite(values)):
+        raise ValueError(f"{path}:{number}: Miller indices must be integers and F finite: {' '.join(words)!r}")
+    return tuple(values)
+
+
+def _metadata(minimum, maximum) -> Metadata:
+    meta = {}
+    for axis, name in enumerate("hkl"):
+        meta[f"{name}_min"] = int(minimum[axis])
+        meta[f"{name}_max"] = int(maximum[axis])
+        meta[f"{name}_range"] = int(maximum[axis] - minimum[axis] + 1)
+    return meta
+
+
+def write_fdump(path: Union[str, Path], grid: torch.Tensor, metadata: Metadata) -> None:
+    """Write nanoBragg's ``Fdump.bin`` cache of a table.
+
+    Layout: the ASCII line ``h_min h_max k_min k_max l_min l_max`` with a newline and a form
+    feed, then native doubles in C order with one padding slab (zeros) beyond each maximum.
+    """
+    values = grid.detach().cpu().numpy().astype(np.float64)
+    padded = np.zeros(tuple(s + 1 for s in values.shape))
+    padded[:values.shape[0], :values.shape[1], :values.shape[2]] = values
+    header = " ".join(str(metadata[f"{name}_{end}"]) for name in "hkl" for end in ("min", "max"))
+    with atomic_write(path, "wb") as handle:
+        handle.write(f"{header}\n\f".encode("ascii"))
+        handle.write(padded.tobytes())
+
+
+def read_fdump(path: Union[str, Path]) -> Tuple[torch.Tensor, Metadata]:
+    """Read a ``Fdump.bin`` cache written by nanoBragg or :func:`write_fdump`.
+
+    Returns
+    -------
+    grid, metadata
+        As :func:`read_hkl_file`.
+    """
+    raw = Path(path).read_bytes()
+    end = raw.find(b"\f")
+    try:
+        bounds = [int(v) for v in raw[:end].decode("ascii").split()]
+    except (UnicodeDecodeError, ValueError):
+        bounds = []
+    if end < 0 or len(bounds) != 6:
+        raise ValueError(f"{path}: not an Fdump file (no 'h_min h_max k_min k_max l_min l_max' header line)")
+    minimum, maximum = np.array(bounds[0::2]), np.array(bounds[1::2])
+    shape = tuple(int(v) for v in maximum - minimum + 2)
+    data = raw[end + 1:]
+    expected = int(np.prod(shape)) * 8
+    if len(data) != expected:
+        raise ValueError(f"{path}: Fdump holds {len(data)} bytes of data, expected {expected} for its ranges")
+    padded = np.frombuffer(data, dtype=np.float64).reshape(shape)
+    grid = padded[:-1, :-1, :-1].copy()
+    return torch.from_numpy(grid), _metadata(minimum, maximum)

@@ -1,0 +1,88 @@
+"""MOSFLM orientation matrices (``-mat``) and the cell they encode (spec §3.2)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Tuple, Union
+
+import numpy as np
+
+
+def read_mosflm_matrix(path: Union[str, Path], wavelength_A: float) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Read the reciprocal cell vectors from a MOSFLM matrix file.
+
+    The first nine numbers are three rows ``(a*x b*x c*x) (a*y b*y c*y) (a*z b*z c*z)``: the
+    columns are the vectors, scaled by the wavelength. Anything after them (the rest of a full
+    MOSFLM ``.mat`` file) is ignored.
+
+    Parameters
+    ----------
+    path : str or Path
+    wavelength_A : float
+        Wavelength in Å that the matrix is scaled by.
+
+    Returns
+    -------
+    a_star, b_star, c_star : ndarray (3,)
+        Reciprocal vectors in Å⁻¹.
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist.
+    ValueError
+        Fewer than nine numbers, a word among them, or a singular matrix.
+    """
+    if not wavelength_A > 0:
+        raise ValueError(f"{path}: wavelength_A = {wavelength_A!r} must be > 0")
+    words = Path(path).read_text().split()
+    if len(words) < 9:
+        raise ValueError(f"{path}: a MOSFLM matrix needs nine numbers, found {len(words)} words")
+    try:
+        numbers = [float(word) for word in words[:9]]
+    except ValueError:
+        bad = next(word for word in words[:9] if not _is_number(word))
+        raise ValueError(f"{path}: expected nine numbers, found {bad!r}") from None
+    matrix = np.array(numbers).reshape(3, 3) / wavelength_A
+    if not np.isfinite(matrix).all() or abs(np.linalg.det(matrix)) < 1e-300:
+        raise ValueError(f"{path}: the matrix is singular (its reciprocal vectors are coplanar)")
+    return matrix[:, 0].copy(), matrix[:, 1].copy(), matrix[:, 2].copy()
+
+
+def _is_number(word: str) -> bool:
+    try:
+        float(word)
+    except ValueError:
+        return False
+    return True
+
+
+def reciprocal_to_real_cell(a_star, b_star, c_star) -> Tuple[float, float, float, float, float, float]:
+    """Unit-cell lengths (Å) and angles (degrees) of the real cell of three reciprocal vectors.
+
+    Parameters
+    ----------
+    a_star, b_star, c_star : array-like or tensor (3,)
+        Reciprocal vectors in Å⁻¹.
+
+    Returns
+    -------
+    tuple of 6 floats
+        a, b, c in Å and α, β, γ in degrees.
+    """
+    vectors = [np.asarray(_to_numpy(v), dtype=float).reshape(3) for v in (a_star, b_star, c_star)]
+    inverse_volume = float(np.dot(vectors[0], np.cross(vectors[1], vectors[2])))
+    a = np.cross(vectors[1], vectors[2]) / inverse_volume
+    b = np.cross(vectors[2], vectors[0]) / inverse_volume
+    c = np.cross(vectors[0], vectors[1]) / inverse_volume
+
+    def angle(u, v):
+        return math.degrees(math.acos(float(np.dot(u, v) / (np.linalg.norm(u) * np.linalg.norm(v)))))
+
+    return (float(np.linalg.norm(a)), float(np.linalg.norm(b)), float(np.linalg.norm(c)),
+            angle(b, c), angle(c, a), angle(a, b))
+
+
+def _to_numpy(value):
+    return value.detach().cpu().numpy() if hasattr(value, "detach") else value

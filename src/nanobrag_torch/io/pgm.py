@@ -1,0 +1,31 @@
+"""Binary PGM previews (spec §10.8)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+
+from .atomic import atomic_write
+
+
+def write_pgm(path: Union[str, Path], image: np.ndarray, scale: float) -> None:
+    """Write an image as an 8-bit binary PGM (P5) with nanoBragg's scaling.
+
+    Each byte is ``trunc(min(255, value · scale))``.
+
+    Parameters
+    ----------
+    path : str or Path
+    image : ndarray (slow, fast)
+        Float image.
+    scale : float
+        Multiplier applied before truncation.
+    """
+    values = np.asarray(image, dtype=np.float64)
+    pixels = np.clip(np.minimum(255.0, values * scale), 0, 255).astype(np.uint8)
+    slow, fast = values.shape
+    with atomic_write(path, "wb") as handle:
+        handle.write(f"P5\n{fast} {slow}\n# pixels scaled by {scale:g}\n255\n".encode("ascii"))
+        handle.write(pixels.tobytes())

@@ -1,0 +1,86 @@
+"""SMV images (``.img``): the ASCII header nanoBragg writes and reads, and 16-bit pixels (spec §10.5–10.6)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, Tuple, Union
+
+import numpy as np
+
+from .atomic import atomic_write
+
+HEADER_BYTES = 512
+UNTERMINATED_KEYS = ("DIALS_ORIGIN",)
+"""nanoBragg writes these keys without the closing semicolon."""
+
+
+def format_smv_header(header: Dict[str, str]) -> bytes:
+    """The header: ``{``, one ``KEY=value;`` line per entry, ``}`` and a form feed, padded with
+    spaces to 512 bytes. A header with long values that does not fit is padded to the next
+    multiple of 512 instead, and its ``HEADER_BYTES`` says so (nanoBragg C would overflow)."""
+    size = HEADER_BYTES
+    while True:
+        lines = ["{"]
+        for key, value in header.items():
+            value = str(size) if key == "HEADER_BYTES" else value
+            end = "" if key in UNTERMINATED_KEYS else ";"
+            lines.append(f"{key}={value}{end}")
+        encoded = ("\n".join(lines) + "\n}\f").encode("ascii")
+        if len(encoded) <= size:
+            return encoded + b" " * (size - len(encoded))
+        size += HEADER_BYTES
+
+
+def write_smv(path: Union[str, Path], data: np.ndarray, header: Dict[str, str]) -> None:
+    """Write an SMV image.
+
+    Parameters
+    ----------
+    path : str or Path
+    data : ndarray (slow, fast) of uint16
+        Pixels, stored in native byte order with the fast index varying fastest.
+    header : dict of str
+        Keys and already formatted values, in the order they are written.
+    """
+    pixels = np.ascontiguousarray(data, dtype=np.uint16)
+    with atomic_write(path, "wb") as handle:
+        handle.write(format_smv_header(header))
+        handle.write(pixels.tobytes())
+
+
+def read_smv(path: Union[str, Path]) -> Tuple[np.ndarray, Dict[str, str]]:
+    """Read an SMV image.
+
+    Returns
+    -------
+    data : ndarray (SIZE2, SIZE1) of uint16
+    header : dict of str
+        Every ``KEY=value`` of the header; for a repeated key the last one wins.
+
+    Raises
+    ------
+    ValueError
+        Not an SMV file, or its size does not match its header.
+    """
+    raw = Path(path).read_bytes()
+    if not raw.startswith(b"{\nHEADER_BYT"):
+        raise ValueError(f"{path}: not an SMV image (does not start with '{{' and HEADER_BYTES)")
+    end = raw.find(b"}")
+    header: Dict[str, str] = {}
+    for line in raw[:end].decode("ascii", errors="replace").splitlines()[1:]:
+        if "=" in line:
+            key, value = line.split("=", 1)
+            header[key.strip()] = value.strip().rstrip(";")
+    try:
+        offset = int(header["HEADER_BYTES"])
+        fast, slow = int(header["SIZE1"]), int(header["SIZE2"])
+    except (KeyError, ValueError):
+        raise ValueError(f"{path}: SMV header lacks HEADER_BYTES, SIZE1 or SIZE2") from None
+    order = "<" if header.get("BYTE_ORDER", "little_endian").startswith("little") else ">"
+    count = fast * slow
+    if len(raw) < offset + 2 * count:
+        raise ValueError(f"{path}: {len(raw) - offset} bytes of pixels, expected {2 * count} for {fast}x{slow}")
+    data = np.frombuffer(raw, dtype=f"{order}u2", count=count, offset=offset).reshape(slow, fast)
+    return data.astype(np.uint16), header
+
+

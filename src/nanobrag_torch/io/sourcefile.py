@@ -1,0 +1,58 @@
+"""Source lists (``-sourcefile``, spec §7.4)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import List, Sequence, Tuple, Union
+
+import numpy as np
+
+_DELIMITERS = re.compile(r"[ \t,;:!]+")
+
+
+def read_sourcefile(path: Union[str, Path], default_position_m: Sequence[float],
+                    default_wavelength_m: float) -> List[Tuple[np.ndarray, float]]:
+    """Read one source per non-blank line: ``X Y Z [intensity [wavelength]]``.
+
+    Positions are in metres (only the direction matters), the wavelength in metres.
+    Missing trailing columns take the defaults; the intensity is read and, as in nanoBragg,
+    not used.
+
+    Parameters
+    ----------
+    path : str or Path
+    default_position_m : sequence of 3 floats
+        Position for a line with no coordinates (the beam's source point).
+    default_wavelength_m : float
+
+    Returns
+    -------
+    list of (position (3,), wavelength_m)
+
+    Raises
+    ------
+    ValueError
+        A line with a word instead of a number, more than five numbers, a zero position or a
+        non-positive wavelength (names the file and line).
+    """
+    sources = []
+    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
+        words = [w for w in _DELIMITERS.split(line.strip()) if w]
+        if not words:
+            continue
+        try:
+            values = [float(w) for w in words]
+        except ValueError:
+            raise ValueError(f"{path}:{number}: expected up to five numbers 'X Y Z intensity lambda', "
+                             f"found {line.strip()!r}") from None
+        if len(values) > 5:
+            raise ValueError(f"{path}:{number}: more than five numbers: {line.strip()!r}")
+        position = np.array(list(values[:3]) + list(default_position_m)[len(values[:3]):], dtype=float)
+        wavelength = values[4] if len(values) == 5 else default_wavelength_m
+        if not np.any(position):
+            raise ValueError(f"{path}:{number}: the source position is the zero vector")
+        if not wavelength > 0:
+            raise ValueError(f"{path}:{number}: wavelength {wavelength!r} m must be > 0")
+        sources.append((position, float(wavelength)))
+    return sources

@@ -1,0 +1,1 @@
+"""The physical models: crystal, detector and beam."""
