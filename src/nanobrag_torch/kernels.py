@@ -33,23 +33,24 @@ class PaddedTable:
     def __init__(self, factors: StructureFactors, dtype: torch.dtype, device: torch.device):
         if factors.grid is None:
             self.values = torch.full((1,), factors.default_F, dtype=dtype, device=device)
-            self.lower = self.upper = self.shift = self.strides = torch.zeros(3, dtype=dtype, device=device)
+            self.upper = self.shift = self.strides = torch.zeros(3, dtype=dtype, device=device)
             return
         grid = factors.grid.detach()
         padded = torch.nn.functional.pad(grid[None, None], (1, 1, 1, 1, 1, 1), value=factors.default_F)[0, 0]
         device = grid.device
+        # the flat index is computed in floating point: exact below 2**24 cells in float32
+        index_dtype = dtype if padded.numel() < 2 ** 24 else torch.float64
         self.values = padded.to(dtype).reshape(-1)
-        self.shift = torch.tensor([1 - m for m in factors.minimum], dtype=dtype, device=device)
-        self.lower = torch.zeros(3, dtype=dtype, device=device)
-        self.upper = torch.tensor([s - 1 for s in padded.shape], dtype=dtype, device=device)
-        self.strides = torch.tensor([padded.shape[1] * padded.shape[2], padded.shape[2], 1], dtype=dtype,
+        self.shift = torch.tensor([1 - m for m in factors.minimum], dtype=index_dtype, device=device)
+        self.upper = torch.tensor([s - 1 for s in padded.shape], dtype=index_dtype, device=device)
+        self.strides = torch.tensor([padded.shape[1] * padded.shape[2], padded.shape[2], 1], dtype=index_dtype,
                                     device=device)
 
     def lookup(self, hkl0: torch.Tensor) -> torch.Tensor:
         """Amplitudes at integer-valued ``hkl0`` (..., 3)."""
-        offset = torch.clamp(hkl0 + self.shift, self.lower, self.upper)
-        index = (offset * self.strides).sum(-1).to(torch.int64)
-        return self.values.take(index)
+        offset = (hkl0.to(self.shift.dtype) + self.shift).clamp_(min=0)
+        torch.minimum(offset, self.upper, out=offset)
+        return self.values.take((offset @ self.strides).to(torch.int64))
 
 
 TINY = 1e-30
