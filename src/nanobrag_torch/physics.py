@@ -33,7 +33,7 @@ def sincg_fraction(delta: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
     Equal, up to a sign that the intensity squares away, to nanoBragg's
     ``sincg(π h, N) = sin(N π h) / sin(π h)`` with ``h = h₀ + δ`` for integer N. For real N it
     is the smooth continuation in N. At δ = 0 the value is the limit N, with a finite
-    gradient (a Taylor series is used for |δ| < 1e-4).
+    gradient (a Taylor series is used for ``|δ| < 1e-4``).
     """
     x = math.pi * delta
     small = x.abs() < 1e-4

@@ -193,7 +193,7 @@ class Crystal:
         return StructureFactors(grid, self.hkl_metadata, float(self.config.default_F))
 
     def size_m(self) -> torch.Tensor:
-        """Crystal size (|a| Na, |b| Nb, |c| Nc) in metres."""
+        """Crystal size ``(|a| Na, |b| Nb, |c| Nc)`` in metres."""
         a, b, c = self.real_space_vectors_A()
         lengths = torch.stack([torch.linalg.vector_norm(v) for v in (a, b, c)]) * 1e-10
         return lengths * self.n_cells()
