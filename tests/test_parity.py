@@ -92,3 +92,16 @@ def test_command(case, workdir):
     assert result.returncode == 0, result.stderr
     assert "writing out.bin as" in result.stdout
     assert_parity(np.fromfile(workdir / "out.bin", dtype="<f4"), case)
+
+
+TUTORIAL_CROPS = [c for c in CASES if c.get("crop_of_full_image")]
+
+
+@pytest.mark.parametrize("case", TUTORIAL_CROPS, ids=[c["id"] for c in TUTORIAL_CROPS])
+def test_library_path_float32_tutorial_crops(case, workdir):
+    """The refinement precision: in float32 the full-size tutorial geometry still matches C."""
+    simulator, _ = build_simulator(parse_args(case_args(case)), dtype=torch.float32)
+    with torch.no_grad():
+        image = simulator.run()
+    assert image.dtype == torch.float32
+    assert_parity(image.numpy(), case)

@@ -58,7 +58,9 @@ class DetectorGeometry:
         Distance along the beam (as nanoBragg recomputes it, ignoring two-theta) and the
         perpendicular distance of the detector plane.
     Fbeam_m, Sbeam_m, Fclose_m, Sclose_m : tensor ()
-        Beam centre and near point on the detector, measured along fast and slow.
+        Beam centre and near point on the detector, measured along fast and slow. The beam
+        centre is nanoBragg's recomputed one, which ignores two-theta: with a two-theta
+        swing it is not where the beam meets the detector plane.
     orgx_px, orgy_px : tensor ()
         XDS origin in pixels.
     dials_origin_mm : tensor (3,)
