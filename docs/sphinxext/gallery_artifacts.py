@@ -40,7 +40,10 @@ def remove_artifacts(gallery_conf, fname, when):
     """Before and after each example, delete the GIFs and PNGs examples write into the source tree."""
     if fname is None:
         return
-    for examples_dir in gallery_conf["examples_dirs"]:
+    examples_dirs = gallery_conf["examples_dirs"]
+    if isinstance(examples_dirs, str):  # a single folder, not a list: do not iterate its characters
+        examples_dirs = [examples_dirs]
+    for examples_dir in examples_dirs:
         root = Path(gallery_conf["src_dir"], examples_dir).resolve()
         for path in root.rglob("*"):
             if path.suffix in _ARTIFACT_SUFFIXES and path.name.startswith("real_world_refinement_"):

@@ -14,6 +14,8 @@ import nbformat
 import pytest
 from PIL import Image
 
+pytestmark = pytest.mark.site
+
 GALLERY = "auto_examples"
 TUTORIAL = f"{GALLERY}/refinement/plot_real_world_refinement.html"
 SUCCESS_CRITERIA = 7
@@ -45,6 +47,18 @@ def local(target: str) -> bool:
 
 def resolve(page: Path, target: str) -> Path:
     return (page.parent / target.split("#")[0].split("?")[0]).resolve()
+
+
+def find_page(site_dir: Path, name: str) -> Path:
+    """The one built page called ``name`` (e.g. ``plot_tutorial_data.html``), wherever it lies."""
+    pages = sorted(site_dir.rglob(name))
+    assert len(pages) == 1, f"expected one page {name}, found {[str(p.relative_to(site_dir)) for p in pages]}"
+    return pages[0]
+
+
+def images_on(page: Path) -> List[Path]:
+    """The local images a page shows, as files."""
+    return [resolve(page, source) for source in parse(page).images if local(source)]
 
 
 def example_pages(site_dir: Path) -> List[Path]:
@@ -98,12 +112,20 @@ def test_each_example_offers_valid_py_and_ipynb_downloads(site_dir):
 
 def test_execution_times_are_reported(site_dir):
     text = (site_dir / "sg_execution_times.html").read_text(encoding="utf-8")
-    assert "plot_real_world_refinement" in text
+    for page in example_pages(site_dir):
+        assert page.stem in text, f"no execution time for {page.stem}"
+
+
+def test_tutorial_data_example_shows_its_figures_and_the_cell(site_dir):
+    page = find_page(site_dir, "plot_tutorial_data.html")
+    figures = [path for path in images_on(page) if path.suffix == ".png"]
+    assert len(figures) >= 2, f"{page.name} shows {len(figures)} figures"
+    assert "a = 26.75 Å, b = 31.31 Å, c = 33.67 Å" in page.read_text(encoding="utf-8")
 
 
 def test_tutorial_page_shows_figure_gif_and_passing_criteria(site_dir):
     page = site_dir / TUTORIAL
-    images = [resolve(page, source) for source in parse(page).images if local(source)]
+    images = images_on(page)
     assert any(path.suffix == ".png" for path in images), "the tutorial page shows no PNG figure"
     gifs = [path for path in images if path.suffix == ".gif"]
     assert gifs, "the tutorial page does not embed the refinement GIF"
