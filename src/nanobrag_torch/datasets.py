@@ -25,6 +25,16 @@ class TutorialData:
 def data_path(name: str) -> Path:
     """Path of a data file shipped with the package.
 
+    Parameters
+    ----------
+    name : str
+        File name in the package's ``data`` folder, e.g. ``"A.mat"``.
+
+    Returns
+    -------
+    Path
+        The installed file.
+
     Raises
     ------
     FileNotFoundError
@@ -37,5 +47,19 @@ def data_path(name: str) -> Path:
 
 
 def tutorial_data_paths() -> TutorialData:
-    """Paths of ``A.mat`` and ``scaled.hkl``."""
+    """Paths of the tutorial's ``A.mat`` and ``scaled.hkl``.
+
+    Returns
+    -------
+    TutorialData
+        ``.matrix`` (read it with :func:`nanobrag_torch.io.mosflm.read_mosflm_matrix` at
+        wavelength 0.9768 Å) and ``.hkl`` (read it with
+        :func:`nanobrag_torch.io.hkl.read_hkl_file`).
+
+    Examples
+    --------
+    >>> from nanobrag_torch.datasets import tutorial_data_paths
+    >>> tutorial_data_paths().matrix.name
+    'A.mat'
+    """
     return TutorialData(matrix=data_path("A.mat"), hkl=data_path("scaled.hkl"))

@@ -19,9 +19,10 @@ def read_hkl_file(path: Union[str, Path], default_F: float = 0.0) -> Tuple[torch
     Parameters
     ----------
     path : str or Path
-        Text file, one reflection per line: three integer Miller indices and the amplitude F.
+        Text file, one reflection per line: three integer Miller indices and the amplitude F
+        (electrons).
     default_F : float
-        Amplitude of every reflection in the index box that the file does not list.
+        Amplitude (electrons) of every reflection in the index box that the file does not list.
 
     Returns
     -------
@@ -80,10 +81,20 @@ def _metadata(minimum, maximum) -> Metadata:
 
 
 def write_fdump(path: Union[str, Path], grid: torch.Tensor, metadata: Metadata) -> None:
-    """Write nanoBragg's ``Fdump.bin`` cache of a table.
+    """Write nanoBragg's ``Fdump.bin`` cache of a table (spec §9.2).
 
     Layout: the ASCII line ``h_min h_max k_min k_max l_min l_max`` with a newline and a form
-    feed, then native doubles in C order with one padding slab (zeros) beyond each maximum.
+    feed, then native doubles in C order, ``(h_range + 1) × (k_range + 1) × (l_range + 1)``
+    of them: the table plus one padding slab of zeros beyond each maximum, as C stores it.
+
+    Parameters
+    ----------
+    path : str or Path
+        File to write (atomically).
+    grid : tensor (h_range, k_range, l_range)
+        Amplitudes F in electrons, as returned by :func:`read_hkl_file`.
+    metadata : dict
+        At least ``h_min h_max k_min k_max l_min l_max``.
     """
     values = grid.detach().cpu().numpy().astype(np.float64)
     padded = np.zeros(tuple(s + 1 for s in values.shape))
@@ -97,10 +108,22 @@ def write_fdump(path: Union[str, Path], grid: torch.Tensor, metadata: Metadata) 
 def read_fdump(path: Union[str, Path]) -> Tuple[torch.Tensor, Metadata]:
     """Read a ``Fdump.bin`` cache written by nanoBragg or :func:`write_fdump`.
 
+    Parameters
+    ----------
+    path : str or Path
+        The cache file.
+
     Returns
     -------
     grid, metadata
-        As :func:`read_hkl_file`.
+        As :func:`read_hkl_file`; the padding slabs are dropped.
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist.
+    ValueError
+        No header line, or a data size that does not match the header's ranges.
     """
     raw = Path(path).read_bytes()
     end = raw.find(b"\f")

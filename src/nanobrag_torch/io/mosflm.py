@@ -19,6 +19,7 @@ def read_mosflm_matrix(path: Union[str, Path], wavelength_A: float) -> Tuple[np.
     Parameters
     ----------
     path : str or Path
+        The matrix file (``-mat``).
     wavelength_A : float
         Wavelength in Å that the matrix is scaled by.
 

@@ -18,10 +18,11 @@ def write_pgm(path: Union[str, Path], image: np.ndarray, scale: float) -> None:
     Parameters
     ----------
     path : str or Path
+        File to write (atomically).
     image : ndarray (slow, fast)
-        Float image.
+        Float image, photons per pixel.
     scale : float
-        Multiplier applied before truncation.
+        Multiplier (grey levels per photon) applied before truncation.
     """
     values = np.asarray(image, dtype=np.float64)
     pixels = np.clip(np.minimum(255.0, values * scale), 0, 255).astype(np.uint8)

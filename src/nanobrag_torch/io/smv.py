@@ -37,6 +37,7 @@ def write_smv(path: Union[str, Path], data: np.ndarray, header: Dict[str, str]) 
     Parameters
     ----------
     path : str or Path
+        File to write (atomically).
     data : ndarray (slow, fast) of uint16
         Pixels, stored in native byte order with the fast index varying fastest.
     header : dict of str
@@ -51,6 +52,11 @@ def write_smv(path: Union[str, Path], data: np.ndarray, header: Dict[str, str]) 
 def read_smv(path: Union[str, Path]) -> Tuple[np.ndarray, Dict[str, str]]:
     """Read an SMV image.
 
+    Parameters
+    ----------
+    path : str or Path
+        The image file.
+
     Returns
     -------
     data : ndarray (SIZE2, SIZE1) of uint16
@@ -59,6 +65,8 @@ def read_smv(path: Union[str, Path]) -> Tuple[np.ndarray, Dict[str, str]]:
 
     Raises
     ------
+    FileNotFoundError
+        The file does not exist.
     ValueError
         Not an SMV file, or its size does not match its header.
     """

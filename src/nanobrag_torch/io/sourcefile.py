@@ -22,9 +22,12 @@ def read_sourcefile(path: Union[str, Path], default_position_m: Sequence[float],
     Parameters
     ----------
     path : str or Path
+        The source list.
     default_position_m : sequence of 3 floats
-        Position for a line with no coordinates (the beam's source point).
+        Position (m) whose components fill the coordinates a line leaves out (nanoBragg uses
+        −10 m along the beam).
     default_wavelength_m : float
+        Wavelength (m) of a line with fewer than five numbers.
 
     Returns
     -------
