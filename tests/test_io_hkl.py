@@ -49,6 +49,8 @@ def test_indices_written_as_integral_floats_are_accepted(tmp_path):
     ("1 2 x 4", "expected four numbers"),
     ("1 2.5 3 4", "integers"),
     ("1 2 3 nan", "finite"),
+    ("inf 2 3 4", "finite"),
+    ("# a comment", "expected four numbers"),
 ])
 def test_bad_lines_name_file_and_line(tmp_path, line, message):
     path = tmp_path / "bad.hkl"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Dict, Tuple, Union
 
@@ -39,16 +40,7 @@ def read_hkl_file(path: Union[str, Path], default_F: float = 0.0) -> Tuple[torch
         A line that is not four numbers with integral indices (the message names file and line),
         or no reflections at all.
     """
-    lines = Path(path).read_text().splitlines()
-    rows = []
-    for number, line in enumerate(lines, start=1):
-        words = line.split()
-        if not words:
-            continue
-        rows.append(_parse_line(path, number, words))
-    if not rows:
-        raise ValueError(f"{path}: no reflections (expected lines of 'h k l F')")
-    table = np.array(rows)
+    table = _read_table(path)
     indices = table[:, :3].astype(np.int64)
     minimum, maximum = indices.min(axis=0), indices.max(axis=0)
     shape = tuple(int(v) for v in maximum - minimum + 1)
@@ -56,6 +48,35 @@ def read_hkl_file(path: Union[str, Path], default_F: float = 0.0) -> Tuple[torch
     offsets = indices - minimum
     grid[offsets[:, 0], offsets[:, 1], offsets[:, 2]] = table[:, 3]
     return torch.from_numpy(grid), _metadata(minimum, maximum)
+
+
+def _read_table(path) -> np.ndarray:
+    """The file's reflections as an (n, 4) array: NumPy's fast reader, and on any problem a
+    line-by-line parse that names the offending line."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # an empty file: handled below
+            table = np.loadtxt(path, dtype=np.float64, comments=None, ndmin=2)
+    except ValueError:
+        table = None
+    if table is not None and table.shape[0] > 0 and table.shape[1] == 4 and _valid(table):
+        return table
+    return _parse_lines(path)
+
+
+def _valid(table: np.ndarray) -> bool:
+    return bool(np.isfinite(table).all() and (table[:, :3] == np.round(table[:, :3])).all())
+
+
+def _parse_lines(path) -> np.ndarray:
+    rows = []
+    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
+        words = line.split()
+        if words:
+            rows.append(_parse_line(path, number, words))
+    if not rows:
+        raise ValueError(f"{path}: no reflections (expected lines of 'h k l F')")
+    return np.array(rows)
 
 
 def _parse_line(path, number: int, words) -> Tuple[float, float, float, float]:
@@ -66,7 +87,7 @@ def _parse_line(path, number: int, words) -> Tuple[float, float, float, float]:
         values = [float(word) for word in words]
     except ValueError:
         raise ValueError(f"{path}:{number}: expected four numbers 'h k l F', found {' '.join(words)!r}") from None
-    if any(v != int(v) for v in values[:3]) or not all(np.isfinite(values)):
+    if not all(np.isfinite(values)) or any(v != round(v) for v in values[:3]):
         raise ValueError(f"{path}:{number}: Miller indices must be integers and F finite: {' '.join(words)!r}")
     return tuple(values)
 
