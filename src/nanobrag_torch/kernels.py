@@ -48,9 +48,12 @@ class PaddedTable:
 
     def lookup(self, hkl0: torch.Tensor) -> torch.Tensor:
         """Amplitudes at integer-valued ``hkl0`` (..., 3)."""
-        offset = (hkl0.to(self.shift.dtype) + self.shift).clamp_(min=0)
-        torch.minimum(offset, self.upper, out=offset)
-        return self.values.take((offset @ self.strides).to(torch.int64))
+        offset = torch.minimum((hkl0.to(self.shift.dtype) + self.shift).clamp_(min=0), self.upper)
+        if torch.compiler.is_compiling():
+            index = (offset * self.strides).sum(-1)  # inductor fuses this into the kernel's loop
+        else:
+            index = offset @ self.strides  # eager: one BLAS call beats a strided last-axis sum
+        return self.values.take(index.to(torch.int64))
 
 
 TINY = 1e-30
