@@ -286,7 +286,7 @@ fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
 axes[0].plot(scan_phi, mse_scan, "o-", color="tab:red")
 axes[0].set_title(f"Real crystal {TRUE_N_CELLS}: MSE")
 axes[1].plot(scan_phi, coarse_scan, "o-", color="tab:blue")
-axes[1].set_title(f"Small crystal (N/4): 1 − correlation")
+axes[1].set_title("Small crystal (N/4): 1 − correlation")
 for ax in axes:
     ax.axvline(TRUE_PHI, color="k", ls="--", lw=1, label="truth")
     ax.axvline(INIT_PHI, color="gray", ls=":", lw=1, label="start")

@@ -12,7 +12,7 @@ with ``requires_grad=True``; the simulated image is then differentiable with res
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Optional, Sequence, Tuple
 

@@ -8,7 +8,7 @@ same mosaic domains, random misset and noise as the C program.
 from __future__ import annotations
 
 import math
-from typing import List, Tuple
+from typing import Tuple
 
 import numpy as np
 

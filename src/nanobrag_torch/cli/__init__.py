@@ -1,0 +1,68 @@
+"""The ``nanobragg`` command: nanoBragg C's command line on top of the library.
+
+``nanobragg`` (or ``python -m nanobrag_torch``) takes nanoBragg C's flags, prints a summary
+like C's, and writes the same files: the raw float image (``-floatfile``, default
+``floatimage.bin``), the noiseless SMV integer image (``-intfile``, default ``intimage.img``),
+the 8-bit PGM (``-pgmfile``, default ``image.pgm``, unless ``-nopgm``), the Poisson noise SMV
+image (``-noisefile``, default ``noiseimage.img``, unless ``-nonoise``) and, after reading a text
+HKL file, the ``Fdump.bin`` cache (``-dump``). It is a drop-in replacement for the C program.
+
+Options are matched as C matches them: an argument selects every option whose text it
+*contains* (``-matrix`` is ``-mat``; ``-twotheta_axis`` also sets the two-theta angle;
+``-misset_seed`` also sets the misset angles), with C's exact and length-checked exceptions
+(spec §2.2). Input quirks of C are reproduced and reported with one warning line each on
+stderr; physics quirks are reproduced by the library's ``c_quirks`` switch (spec §12).
+
+Deliberate differences from C, all failing loudly instead of silently:
+
+* an unknown option, a stray argument, a missing or non-numeric value is an error
+  (C ignores unknown arguments and reads a missing number as 0);
+* non-physical values are errors: ``-pixel``, ``-distance``, ``-close_distance``,
+  ``-lambda``/``-energy`` ≤ 0, negative pixel counts, negative ``-N`` (``-N 0`` keeps C's
+  meaning, one cell: every N ≤ 1 is one cell);
+* an unreadable input file, a malformed matrix or HKL file, no ``-cell``/``-mat``, no
+  structure factors, or an unwritable output path is an error before anything is simulated.
+
+Every error is one line ``nanobragg: error: ...`` on stderr and exit status 2; no output file
+is touched (outputs are written to a temporary name and renamed).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional, Sequence
+
+from .options import ERROR_EXIT, OPTIONS, PROGRAM, UsageError, scan_arguments
+from .plan import Plan, parse_args
+from .simulate import _library_message, build_simulator, run
+
+__all__ = ["main", "parse_args", "build_simulator", "run", "scan_arguments", "Plan"]
+
+
+def _usage() -> str:
+    names = sorted({o.key for o in OPTIONS})
+    return (f"usage: {PROGRAM} -mat auto.mat -hkl Fs.hkl [options]  (or -cell a b c al be ga -default_F F)\n"
+            f"options (as nanoBragg C; see the documentation): {' '.join(names)}\n")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``nanobragg`` / ``python -m nanobrag_torch``; returns the exit status.
+
+    Every error is one line ``nanobragg: error: <what>`` on stderr and status 2, with no
+    traceback and no output file written.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "-help", "--help") for a in argv):
+        sys.stdout.write(_usage())
+        return 0
+    try:
+        return run(parse_args(argv))
+    except UsageError as error:
+        message = str(error)
+    except (ValueError, OSError, RuntimeError) as error:
+        message = _library_message(error)
+    except KeyboardInterrupt:
+        print(f"\n{PROGRAM}: interrupted", file=sys.stderr)
+        return 130
+    print(f"{PROGRAM}: error: {message}", file=sys.stderr)
+    return ERROR_EXIT

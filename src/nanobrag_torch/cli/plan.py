@@ -1,0 +1,506 @@
+"""From scanned options to a plan: nanoBragg C's auto-selection rules (spec §11), conventions,
+beam centre and pivot (spec §5), the input quirks, and the library configurations."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..config import BeamConfig, CrystalConfig, DetectorConfig, DetectorConvention, DetectorPivot, NoiseConfig
+from .options import KEV_ANGSTROM, RawArgs, UsageError, _looks_like_option, scan_arguments
+
+
+# --------------------------------------------------------------------------- the plan
+@dataclass
+class Outputs:
+    """Files the command writes (None: not written)."""
+
+    floatfile: str
+    intfile: str
+    pgmfile: Optional[str]
+    noisefile: Optional[str]
+    fdump: Optional[str]
+
+
+@dataclass
+class Plan:
+    """Everything a run needs, resolved from the command line (see :func:`parse_args`).
+
+    Attributes
+    ----------
+    crystal, detector, beam, noise : configs
+        Library configs, with nanoBragg's automatic choices already made.
+    hklfile : str or None
+        Text HKL file to read (then cached as ``outputs.fdump``).
+    fdump_in : str or None
+        Fdump cache to read when no ``-hkl`` is given and the cache exists.
+    outputs : Outputs
+    pgm_scale : float
+        ``-pgmscale`` (≤ 0: automatic).
+    header : dict
+        C values that only reach the SMV header and the summary (Xbeam, Ybeam, phi0, osc, ...).
+    progress : bool
+        ``-noprogress`` not given.
+    warnings : list of str
+        Lines for stderr (C quirks reproduced, ignored options).
+    """
+
+    crystal: CrystalConfig
+    detector: DetectorConfig
+    beam: BeamConfig
+    noise: NoiseConfig
+    hklfile: Optional[str]
+    fdump_in: Optional[str]
+    outputs: Outputs
+    pgm_scale: float
+    header: Dict[str, float]
+    progress: bool
+    warnings: List[str]
+
+
+def _require_file(flag: str, path: str) -> None:
+    if not os.path.isfile(path):
+        raise UsageError(f"{flag} {path}: no such file")
+    if not os.access(path, os.R_OK):
+        raise UsageError(f"{flag} {path}: file is not readable")
+
+
+def _header_defaults(raw: RawArgs, argv: Sequence[str]) -> Tuple[RawArgs, Optional[np.ndarray]]:
+    """Defaults from ``-mask`` and ``-img`` SMV headers, read before the options (spec §10.6)."""
+    mask = None
+    files = {}
+    for i, arg in enumerate(argv[:-1]):
+        for flag in ("-img", "-mask"):
+            if _looks_like_option(arg) and flag in arg:
+                files[flag] = argv[i + 1]
+    for flag in ("-mask", "-img"):
+        if flag not in files:
+            continue
+        from ..io.smv import read_smv
+        path = files[flag]
+        _require_file(flag, path)
+        try:
+            data, header = read_smv(path)
+        except (ValueError, OSError) as error:
+            raise UsageError(f"{flag} {path}: not a readable SMV image ({error})") from None
+        _apply_smv_header(raw, header, flip_y=(flag == "-mask"))
+        if flag == "-mask":
+            mask = np.asarray(data)
+    return raw, mask
+
+
+def _apply_smv_header(raw: RawArgs, header: Dict[str, str], flip_y: bool) -> None:
+    def number(key):
+        try:
+            return float(header[key])
+        except (KeyError, ValueError):
+            return None
+
+    if number("SIZE1") is not None:
+        raw.fpixels = int(number("SIZE1"))
+    if number("SIZE2") is not None:
+        raw.spixels = int(number("SIZE2"))
+    if number("PIXEL_SIZE") is not None:
+        raw.pixel = number("PIXEL_SIZE")
+    raw.detsize_f = raw.pixel * raw.fpixels
+    raw.detsize_s = raw.pixel * raw.spixels
+    for key, name in (("DISTANCE", "distance"), ("CLOSE_DISTANCE", "close_distance"),
+                      ("WAVELENGTH", "wavelength_A"), ("BEAM_CENTER_X", "Xbeam"), ("ORGX", "ORGX"),
+                      ("ORGY", "ORGY"), ("PHI", "phi0"), ("OSC_RANGE", "osc")):
+        if number(key) is not None:
+            setattr(raw, name, number(key))
+    if number("BEAM_CENTER_Y") is not None:
+        raw.Ybeam = raw.detsize_s - number("BEAM_CENTER_Y") if flip_y else number("BEAM_CENTER_Y")
+
+
+def _check_physical(raw: RawArgs) -> None:
+    """Reject values that have no physical meaning (C would run on and write nonsense)."""
+    checks = (
+        ("-pixel", raw.pixel, raw.pixel > 0),
+        ("-distance", raw.distance, raw.distance > 0),
+        (raw.wavelength_flag, raw.wavelength_A, raw.wavelength_A > 0 and math.isfinite(raw.wavelength_A)),
+        ("-detpixels", raw.fpixels, raw.fpixels >= 0),
+        ("-detpixels", raw.spixels, raw.spixels >= 0),
+        ("-detsize", raw.detsize_f, raw.detsize_f > 0),
+        ("-detsize", raw.detsize_s, raw.detsize_s > 0),
+        ("-dispersion", raw.dispersion, raw.dispersion >= 0),
+        ("-water", raw.water_um, raw.water_um >= 0),
+        ("-dmin", raw.dmin, raw.dmin >= 0),
+        ("-fudge", raw.fudge, raw.fudge > 0),
+    )
+    for flag, value, ok in checks:
+        if not ok:
+            shown = f"{KEV_ANGSTROM / value:g} eV" if flag == "-energy" and value else f"{value:g}"
+            raise UsageError(f"{flag} {shown} is not physical (must be > 0)"
+                             if flag not in ("-detpixels", "-dispersion", "-water", "-dmin")
+                             else f"{flag} {shown} must not be negative")
+    if raw.close_distance is not None and raw.close_distance <= 0:
+        raise UsageError(f"-close_distance {raw.close_distance:g} is not physical (must be > 0)")
+    for name in ("Na", "Nb", "Nc"):
+        if getattr(raw, name) < 0:
+            raise UsageError(f"-{name} {getattr(raw, name)} is not physical "
+                             f"(cells must be >= 0; 0 and 1 both mean one cell)")
+
+
+def _pixel_counts(raw: RawArgs) -> Tuple[int, int, float, float]:
+    """fpixels, spixels and the detector sizes (mm) as C fills them in (spec §2.1 step 3)."""
+    detsize_f = raw.pixel * raw.fpixels if raw.fpixels else raw.detsize_f
+    detsize_s = raw.pixel * raw.spixels if raw.spixels else raw.detsize_s
+    fpixels = int(math.ceil(detsize_f / raw.pixel - 0.5))
+    spixels = int(math.ceil(detsize_s / raw.pixel - 0.5))
+    if fpixels < 1 or spixels < 1:
+        raise UsageError(f"the detector has {fpixels} x {spixels} pixels: check -detsize/-detpixels/-pixel")
+    return fpixels, spixels, detsize_f, detsize_s
+
+
+def _resolve_phi(raw: RawArgs) -> Tuple[int, float, float]:
+    """(phi steps, C's osc, step) by nanoBragg's rules (spec §11.1), degrees."""
+    osc = raw.osc if raw.osc is not None else -1.0
+    step = raw.phistep if raw.phistep is not None else -1.0
+    steps = raw.phisteps
+    if steps < 0:
+        if osc < 0:
+            if step <= 0:
+                return 1, 0.0, 0.0
+            return 2, step, step
+        if step <= 0:
+            return 2, osc, osc / 2.0
+        return int(math.ceil(osc / step)), osc, step
+    steps = max(steps, 1)
+    if osc < 0:
+        if step <= 0:
+            return steps, 1.0, 1.0 / steps
+        return 2, step, step
+    if step < 0:
+        return steps, osc, osc / steps
+    return steps, osc, step
+
+
+def _resolve_mosaic(raw: RawArgs, warnings: List[str]) -> Tuple[int, float]:
+    """(domains, spread in degrees) by nanoBragg's rules (spec §11.4)."""
+    spread = raw.mosaic_spread
+    if spread is None or spread <= 0:
+        return 1, 0.0
+    if raw.mosaic_domains <= 0:
+        warnings.append(f"-mosaic {spread:g} without -mosaic_domains: 10 domains, as nanoBragg C")
+        return 10, spread
+    return raw.mosaic_domains, spread
+
+
+def _resolve_thickness(raw: RawArgs, warnings: List[str]) -> Dict[str, object]:
+    """Library thickness fields reproducing C's layer spacing thick/(n−1) (spec §11.3)."""
+    thick = raw.detector_thick_um
+    if thick <= 0:
+        return {"detector_thick_um": 0.0, "detector_thicksteps": 1, "detector_abs_um": None}
+    if raw.detector_mu_set == "zero":
+        raise UsageError("-detector_abs 0 (or inf) given before -detector_thick: nanoBragg C then "
+                         "absorbs nothing in a thick sensor and writes an all-zero image")
+    layers = max(raw.detector_thicksteps, 2) if raw.detector_thicksteps > 0 else 2
+    spacing = thick / (layers - 1) if raw.detector_thicksteps > 0 else thick / 2.0
+    warnings.append(f"sensor of {thick:g} um in {layers} layers {spacing:g} um apart (they span "
+                    f"{spacing * layers:g} um), and only the last layer's capture fraction multiplies "
+                    f"the sum: nanoBragg C's quirks, reproduced")
+    depth = raw.detector_abs_um if raw.detector_mu_set is True else thick
+    return {"detector_thick_um": spacing * layers, "detector_thicksteps": layers, "detector_abs_um": depth}
+
+
+def _c_unit(vector: Sequence[float]) -> Tuple[Tuple[float, float, float], float]:
+    x, y, z = (float(v) for v in vector)
+    magnitude = math.sqrt(x * x + y * y + z * z)
+    if magnitude == 0.0:
+        return (0.0, 0.0, 0.0), 0.0
+    return (x / magnitude, y / magnitude, z / magnitude), magnitude
+
+
+def _custom_vectors(raw: RawArgs, warnings: List[str]) -> Dict[str, Optional[Tuple[float, float, float]]]:
+    """The CUSTOM convention's user vectors, with C's odet regeneration (spec §5.2)."""
+    from ..models.detector import CONVENTIONS
+    defaults = CONVENTIONS[DetectorConvention.CUSTOM]
+    for name, vector in raw.vectors.items():
+        if name != "odet" and _c_unit(vector)[1] == 0.0:
+            raise UsageError(f"-{name}{'_vector' if name in ('fdet', 'sdet', 'beam', 'polar') else ''}"
+                             f" {' '.join(f'{v:g}' for v in vector)} is the zero vector")
+    fdet = _c_unit(raw.vectors.get("fdet", defaults.fdet))[0]
+    sdet = _c_unit(raw.vectors.get("sdet", defaults.sdet))[0]
+    odet, magnitude = _c_unit(raw.vectors.get("odet", defaults.odet))
+    if magnitude != 1.0:
+        odet = _c_unit(np.cross(fdet, sdet))[0]
+        warnings.append(f"odet vector has length {magnitude:.17g}, not exactly 1: replaced by "
+                        f"unit(fdet x sdet) = ({odet[0]:g}, {odet[1]:g}, {odet[2]:g}), as nanoBragg C does")
+    return {"fdet": fdet, "sdet": sdet, "odet": odet, "beam": raw.vectors.get("beam"),
+            "polar": raw.vectors.get("polar"), "spindle": raw.vectors.get("spindle"),
+            "twotheta_axis": raw.vectors.get("twotheta_axis")}
+
+
+def _beam_centre(raw: RawArgs, fpixels: int, spixels: int) -> Tuple[Optional[float], Optional[float],
+                                                                     float, float]:
+    """Library (beam_center_f, beam_center_s) and C's (Xbeam, Ybeam) for the header, in mm."""
+    pixel = raw.pixel
+    size_f, size_s = fpixels * pixel, spixels * pixel
+    fclose = (raw.ORGX - 0.5) * pixel if raw.ORGX is not None else None
+    sclose = (raw.ORGY - 0.5) * pixel if raw.ORGY is not None else None
+    xclose = raw.Xclose if raw.Xclose is not None else (fclose if fclose is not None else size_f / 2)
+    yclose = raw.Yclose if raw.Yclose is not None else (sclose if sclose is not None else size_s / 2)
+    convention = raw.convention
+    if convention in (DetectorConvention.MOSFLM, DetectorConvention.DENZO):
+        xbeam = raw.Xbeam if raw.Xbeam is not None else (size_s + pixel) / 2
+        ybeam = raw.Ybeam if raw.Ybeam is not None else (size_f + pixel) / 2
+        return raw.Ybeam, raw.Xbeam, xbeam, ybeam
+    if convention is DetectorConvention.ADXV:
+        xbeam = raw.Xbeam if raw.Xbeam is not None else (size_f + pixel) / 2
+        ybeam = raw.Ybeam if raw.Ybeam is not None else (size_s - pixel) / 2
+        return raw.Xbeam, raw.Ybeam, xbeam, ybeam
+    xbeam = raw.Xbeam if raw.Xbeam is not None else xclose
+    ybeam = raw.Ybeam if raw.Ybeam is not None else yclose
+    if convention is DetectorConvention.CUSTOM:
+        return xbeam, ybeam, xbeam, ybeam
+    return fclose, sclose, xbeam, ybeam
+
+
+def _resolve_pivot(raw: RawArgs) -> DetectorPivot:
+    """Named conventions force the pivot; CUSTOM keeps the last pivot-setting flag (spec §5.2)."""
+    forced = {DetectorConvention.XDS: DetectorPivot.SAMPLE, DetectorConvention.DIALS: DetectorPivot.SAMPLE,
+              DetectorConvention.CUSTOM: raw.pivot}
+    return forced.get(raw.convention, DetectorPivot.BEAM)
+
+
+def _fluence(raw: RawArgs) -> float:
+    """Fluence in photons/m² (spec §1.3): from flux·exposure/beamsize² when a flux is given."""
+    beamsize_m = raw.beamsize_mm / 1000.0
+    fluence = raw.fluence
+    if raw.flux != 0.0 and raw.exposure > 0 and beamsize_m >= 0:
+        fluence = raw.flux * raw.exposure / beamsize_m / beamsize_m if beamsize_m > 0 else math.inf
+    if not (math.isfinite(fluence) and fluence > 0):
+        raise UsageError(f"the fluence is {fluence:g} photons/m^2: check -fluence, or -flux, -exposure "
+                         f"and -beamsize")
+    return fluence
+
+
+def _orientation(raw: RawArgs, warnings: List[str]) -> Dict[str, object]:
+    """Cell, MOSFLM vectors and misset angles for :class:`CrystalConfig`."""
+    fields: Dict[str, object] = {}
+    if raw.matfile is None and (raw.cell is None or raw.cell[0] == 0.0):
+        raise UsageError("no crystal: give -cell a b c alpha beta gamma, or -mat file.mat")
+    if raw.cell is not None:
+        a, b, c, alpha, beta, gamma = raw.cell
+        if min(a, b, c) <= 0:
+            raise UsageError(f"-cell {a:g} {b:g} {c:g}: cell lengths must be > 0")
+        if max(alpha, beta, gamma) >= 180:
+            raise UsageError(f"-cell angles {alpha:g} {beta:g} {gamma:g} must be below 180 degrees")
+        fields.update(cell_a=a, cell_b=b, cell_c=c, cell_alpha=alpha, cell_beta=beta, cell_gamma=gamma)
+    if raw.matfile is not None:
+        fields.update(_read_matrix(raw.matfile, raw.wavelength_A))
+    if raw.misset_random:
+        from ..rng import random_misset_deg
+        seed = raw.misset_seed if raw.misset_seed is not None else int(time.time())
+        fields["misset_deg"] = random_misset_deg(seed)
+        warnings.append(f"-misset random (seed {seed}): misset angles "
+                        f"{' '.join(f'{v:g}' for v in fields['misset_deg'])} degrees")
+    elif raw.misset is not None:
+        fields["misset_deg"] = tuple(raw.misset)
+    return fields
+
+
+def _read_matrix(path: str, wavelength_A: float) -> Dict[str, object]:
+    _require_file("-mat", path)
+    from ..io.mosflm import read_mosflm_matrix
+    try:
+        a_star, b_star, c_star = read_mosflm_matrix(path, wavelength_A)
+    except (ValueError, OSError) as error:
+        raise UsageError(f"-mat {path}: {error}") from None
+    vectors = np.array([np.asarray(v, dtype=float).reshape(3) for v in (a_star, b_star, c_star)])
+    if not np.isfinite(vectors).all() or abs(np.linalg.det(vectors)) == 0.0:
+        raise UsageError(f"-mat {path}: the matrix is singular (its reciprocal vectors are coplanar)")
+    return {"mosflm_a_star": tuple(vectors[0]), "mosflm_b_star": tuple(vectors[1]),
+            "mosflm_c_star": tuple(vectors[2])}
+
+
+def _cells_from_sample(raw: RawArgs, orientation: Dict[str, object], warnings: List[str]) -> Tuple[int, int, int]:
+    """Na, Nb, Nc: sample sizes (clipped by the beam) override -N; every N ≤ 1 is 1 (spec §3.5)."""
+    sample = list(raw.sample_mm)
+    if raw.beamsize_mm >= 0:
+        for axis, word in ((1, "high"), (2, "wide")):
+            if raw.beamsize_mm < sample[axis]:
+                warnings.append(f"clipping sample ({sample[axis] / 1000:g} m {word}) with beam "
+                                f"({raw.beamsize_mm / 1000:g} m), as nanoBragg C")
+                sample[axis] = raw.beamsize_mm
+    counts = [raw.Na, raw.Nb, raw.Nc]
+    if any(s > 0 for s in sample):
+        from ..models.crystal import Crystal
+        vectors = Crystal(CrystalConfig(**orientation)).real_space_vectors_A()
+        for axis, vector in enumerate(vectors):
+            if sample[axis] > 0:
+                length_mm = float(np.linalg.norm(vector.detach().numpy())) * 1e-7
+                counts[axis] = int(math.ceil(sample[axis] / length_mm))
+    return tuple(max(n, 1) for n in counts)
+
+
+def _sources(raw: RawArgs, convention_beam: Sequence[float]) -> Optional[list]:
+    if raw.sourcefile is None:
+        return None
+    _require_file("-sourcefile", raw.sourcefile)
+    from ..io.sourcefile import read_sourcefile
+    beam = _c_unit(convention_beam)[0]
+    default_position = tuple(-10.0 * v for v in beam)
+    try:
+        sources = read_sourcefile(raw.sourcefile, default_position, raw.wavelength_A * 1e-10)
+    except (ValueError, OSError) as error:
+        raise UsageError(f"-sourcefile {raw.sourcefile}: {error}") from None
+    if not sources:
+        raise UsageError(f"-sourcefile {raw.sourcefile}: no sources in the file")
+    return [(tuple(position), wavelength_m * 1e10) for position, wavelength_m in sources]
+
+
+def _quirk_warnings(raw: RawArgs, phi_steps: int, interpolate: bool, has_structure_table: bool) -> List[str]:
+    """One line per physics quirk of C that the library reproduces for this run (spec §12)."""
+    lines = []
+    if raw.phi0 == 0.0 and phi_steps > 1:
+        lines.append("phi starts at exactly 0 with several phi steps: nanoBragg C reuses the last step's "
+                     "rotation for the phi = 0 step; reproduced")
+    flags = [f"-oversample_{n}" for n in ("thick", "polar", "omega") if getattr(raw, f"oversample_{n}")]
+    if flags:
+        lines.append(f"{' '.join(flags)}: nanoBragg C multiplies the running sum, not each term, by the "
+                     f"factor (the terms compound); reproduced")
+    if raw.water_um > 0:
+        lines.append("-water: nanoBragg C scales the water background twice by r_e^2*fluence and divides "
+                     "it by the number of steps; reproduced")
+    if interpolate and has_structure_table:
+        lines.append("tricubic interpolation on: as nanoBragg C, it switches off for the rest of the image "
+                     "at the first reflection too close to the edge of the HKL table")
+    return lines
+
+
+def parse_args(argv: Sequence[str]) -> Plan:
+    """Turn nanoBragg's command line into a :class:`Plan` (configs, files, warnings).
+
+    Nothing is written and nothing is simulated; input files named on the command line are
+    read (the matrix, SMV headers and the source file) or checked (HKL, Fdump).
+
+    Parameters
+    ----------
+    argv : sequence of str
+        Arguments without the program name.
+
+    Returns
+    -------
+    Plan
+
+    Raises
+    ------
+    UsageError
+        With a one-line message naming the flag, value or file at fault.
+    """
+    argv = list(argv)
+    raw, mask = _header_defaults(RawArgs(), argv)
+    raw, warnings = scan_arguments(argv, raw)
+    _check_physical(raw)
+    fpixels, spixels, detsize_f, detsize_s = _pixel_counts(raw)
+    fluence = _fluence(raw)
+    orientation = _orientation(raw, warnings)
+    cells = _cells_from_sample(raw, orientation, warnings)
+
+    structure = _structure_source(raw, warnings)
+    raw_interpolate = raw.interpolate if raw.interpolate is not None else min(raw.Na, raw.Nb, raw.Nc) <= 2
+    phi_steps, osc_deg, phistep_deg = _resolve_phi(raw)
+    domains, spread = _resolve_mosaic(raw, warnings)
+    pivot = _resolve_pivot(raw)
+    beam_center_f, beam_center_s, xbeam, ybeam = _beam_centre(raw, fpixels, spixels)
+
+    from ..models.detector import CONVENTIONS
+    custom = raw.convention is DetectorConvention.CUSTOM
+    vectors = _custom_vectors(raw, warnings) if custom else {}
+    if raw.pix0_given:
+        warnings.append("-pix0_vector values are ignored, as in nanoBragg C: pix0 follows from the beam "
+                        "centre, distance and pivot (the flag only selects the CUSTOM convention)")
+    convention_beam = vectors.get("beam") or CONVENTIONS[raw.convention].beam
+    if mask is not None and mask.shape != (spixels, fpixels):
+        raise UsageError(f"-mask {raw.maskfile}: image is {mask.shape[1]} x {mask.shape[0]} pixels, "
+                         f"the detector {fpixels} x {spixels}")
+
+    crystal = CrystalConfig(
+        N_cells=cells, phi_start_deg=raw.phi0, osc_range_deg=phistep_deg * phi_steps, phi_steps=phi_steps,
+        spindle_axis=vectors.get("spindle"), mosaic_spread_deg=spread, mosaic_domains=domains,
+        mosaic_seed=_library_seed(raw.mosaic_seed, 12345678), default_F=raw.default_F,
+        shape=raw.shape, fudge=raw.fudge, interpolate=bool(raw_interpolate), **orientation)
+    detector = DetectorConfig(
+        distance_mm=raw.distance, close_distance_mm=raw.close_distance, pixel_size_mm=raw.pixel,
+        fpixels=fpixels, spixels=spixels, beam_center_f=beam_center_f, beam_center_s=beam_center_s,
+        detector_convention=raw.convention, detector_pivot=pivot,
+        detector_rotx_deg=raw.rot[0], detector_roty_deg=raw.rot[1], detector_rotz_deg=raw.rot[2],
+        detector_twotheta_deg=raw.twotheta, twotheta_axis=vectors.get("twotheta_axis"),
+        custom_fdet_vector=vectors.get("fdet"), custom_sdet_vector=vectors.get("sdet"),
+        custom_odet_vector=vectors.get("odet"), custom_beam_vector=vectors.get("beam"),
+        oversample=raw.oversample if raw.oversample > 0 else None,
+        oversample_omega=raw.oversample_omega, oversample_polar=raw.oversample_polar,
+        oversample_thick=raw.oversample_thick, curved_detector=raw.curved, point_pixel=raw.point_pixel,
+        roi=_roi(raw, fpixels, spixels), mask=mask, **_resolve_thickness(raw, warnings))
+    beam = BeamConfig(
+        wavelength_A=raw.wavelength_A, fluence=fluence, polarization_factor=raw.polar, nopolar=raw.nopolar,
+        polarization_axis=vectors.get("polar"),
+        hdivrange_mrad=_given(raw.hdivrange, 0.0), vdivrange_mrad=_given(raw.vdivrange, 0.0),
+        hdivstep_mrad=_given(raw.hdivstep, 1e-300), vdivstep_mrad=_given(raw.vdivstep, 1e-300),
+        hdivsteps=raw.hdivsteps if raw.hdivsteps >= 0 else None,
+        vdivsteps=raw.vdivsteps if raw.vdivsteps >= 0 else None, round_div=raw.round_div,
+        dispersion_percent=raw.dispersion, dispersion_steps=raw.dispsteps if raw.dispsteps >= 0 else None,
+        sources=_sources(raw, convention_beam), water_size_um=raw.water_um, dmin_A=raw.dmin)
+    seed = raw.seed if raw.seed is not None else int(time.time())
+    noise = NoiseConfig(seed=seed, adc_offset_adu=raw.adc,
+                        intfile_scale=raw.intfile_scale if raw.intfile_scale > 0 else None)
+    warnings += _quirk_warnings(raw, phi_steps, bool(raw_interpolate), structure[0] is not None or
+                                structure[1] is not None)
+    warnings += raw.ignored
+    outputs = Outputs(floatfile=raw.floatfile, intfile=raw.intfile,
+                      pgmfile=raw.pgmfile if raw.write_pgm else None,
+                      noisefile=raw.noisefile if raw.calculate_noise else None,
+                      fdump=raw.dumpfile if raw.hklfile is not None else None)
+    header = {"Xbeam_mm": xbeam, "Ybeam_mm": ybeam, "phi0_deg": raw.phi0, "osc_deg": osc_deg,
+              "twotheta_deg": raw.twotheta, "detsize_f_mm": detsize_f, "detsize_s_mm": detsize_s,
+              "noise_seed": seed, "raw_N": (raw.Na, raw.Nb, raw.Nc)}
+    return Plan(crystal=crystal, detector=detector, beam=beam, noise=noise, hklfile=structure[0],
+                fdump_in=structure[1], outputs=outputs, pgm_scale=raw.pgm_scale, header=header,
+                progress=raw.progress, warnings=warnings)
+
+
+def _library_seed(seed: Optional[int], default: int) -> int:
+    """Library seed for C's ``-x_seed n`` (C draws with −n; n ≤ 0 makes C start from 1)."""
+    if seed is None:
+        return default
+    return seed if seed > 0 else 1
+
+
+def _given(value: Optional[float], minimum: float) -> Optional[float]:
+    """A raw range/step value for BeamConfig: None when C counts it as not given (below minimum)."""
+    return value if value is not None and value >= minimum else None
+
+
+def _roi(raw: RawArgs, fpixels: int, spixels: int) -> Optional[Tuple[int, int, int, int]]:
+    if raw.roi is None:
+        return None
+    fmin, fmax, smin, smax = raw.roi
+    fmin, smin = max(fmin, 0), max(smin, 0)
+    fmax = fmax if fmax >= 0 else fpixels
+    smax = smax if smax >= 0 else spixels
+    if fmin > fmax or smin > smax or fmin >= fpixels or smin >= spixels:
+        raise UsageError(f"-roi {' '.join(map(str, raw.roi))} selects no pixel of the "
+                         f"{fpixels} x {spixels} detector")
+    return fmin, fmax, smin, smax
+
+
+def _structure_source(raw: RawArgs, warnings: List[str]) -> Tuple[Optional[str], Optional[str]]:
+    """(HKL text file, Fdump file to read); checks that some structure factor exists."""
+    if raw.hklfile is not None:
+        _require_file("-hkl", raw.hklfile)
+        return raw.hklfile, None
+    if os.path.isfile(raw.dumpfile):
+        warnings.append(f"no -hkl: structure factors are read from {raw.dumpfile} left by an earlier run, "
+                        f"as nanoBragg C does")
+        return None, raw.dumpfile
+    if raw.default_F == 0.0:
+        raise UsageError(f"no structure factors: give -hkl file.hkl or -default_F F "
+                         f"(and no {raw.dumpfile} cache is here)")
+    return None, None
