@@ -17,7 +17,8 @@ from typing import Optional, Tuple
 import torch
 
 from .config import CrystalShape
-from .physics import StructureFactors, lattice_factor
+from .physics import StructureFactors, lattice_factor, nearest_index
+
 
 class PaddedTable:
     """A structure-factor table padded by one cell of ``default_F`` on every side, so that any
@@ -61,9 +62,10 @@ TINY = 1e-30
 without a branch; it is below the resolution of any non-zero offset in float32 and float64."""
 
 
-def _lattice_terms(hkl: torch.Tensor, n_axis: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Per-axis ``sin(Nπδ)/sin(πδ)`` and ``πδ`` (never exactly 0) for Miller indices ``hkl`` (..., 3)."""
-    x = hkl - torch.ceil(hkl - 0.5)
+def _lattice_terms(hkl: torch.Tensor, hkl0: torch.Tensor, n_axis: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Per-axis ``sin(Nπδ)/sin(πδ)`` and ``πδ`` (never exactly 0) for Miller indices ``hkl`` (..., 3)
+    with nearest integers ``hkl0``."""
+    x = hkl - hkl0
     x.mul_(math.pi).add_(TINY)
     ratio = torch.sin(x * n_axis)
     ratio.div_(torch.sin(x))
@@ -74,8 +76,9 @@ def bragg_sum_forward(q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Tens
                       table: PaddedTable) -> torch.Tensor:
     """``Σ_o F(hkl₀)² L(hkl)²`` for scattering vectors ``q`` (E, 3) and ``miller`` (3, 3·O)."""
     hkl = (q @ miller).unflatten(-1, (-1, 3))
-    factors = table.lookup(torch.ceil(hkl - 0.5))
-    ratio, _ = _lattice_terms(hkl, n_cells)
+    hkl0 = nearest_index(hkl)
+    factors = table.lookup(hkl0)
+    ratio, _ = _lattice_terms(hkl, hkl0, n_cells)
     amplitude = ratio.prod(-1).mul_(factors)
     return amplitude.mul_(amplitude).sum(-1)
 
@@ -88,8 +91,9 @@ def bragg_sum_backward(grad: torch.Tensor, q: torch.Tensor, miller: torch.Tensor
     ``dr/dN = x cos(Nx) / sin x``.
     """
     hkl = (q @ miller).unflatten(-1, (-1, 3))
-    factors = table.lookup(torch.ceil(hkl - 0.5))
-    ratio, x = _lattice_terms(hkl, n_cells)
+    hkl0 = nearest_index(hkl)
+    factors = table.lookup(hkl0)
+    ratio, x = _lattice_terms(hkl, hkl0, n_cells)
     # 2 F² L · grad for each orientation, times the other two axes' ratios
     weight = factors.mul_(factors).mul_(ratio.prod(-1)).mul_(2 * grad[:, None])
     others = ratio.roll(1, -1).mul_(ratio.roll(2, -1)).mul_(weight[..., None])
@@ -130,7 +134,7 @@ def bragg_sum_reference(q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Te
     """:func:`bragg_sum_forward` written with :func:`nanobrag_torch.physics.lattice_factor`, so
     that autograd differentiates it to any order (it keeps every intermediate)."""
     hkl = (q @ miller).unflatten(-1, (-1, 3))
-    hkl0 = torch.ceil(hkl.detach() - 0.5)
+    hkl0 = nearest_index(hkl.detach())
     amplitude = table.lookup(hkl0) * lattice_factor(CrystalShape.SQUARE, hkl - hkl0, n_cells, 1.0)
     return (amplitude * amplitude).sum(-1)
 

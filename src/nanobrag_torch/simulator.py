@@ -17,8 +17,7 @@ from typing import Callable, Optional
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from .config import BeamConfig
-from .config import CrystalShape
+from .config import BeamConfig, CrystalShape
 from .geometry import as_tensor, rotation_about_axis, unit
 from .kernels import PaddedTable, bragg_sum
 from .models.beam import Beam
@@ -66,6 +65,7 @@ class _Prepared:
     n_cells: torch.Tensor
     reciprocal_A: Optional[torch.Tensor]
     water_background: torch.Tensor
+    steps: int
 
 
 class Simulator:
@@ -169,7 +169,7 @@ class Simulator:
         molecules = water_m ** 3 * 1e6 * AVOGADRO_PER_MOL / WATER_MOLAR_MASS_G
         water_background = WATER_F ** 2 * R_E_SQR_M2 * fluence * molecules
         reciprocal = None
-        if crystal_cfg.shape.value in ("gauss", "tophat"):
+        if crystal_cfg.shape in (CrystalShape.GAUSS, CrystalShape.TOPHAT):
             reciprocal = torch.stack(self.crystal.reciprocal_vectors_per_A())
         return _Prepared(
             pix0=geometry.pix0_m, fdet=geometry.fdet, sdet=geometry.sdet, odet=geometry.odet, beam=beam,
@@ -181,7 +181,7 @@ class Simulator:
             incident=incident, wavelength_m=wavelength, polarization_axis=polarization_axis,
             kahn_factor=as_tensor(beam_cfg.polarization_factor, dev, dt),
             miller_matrix=miller_matrix, n_cells=self.crystal.n_cells(), reciprocal_A=reciprocal,
-            water_background=water_background,
+            water_background=water_background, steps=self.steps,
         )
 
     # ----------------------------------------------------------------- run
@@ -208,13 +208,13 @@ class Simulator:
         interpolate = self._interpolate(factors)
         self._interpolation_switched_off = False
         fluence = as_tensor(self.beam_config.fluence_photons_per_m2, self.device, self.dtype)
-        scale = R_E_SQR_M2 * fluence / self.steps
+        scale = R_E_SQR_M2 * fluence / prepared.steps
         pixels = self.detector.rendered_pixels().to(self.device)
         evaluations_per_pixel = (prepared.subpixel_offsets.shape[0] * prepared.layer_depths_m.shape[0]
                                  * prepared.incident.shape[0] * prepared.miller_matrix.shape[1] // 3)
         batch = pixel_batch_size or max(1, DEFAULT_EVALUATIONS_PER_CHUNK // evaluations_per_pixel)
         table = PaddedTable(factors, self.dtype, self.device) if self._fused(factors, interpolate) else None
-        recompute = torch.is_grad_enabled() and self._needs_recompute(prepared, table is not None)
+        recompute = torch.is_grad_enabled() and self._needs_recompute(prepared, table is not None, interpolate)
         values = []
         total = int(pixels.numel())
         for start in range(0, total, batch):
@@ -240,11 +240,11 @@ class Simulator:
         return (self.crystal.config.shape is CrystalShape.SQUARE and not interpolate
                 and not compounding and not table_grad)
 
-    def _needs_recompute(self, p: _Prepared, fused: bool) -> bool:
+    def _needs_recompute(self, p: _Prepared, fused: bool, interpolate: bool) -> bool:
         """Whether chunks are recomputed in the backward pass (instead of keeping their
         intermediates): when the per-pixel geometry needs gradients, or the unfused path does.
         The C interpolation switch-off is stateful and is never recomputed."""
-        if self.c_quirks and not fused and self._interpolate(self.crystal.structure_factors()):
+        if self.c_quirks and interpolate:
             return False
         geometry = (p.pix0, p.fdet, p.sdet, p.odet, p.distance, p.close_distance, p.pixel_m, p.incident,
                     p.wavelength_m, p.polarization_axis, p.kahn_factor)
@@ -380,12 +380,13 @@ class Simulator:
         total = (per_source.sum(-1) * weight).sum((-1, -2))
         if not cfg.oversample_omega:
             total = total * omega[:, 0, 0]
+        first_polar = self._first_source(polar, kept)
         if not cfg.oversample_polar:
-            total = total * self._first_source(polar, kept)
+            total = total * first_polar
         if self.beam_config.water_size_um > 0:
             background = p.water_background / (R_E_SQR_M2 * as_tensor(
-                self.beam_config.fluence_photons_per_m2, self.device, self.dtype)) * self.steps
-            total = total + background * omega[:, 0, 0] * self._first_source(polar, kept) * capture[:, :, 0].sum(-1)
+                self.beam_config.fluence_photons_per_m2, self.device, self.dtype)) * p.steps
+            total = total + background * omega[:, 0, 0] * first_polar * capture[:, :, 0].sum(-1)
         return total
 
     def _combine_c(self, term, f_latt, kept, omega, polar, capture, p: _Prepared) -> torch.Tensor:
