@@ -11,6 +11,9 @@ import math
 from typing import Tuple
 
 import numpy as np
+import torch
+
+from .geometry import rotation_about_axis
 
 _IA = 16807
 _IM = 2147483647
@@ -60,6 +63,26 @@ class Ran1:
         return float(np.float32(_RNMX)) if value > _RNMX else value
 
 
+def _draw_axis(generator: Ran1) -> Tuple[Tuple[float, float, float], float]:
+    """One draw of nanoBragg's ``mosaic_rotate_umat``: a random unit axis, and ``1 − r²`` of a third
+    uniform deviate ``r`` in (−1, 1), whose cube root (times the cap) is the rotation angle."""
+    r1 = 2.0 * generator.uniform() - 1.0
+    r2 = 2.0 * generator.uniform() - 1.0
+    r3 = 2.0 * generator.uniform() - 1.0
+    xyrad = math.sqrt(1.0 - r2 * r2)
+    return (xyrad * math.sin(math.pi * r1), xyrad * math.cos(math.pi * r1), r2), 1.0 - r3 * r3
+
+
+def _angle_factor(one_minus_r_sqr: float) -> float:
+    """``(1 − r²)^(1/3)`` in single precision, as C's ``powf``."""
+    return float(np.power(np.float32(one_minus_r_sqr), np.float32(1.0 / 3.0)))
+
+
+def _generator(seed: int) -> Ran1:
+    """The generator of ``-mosaic_seed n`` / ``-misset_seed n``: C draws with the internal seed ``-n``."""
+    return Ran1(-abs(int(seed)) if seed != 0 else 0)
+
+
 def mosaic_axes_and_factors(seed: int, n_domains: int) -> Tuple[np.ndarray, np.ndarray]:
     """Draw the mosaic domains of nanoBragg: a unit axis and an angle factor per domain.
 
@@ -80,31 +103,16 @@ def mosaic_axes_and_factors(seed: int, n_domains: int) -> Tuple[np.ndarray, np.n
     factors : ndarray, shape (n_domains,)
         ``(1 - r3²)^(1/3)`` evaluated in single precision, as C's ``powf``.
     """
-    generator = Ran1(-abs(int(seed)) if seed != 0 else 0)
+    generator = _generator(seed)
     axes = np.zeros((n_domains, 3))
     factors = np.zeros(n_domains)
     for m in range(n_domains):
-        r1 = 2.0 * generator.uniform() - 1.0
-        r2 = 2.0 * generator.uniform() - 1.0
-        r3 = 2.0 * generator.uniform() - 1.0
-        xyrad = math.sqrt(1.0 - r2 * r2)
-        axes[m] = (xyrad * math.sin(math.pi * r1), xyrad * math.cos(math.pi * r1), r2)
-        factors[m] = float(np.power(np.float32(1.0 - r3 * r3), np.float32(1.0 / 3.0)))
+        axis, one_minus_r_sqr = _draw_axis(generator)
+        axes[m] = axis
+        factors[m] = _angle_factor(one_minus_r_sqr)
     axes[0] = (0.0, 0.0, 1.0)
     factors[0] = 0.0
     return axes, factors
-
-
-def rotation_matrix(axis: np.ndarray, angle_rad: float) -> np.ndarray:
-    """Right-handed rotation matrix by ``angle_rad`` about the unit ``axis`` (Rodrigues)."""
-    x, y, z = axis
-    c, s = math.cos(angle_rad), math.sin(angle_rad)
-    t = 1.0 - c
-    return np.array([
-        [c + t * x * x, t * x * y - s * z, t * x * z + s * y],
-        [t * x * y + s * z, c + t * y * y, t * y * z - s * x],
-        [t * x * z - s * y, t * y * z + s * x, c + t * z * z],
-    ])
 
 
 def random_misset_deg(seed: int) -> Tuple[float, float, float]:
@@ -123,14 +131,9 @@ def random_misset_deg(seed: int) -> Tuple[float, float, float]:
     tuple of 3 floats
         Misset angles about x, y, z in degrees.
     """
-    generator = Ran1(-abs(int(seed)) if seed != 0 else 0)
-    r1 = 2.0 * generator.uniform() - 1.0
-    r2 = 2.0 * generator.uniform() - 1.0
-    r3 = 2.0 * generator.uniform() - 1.0
-    xyrad = math.sqrt(1.0 - r2 * r2)
-    axis = np.array((xyrad * math.sin(math.pi * r1), xyrad * math.cos(math.pi * r1), r2))
-    angle = float(np.float32(np.float32(90.0) * np.power(np.float32(1.0 - r3 * r3), np.float32(1.0 / 3.0))))
-    u = rotation_matrix(axis, angle)
+    axis, one_minus_r_sqr = _draw_axis(_generator(seed))
+    angle = float(np.float32(np.float32(90.0) * np.float32(_angle_factor(one_minus_r_sqr))))
+    u = rotation_about_axis(torch.tensor(axis, dtype=torch.float64), torch.tensor(angle, dtype=torch.float64)).numpy()
     if u[2, 0] ** 2 < 1.0:
         rx = math.atan2(u[2, 1], u[2, 2])
         ry = math.atan2(-u[2, 0], math.sqrt(u[2, 1] ** 2 + u[2, 2] ** 2))
