@@ -1,4 +1,4 @@
-"""Structure factors: HKL text files and nanoBragg's binary Fdump cache (spec §9.1–9.2)."""
+"""Structure-factor files: HKL text files and nanoBragg's binary Fdump cache."""
 
 from __future__ import annotations
 
@@ -102,7 +102,7 @@ def _metadata(minimum, maximum) -> Metadata:
 
 
 def write_fdump(path: Union[str, Path], grid: torch.Tensor, metadata: Metadata) -> None:
-    """Write nanoBragg's ``Fdump.bin`` cache of a table (spec §9.2).
+    """Write nanoBragg's ``Fdump.bin`` cache of a table.
 
     Layout: the ASCII line ``h_min h_max k_min k_max l_min l_max`` with a newline and a form
     feed, then native doubles in C order, ``(h_range + 1) × (k_range + 1) × (l_range + 1)``

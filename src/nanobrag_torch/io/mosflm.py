@@ -1,4 +1,4 @@
-"""MOSFLM orientation matrices (``-mat``) and the cell they encode (spec §3.2)."""
+"""MOSFLM orientation matrices (``-mat``) and the cell they encode."""
 
 from __future__ import annotations
 
@@ -59,6 +59,29 @@ def _is_number(word: str) -> bool:
     return True
 
 
+def cell_parameters(a, b, c) -> Tuple[float, float, float, float, float, float]:
+    """Lengths and angles of three cell vectors.
+
+    Parameters
+    ----------
+    a, b, c : array-like or tensor (3,)
+        The vectors (real or reciprocal, in any one unit).
+
+    Returns
+    -------
+    tuple of 6 floats
+        ``|a|, |b|, |c|`` and the angles α (between b and c), β (c, a), γ (a, b) in degrees.
+    """
+    u, v, w = (np.asarray(_to_numpy(x), dtype=float).reshape(3) for x in (a, b, c))
+
+    def angle(x, y):
+        cosine = float(np.dot(x, y) / (np.linalg.norm(x) * np.linalg.norm(y)))
+        return math.degrees(math.acos(max(-1.0, min(1.0, cosine))))
+
+    return (float(np.linalg.norm(u)), float(np.linalg.norm(v)), float(np.linalg.norm(w)),
+            angle(v, w), angle(w, u), angle(u, v))
+
+
 def reciprocal_to_real_cell(a_star, b_star, c_star) -> Tuple[float, float, float, float, float, float]:
     """Unit-cell lengths (Å) and angles (degrees) of the real cell of three reciprocal vectors.
 
@@ -74,15 +97,9 @@ def reciprocal_to_real_cell(a_star, b_star, c_star) -> Tuple[float, float, float
     """
     vectors = [np.asarray(_to_numpy(v), dtype=float).reshape(3) for v in (a_star, b_star, c_star)]
     inverse_volume = float(np.dot(vectors[0], np.cross(vectors[1], vectors[2])))
-    a = np.cross(vectors[1], vectors[2]) / inverse_volume
-    b = np.cross(vectors[2], vectors[0]) / inverse_volume
-    c = np.cross(vectors[0], vectors[1]) / inverse_volume
-
-    def angle(u, v):
-        return math.degrees(math.acos(float(np.dot(u, v) / (np.linalg.norm(u) * np.linalg.norm(v)))))
-
-    return (float(np.linalg.norm(a)), float(np.linalg.norm(b)), float(np.linalg.norm(c)),
-            angle(b, c), angle(c, a), angle(a, b))
+    return cell_parameters(np.cross(vectors[1], vectors[2]) / inverse_volume,
+                           np.cross(vectors[2], vectors[0]) / inverse_volume,
+                           np.cross(vectors[0], vectors[1]) / inverse_volume)
 
 
 def _to_numpy(value):

@@ -1,4 +1,4 @@
-"""Binary PGM previews (spec §10.8)."""
+"""Binary PGM previews of a float image, scaled and clipped as nanoBragg writes them."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SMV images (``.img``): the ASCII header nanoBragg writes and reads, and 16-bit pixels (spec §10.5–10.6)."""
+"""SMV images (``.img``): the ASCII header nanoBragg writes and reads, and 16-bit pixels."""
 
 from __future__ import annotations
 
