@@ -18,15 +18,12 @@ import pytest
 import torch
 from torch.autograd import gradcheck, gradgradcheck
 
-from nanobrag_torch.config import (BeamConfig, CrystalConfig, CrystalShape, DetectorConfig,
-                                   DetectorConvention)
-from nanobrag_torch.kernels import PaddedTable, bragg_sum, bragg_sum_backward, bragg_sum_forward
-from nanobrag_torch.models.crystal import Crystal
-from nanobrag_torch.models.detector import Detector
-from nanobrag_torch.physics import (StructureFactors, lattice_factor, nearest_index,
-                                    polarization_factor, sincg_fraction)
+from nanobrag_torch import (BeamConfig, Crystal, CrystalConfig, CrystalShape, Detector, DetectorConfig,
+                            DetectorConvention, Simulator, StructureFactors)
+from nanobrag_torch.kernels import bragg_sum, bragg_sum_backward, bragg_sum_forward
+from nanobrag_torch.physics import lattice_factor, nearest_index, polarization_factor, sincg_fraction
 from nanobrag_torch.rng import mosaic_axes_and_factors
-from nanobrag_torch.simulator import R_E_SQR_M2, Simulator
+from nanobrag_torch.simulator import R_E_SQR_M2
 
 F64 = torch.float64
 
@@ -44,11 +41,8 @@ def render(crystal=None, detector=None, beam=None, c_quirks=False, dtype=F64, de
     crystal_cfg = CrystalConfig(**{**SMALL_CRYSTAL, **(crystal or {})})
     detector_cfg = DetectorConfig(**{**SMALL_DETECTOR, **(detector or {})})
     beam_cfg = BeamConfig(**{**SMALL_BEAM, **(beam or {})})
-    xtal = Crystal(crystal_cfg, device=device, dtype=dtype)
-    if hkl is not None:
-        xtal.hkl_data, xtal.hkl_metadata = hkl
-    sim = Simulator(xtal, Detector(detector_cfg, device=device, dtype=dtype), beam_cfg,
-                    device=device, dtype=dtype, c_quirks=c_quirks)
+    xtal = Crystal(crystal_cfg, hkl, device=device, dtype=dtype)
+    sim = Simulator(xtal, Detector(detector_cfg, device=device, dtype=dtype), beam_cfg, c_quirks=c_quirks)
     return sim.run()
 
 
@@ -181,7 +175,6 @@ def test_fused_kernel_equals_autograd_through_physics():
     generator = torch.Generator().manual_seed(11)
     grid, metadata = _random_table(generator)
     factors = StructureFactors(grid, metadata, default_F=7.0)
-    table = PaddedTable(factors, F64, torch.device("cpu"))
     q = (torch.randn((500, 3), generator=generator, dtype=F64) * 3).requires_grad_()
     miller = (torch.eye(3, dtype=F64).repeat(1, 4)
               + 0.2 * torch.randn((3, 12), generator=generator, dtype=F64)).requires_grad_()
@@ -191,8 +184,8 @@ def test_fused_kernel_equals_autograd_through_physics():
     reference = _physics_bragg_sum(q, miller, n_cells, factors)
     expected = torch.autograd.grad(reference, (q, miller, n_cells), grad)
     with torch.no_grad():
-        fused = bragg_sum_forward(q, miller, n_cells, table)
-        analytic = bragg_sum_backward(grad, q, miller, n_cells, table, need_n=True)
+        fused = bragg_sum_forward(q, miller, n_cells, factors)
+        analytic = bragg_sum_backward(grad, q, miller, n_cells, factors, need_n=True)
 
     hkl = q.detach() @ miller.detach()
     assert ((hkl < -4) | (hkl > 4)).any(), "some lookups fall outside the table"
@@ -275,8 +268,7 @@ def test_lattice_factors_at_integer_indices_are_finite(dtype):
 def test_fused_kernel_at_integer_indices(dtype):
     """h, k, l exactly integer (q = 0 and q on a reciprocal-lattice point): value F²(Na Nb Nc)²,
     zero gradient in q, dI/dNa = 2 F² Na Nb² Nc²."""
-    factors = StructureFactors(None, None, default_F=10.0)
-    table = PaddedTable(factors, dtype, torch.device("cpu"))
+    table = StructureFactors(default_F=10.0, dtype=dtype)
     q = torch.tensor([[0.0, 0.0, 0.0], [2.0, -1.0, 3.0]], dtype=dtype, requires_grad=True)
     miller = torch.eye(3, dtype=dtype, requires_grad=True)
     n_cells = torch.tensor([3.0, 4.0, 5.0], dtype=dtype, requires_grad=True)
@@ -417,9 +409,8 @@ def tutorial():
         config = CrystalConfig(mosflm_a_star=matrix[:, 0], mosflm_b_star=matrix[:, 1], mosflm_c_star=matrix[:, 2],
                                N_cells=(36, 47, 29), spindle_axis=(-1, 0, 0), mosaic_seed=42, mosaic_domains=5,
                                phi_start_deg=phi, mosaic_spread_deg=mosaic)
-        crystal = Crystal(config, dtype=dtype)
-        crystal.hkl_data, crystal.hkl_metadata = torch.tensor(grid, dtype=dtype), metadata
-        return Simulator(crystal, Detector(TUTORIAL_DETECTOR, dtype=dtype), TUTORIAL_BEAM, dtype=dtype).run()
+        crystal = Crystal(config, (torch.tensor(grid), metadata), dtype=dtype)
+        return Simulator(crystal, Detector(TUTORIAL_DETECTOR, dtype=dtype), TUTORIAL_BEAM).run()
 
     with torch.no_grad():
         target = image(0.0, 0.2, torch.float32)

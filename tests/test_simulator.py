@@ -1,27 +1,28 @@
-"""Simulator behaviour beyond parity: chunking, intended physics versus C's quirks, dtypes."""
+"""Simulator behaviour beyond parity: chunking, intended physics versus C's quirks, dtypes and
+devices, structure-factor inputs, and what one run computes (each thing once)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 
 import pytest
 import torch
 
-from nanobrag_torch.config import BeamConfig, CrystalConfig, CrystalShape, DetectorConfig
-from nanobrag_torch.models.crystal import Crystal
-from nanobrag_torch.models.detector import Detector
-from nanobrag_torch.simulator import Simulator
+from nanobrag_torch import (Beam, BeamConfig, Crystal, CrystalConfig, CrystalShape, Detector, DetectorConfig,
+                            Simulator, StructureFactors)
+from nanobrag_torch.simulator import FUSED_KERNEL_INPUTS, R_E_SQR_M2, PreparedRun, _needs_recompute
 
 
 def simulate(crystal=None, detector=None, beam=None, dtype=torch.float64, c_quirks=False, **run):
-    crystal_config = CrystalConfig(cell_a=70, cell_b=80, cell_c=90, cell_alpha=75, cell_beta=85, cell_gamma=95,
-                                   misset_deg=(10, -20, 30), default_F=100, N_cells=(5, 5, 5),
-                                   **(crystal or {}))
+    crystal_config = CrystalConfig(**{**dict(cell_a=70, cell_b=80, cell_c=90, cell_alpha=75, cell_beta=85,
+                                             cell_gamma=95, misset_deg=(10, -20, 30), default_F=100,
+                                             N_cells=(5, 5, 5)), **(crystal or {})})
     detector_config = DetectorConfig(**{**dict(distance_mm=100, pixel_size_mm=0.1, fpixels=48, spixels=40,
                                                 oversample=1), **(detector or {})})
     simulator = Simulator(Crystal(crystal_config, dtype=dtype), Detector(detector_config, dtype=dtype),
-                          BeamConfig(**(beam or {})), dtype=dtype, c_quirks=c_quirks)
+                          BeamConfig(**(beam or {})), c_quirks=c_quirks)
     return simulator, simulator.run(**run)
 
 
@@ -59,24 +60,29 @@ def test_float32_agrees_with_float64():
 
 
 def test_phi_carry_over_only_with_c_quirks():
-    crystal = {"phi_start_deg": 0.0, "osc_range_deg": 3.0, "phi_steps": 3}
-    intended, _ = simulate(crystal)
-    quirky, _ = simulate(crystal, c_quirks=True)
-    torch.testing.assert_close(intended.crystal.phi_angles_rad(), torch.deg2rad(torch.tensor([0.0, 1.0, 2.0],
-                                                                                              dtype=torch.float64)))
-    torch.testing.assert_close(quirky.crystal.phi_angles_rad(c_quirks=True),
-                               torch.deg2rad(torch.tensor([2.0, 1.0, 2.0], dtype=torch.float64)))
+    """Three steps from phi = 0: the intended image averages the steps at 0°, 1° and 2°; C's
+    reuses the last step's rotation for the step at exactly 0, so it averages 2°, 1° and 2°."""
+    steps = {"phi_start_deg": 0.0, "osc_range_deg": 3.0, "phi_steps": 3}
+    _, intended = simulate(steps)
+    _, quirky = simulate(steps, c_quirks=True)
+    single = {angle: simulate({"phi_start_deg": angle})[1] for angle in (0.0, 1.0, 2.0)}
+    torch.testing.assert_close(intended, (single[0.0] + single[1.0] + single[2.0]) / 3, rtol=1e-12, atol=0)
+    torch.testing.assert_close(quirky, (2 * single[2.0] + single[1.0]) / 3, rtol=1e-12, atol=0)
+    assert (quirky - intended).abs().max() > 0.03 * intended.max(), "the carry-over changes the image"
 
 
 def test_water_background_intended_is_single_scaled():
+    """With every F = 0 the image is the water background alone. C multiplies it by r_e² · fluence
+    a second time (7.94 at 1e30 photons/m²) and divides it by the steps (1 here): the ratio is
+    exact up to the rounding of a product of a few float64 factors (a few 1e-16)."""
     beam = {"water_size_um": 0.05, "fluence": 1e30}
-    _, intended = simulate(beam=beam)
-    _, quirky = simulate(beam=beam, c_quirks=True)
-    _, no_water = simulate(beam={"fluence": 1e30})
-    background_intended = (intended - no_water).min()
-    background_quirky = (quirky - no_water).min()
-    # C multiplies the background by r_e² · fluence a second time (7.9 at 1e30 photons/m²)
-    assert float(background_quirky / background_intended) == pytest.approx(7.94079248018965e-30 * 1e30, rel=0.05)
+    _, intended = simulate({"default_F": 0.0}, beam=beam)
+    _, quirky = simulate({"default_F": 0.0}, beam=beam, c_quirks=True)
+    assert (intended > 0).all()
+    torch.testing.assert_close(quirky / intended, torch.full_like(intended, R_E_SQR_M2 * 1e30), rtol=1e-14, atol=0)
+    _, with_bragg = simulate(beam=beam)
+    _, bragg_only = simulate(beam={"fluence": 1e30})
+    torch.testing.assert_close(with_bragg - bragg_only, intended, rtol=1e-9, atol=1e-12 * float(with_bragg.max()))
 
 
 def test_thickness_intended_weights_each_layer_by_its_capture():
@@ -106,17 +112,20 @@ def test_every_shape_renders_finite_images(shape):
 
 
 def test_c_interpolation_switch_off_warns_once():
-    grid = torch.rand(5, 5, 5, dtype=torch.float64) * 100
+    grid = torch.rand(5, 5, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 100
     meta = dict(h_min=-2, h_max=2, k_min=-2, k_max=2, l_min=-2, l_max=2)
     config = CrystalConfig(cell_a=70, cell_b=80, cell_c=90, N_cells=(2, 2, 2), interpolate=True)
-    crystal = Crystal(config)
-    crystal.hkl_data, crystal.hkl_metadata = grid, meta
     detector = Detector(DetectorConfig(distance_mm=100, fpixels=16, spixels=16))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        image = Simulator(crystal, detector, c_quirks=True).run()
-    assert sum("interpolation switched off" in str(w.message) for w in caught) == 1
-    assert torch.isfinite(image).all()
+    images = []
+    for batch in (None, 5):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            images.append(Simulator(Crystal(config, (grid, meta)), detector, c_quirks=True).run(batch))
+        assert sum("interpolation switched off" in str(w.message) for w in caught) == 1
+    assert torch.isfinite(images[0]).all()
+    assert torch.equal(images[0], images[1]), "the switch-off carries over from chunk to chunk"
+    intended = Simulator(Crystal(config, (grid, meta)), detector).run()
+    assert not torch.equal(intended, images[0])
 
 
 def test_compiled_kernel_gives_the_eager_numbers(monkeypatch):
@@ -134,3 +143,127 @@ def test_compiled_kernel_gives_the_eager_numbers(monkeypatch):
     compiled_image, compiled_grad = image_and_gradient()
     torch.testing.assert_close(compiled_image, eager_image, rtol=1e-5, atol=1e-6 * float(eager_image.max()))
     torch.testing.assert_close(compiled_grad, eager_grad, rtol=1e-4, atol=0)
+
+
+# ------------------------------------------------------------------ devices and dtypes
+def test_device_and_dtype_follow_the_crystal_and_the_detector():
+    crystal = Crystal(CrystalConfig(default_F=1.0, N_cells=(3, 3, 3)), dtype=torch.float32)
+    simulator = Simulator(crystal, Detector(DetectorConfig(fpixels=8, spixels=8), dtype=torch.float32))
+    assert (simulator.device, simulator.dtype) == (torch.device("cpu"), torch.float32)
+    assert simulator.beam.dtype == torch.float32
+    assert simulator.run().dtype == torch.float32
+
+
+@pytest.mark.parametrize("crystal, detector, simulator, message", [
+    ({"dtype": torch.float32}, {}, {}, "the crystal's dtype is torch.float32 but the detector's is torch.float64"),
+    ({}, {"device": "meta"}, {}, "the crystal's device is cpu but the detector's is meta"),
+    ({}, {}, {"dtype": torch.float32}, r"Simulator\(dtype=torch.float32\) but the crystal and detector have dtype "
+                                        r"torch.float64"),
+    ({}, {}, {"device": "meta"}, r"Simulator\(device=meta\) but the crystal and detector have device cpu"),
+])
+def test_disagreeing_devices_or_dtypes_are_errors(crystal, detector, simulator, message):
+    with pytest.raises(ValueError, match=message):
+        Simulator(Crystal(CrystalConfig(), **crystal), Detector(DetectorConfig(), **detector), **simulator)
+
+
+# ------------------------------------------------------------------ structure factors
+def _table():
+    grid = torch.rand((7, 9, 5), generator=torch.Generator().manual_seed(2), dtype=torch.float64) * 50 + 1
+    return grid, dict(h_min=-3, h_max=3, k_min=-4, k_max=4, l_min=-2, l_max=2)
+
+
+def _image(crystal):
+    config = DetectorConfig(distance_mm=100, pixel_size_mm=0.3, fpixels=12, spixels=12)
+    return Simulator(crystal, Detector(config)).run()
+
+
+def test_structure_factors_argument_and_the_tutorial_attributes_give_the_same_image():
+    config = CrystalConfig(cell_a=30, cell_b=35, cell_c=40, N_cells=(4, 4, 4), default_F=3.0)
+    grid, metadata = _table()
+    from_pair = _image(Crystal(config, (grid, metadata)))
+    from_object = _image(Crystal(config, StructureFactors(grid, metadata, default_F=3.0)))
+    crystal = Crystal(config, beam_config=BeamConfig())  # the tutorial's call: the data set on the crystal,
+    crystal.hkl_data = grid.float()                      # the table before its metadata
+    crystal.hkl_metadata = metadata
+    assert crystal.hkl_metadata is metadata
+    from_attributes = _image(crystal)
+    assert torch.equal(from_pair, from_object)
+    torch.testing.assert_close(from_attributes, from_pair, rtol=1e-6, atol=0)  # the float32 table
+    assert not torch.equal(from_pair, _image(Crystal(config)))
+
+
+def test_inconsistent_structure_factors_are_errors_when_used():
+    config = CrystalConfig(cell_a=30, default_F=3.0)
+    grid, metadata = _table()
+    crystal = Crystal(config)
+    crystal.hkl_data = grid
+    with pytest.raises(ValueError, match="needs its metadata"):
+        _image(crystal)
+    crystal.hkl_metadata = dict(metadata, l_max=3)
+    with pytest.raises(ValueError, match=r"has shape \(7, 9, 5\) but .* need \(7, 9, 6\)"):
+        _image(crystal)
+    with pytest.raises(ValueError, match="structure_factors.default_F = 0.0 but config.default_F = 3.0"):
+        Crystal(config, StructureFactors(grid, metadata))
+
+
+# ------------------------------------------------------------------ computed once per run
+@pytest.fixture
+def calls(monkeypatch):
+    """Counts of detector geometries, source lists and structure-factor tables built."""
+    counts = {"geometry": 0, "sources": 0, "structure factors": 0}
+
+    def counting(cls, name, key):
+        original = getattr(cls, name)
+
+        def wrapper(*args, **kwargs):
+            counts[key] += 1
+            return original(*args, **kwargs)
+        monkeypatch.setattr(cls, name, wrapper)
+
+    counting(Detector, "geometry", "geometry")
+    counting(Beam, "sources", "sources")
+    counting(StructureFactors, "__init__", "structure factors")
+    return counts
+
+
+@pytest.mark.parametrize("requires_grad", [False, True])
+def test_one_run_builds_geometry_sources_and_table_once(calls, requires_grad):
+    phi = torch.tensor(0.2, dtype=torch.float64, requires_grad=requires_grad)
+    config = CrystalConfig(cell_a=30, cell_b=35, cell_c=40, N_cells=(4, 4, 4), phi_start_deg=phi,
+                           mosaic_spread_deg=0.2, mosaic_domains=2)
+    detector = DetectorConfig(distance_mm=100, pixel_size_mm=0.3, fpixels=12, spixels=10, oversample=None)
+    beam = BeamConfig(hdivrange_mrad=1.0, hdivsteps=2)
+    image = Simulator(Crystal(config, _table()), Detector(detector), beam).run(pixel_batch_size=17)
+    if requires_grad:
+        image.sum().backward()
+    assert calls == {"geometry": 1, "sources": 1, "structure factors": 1}
+
+
+def test_one_command_run_builds_geometry_sources_and_table_once(calls, tmp_path, monkeypatch, capsys):
+    from nanobrag_torch.cli import main
+    from nanobrag_torch.io.hkl import write_fdump
+
+    monkeypatch.chdir(tmp_path)
+    write_fdump("Fdump.bin", *_table())
+    argv = ("-cell 30 35 40 90 90 90 -N 4 -distance 100 -pixel 0.3 -detpixels 12 -divergence 1 -divsteps 2 "
+            "-nonoise -nopgm -noprogress").split()
+    assert main(argv) == 0
+    assert "sources" in capsys.readouterr().out
+    assert calls == {"geometry": 1, "sources": 1, "structure factors": 1}
+
+
+def test_recompute_is_decided_by_every_prepared_tensor():
+    """A prepared tensor that needs a gradient makes chunks recompute in the backward pass, unless
+    the fused kernel differentiates it itself."""
+    simulator, _ = simulate()
+    prepared = simulator.prepare()
+    assert prepared.fused and not _needs_recompute(prepared)
+    tensors = {field.name: value for field in dataclasses.fields(PreparedRun)
+               if isinstance(value := getattr(prepared, field.name), torch.Tensor)}
+    assert set(tensors) > {"incident", "wavelength_m", "water_background", "miller_matrix"}
+    for name, value in tensors.items():
+        changed = dataclasses.replace(prepared, **{name: value.detach().clone().requires_grad_()})
+        assert _needs_recompute(changed) is (name not in FUSED_KERNEL_INPUTS), name
+        assert _needs_recompute(dataclasses.replace(changed, fused=False)), name
+    geometry = dataclasses.replace(prepared.geometry, pix0_m=prepared.geometry.pix0_m.clone().requires_grad_())
+    assert _needs_recompute(dataclasses.replace(prepared, geometry=geometry))

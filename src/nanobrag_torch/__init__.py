@@ -1,12 +1,42 @@
 """nanobrag_torch: a differentiable, pixel-exact PyTorch re-implementation of nanoBragg.
 
-The library simulates still and rotation diffraction images of small crystals on
-area detectors, as the nanoBragg C program does, with every continuous parameter
-differentiable by autograd. Start from :mod:`nanobrag_torch.config` (the crystal, detector
-and beam configurations), build :class:`~nanobrag_torch.models.crystal.Crystal` and
-:class:`~nanobrag_torch.models.detector.Detector`, and render with
-:class:`~nanobrag_torch.simulator.Simulator`. The ``nanobragg`` command
-(:mod:`nanobrag_torch.cli`) is a drop-in for the C program.
+The library simulates still and rotation diffraction images of small crystals on area
+detectors, as the nanoBragg C program does, with every continuous parameter differentiable
+by autograd::
+
+    from nanobrag_torch import BeamConfig, Crystal, CrystalConfig, Detector, DetectorConfig, Simulator
+
+    crystal = Crystal(CrystalConfig(cell_a=70, cell_b=80, cell_c=90, N_cells=(5, 5, 5), default_F=100))
+    detector = Detector(DetectorConfig(distance_mm=100, fpixels=128, spixels=128))
+    image = Simulator(crystal, detector, BeamConfig(wavelength_A=1.0)).run()
+
+Where things live: :mod:`~nanobrag_torch.config` (the configurations),
+:mod:`~nanobrag_torch.models` (crystal, detector, beam), :mod:`~nanobrag_torch.conventions`
+(detector conventions and beam-centre rules), :mod:`~nanobrag_torch.physics` (lattice factors,
+polarization), :mod:`~nanobrag_torch.structure_factors`, :mod:`~nanobrag_torch.rng` (the mosaic
+sampling, bit-compatible with C), :mod:`~nanobrag_torch.simulator`, :mod:`~nanobrag_torch.io`
+(file formats) and :mod:`~nanobrag_torch.cli` (the ``nanobragg`` command, a drop-in for the C
+program).
 """
 
+from .config import (BeamConfig, ConfigError, CrystalConfig, CrystalShape, DetectorConfig, DetectorConvention,
+                     DetectorPivot, NoiseConfig)
+from .conventions import beam_center_for_pixel, default_beam_center_mm
+from .datasets import tutorial_data_paths
+from .io.hkl import read_fdump, read_hkl_file
+from .io.mosflm import read_mosflm_matrix, reciprocal_to_real_cell
+from .models.beam import Beam
+from .models.crystal import Crystal
+from .models.detector import Detector
+from .simulator import PreparedRun, Simulator
+from .structure_factors import StructureFactors
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "Simulator", "PreparedRun", "Crystal", "Detector", "Beam",
+    "CrystalConfig", "DetectorConfig", "BeamConfig", "NoiseConfig", "ConfigError",
+    "DetectorConvention", "DetectorPivot", "CrystalShape",
+    "StructureFactors", "read_hkl_file", "read_fdump", "read_mosflm_matrix", "reciprocal_to_real_cell",
+    "tutorial_data_paths", "beam_center_for_pixel", "default_beam_center_mm",
+]

@@ -1,9 +1,9 @@
 """Configuration of a simulation: crystal, detector, beam and noise.
 
 Every config is a plain dataclass that validates its values on construction and raises
-:class:`ValueError` naming the field and the bad value. Lengths and angles carry their
-unit in the field name (``distance_mm``, ``phi_start_deg``); the models convert them to SI
-(metres, radians) once, as nanoBragg C does.
+:class:`ConfigError` (a :class:`ValueError`) naming the config, the field and the bad value.
+Lengths and angles carry their unit in the field name (``distance_mm``, ``phi_start_deg``);
+the models convert them to SI (metres, radians) once, as nanoBragg C does.
 
 Every continuous field may be a Python number or a 0-d :class:`torch.Tensor`, including one
 with ``requires_grad=True``; the simulated image is then differentiable with respect to it.
@@ -14,14 +14,47 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple, Union
 
 import torch
 
-Scalar = Any
+Scalar = Union[float, torch.Tensor]
 """A Python number or a 0-d tensor (possibly requiring grad)."""
 
-Vector3 = Tuple[Scalar, Scalar, Scalar]
+
+class ConfigError(ValueError):
+    """An invalid configuration value.
+
+    The message reads ``"DetectorConfig.distance_mm = -1 is invalid: must be a finite number > 0"``.
+
+    Parameters
+    ----------
+    config : str
+        Name of the config class (``"DetectorConfig"``).
+    field : str
+        Name of the dataclass field (``"N_cells"``, also for a bad element of it).
+    value : object
+        The value given.
+    problem : str
+        What is wrong with it.
+    element : str
+        Which part of the field, if not all of it (``"[1]"`` for ``N_cells[1]``).
+
+    Attributes
+    ----------
+    config, field, value
+        As given.
+    """
+
+    def __init__(self, config: str, field: str, value: Any, problem: str, element: str = ""):
+        super().__init__(f"{config}.{field}{element} = {_describe(value)} is invalid: {problem}")
+        self.config = config
+        self.field = field
+        self.value = value
+        self._details = (problem, element)
+
+    def __reduce__(self):
+        return type(self), (self.config, self.field, self.value, *self._details)
 
 
 class DetectorConvention(Enum):
@@ -58,27 +91,30 @@ def _value(x: Scalar) -> float:
     return float(x)
 
 
-def _require(cls: str, name: str, value: Scalar, ok: bool, what: str) -> None:
-    if not ok:
-        raise ValueError(f"{cls}.{name} = {_describe(value)} is invalid: {what}")
-
-
-def _describe(value: Scalar) -> str:
+def _describe(value: Any) -> str:
+    """The value as a message shows it: arrays of more than three numbers by their shape."""
+    if hasattr(value, "shape") and math.prod(value.shape) > 3:
+        return f"array of shape {tuple(value.shape)}"
     if isinstance(value, torch.Tensor):
         return f"tensor({value.detach().cpu().tolist()})"
     return repr(value)
 
 
-def _positive(cls: str, name: str, value: Scalar) -> None:
+def _require(cls: str, name: str, value: Any, ok: bool, what: str, element: str = "") -> None:
+    if not ok:
+        raise ConfigError(cls, name, value, what, element)
+
+
+def _positive(cls: str, name: str, value: Scalar, element: str = "") -> None:
     v = _value(value)
-    _require(cls, name, value, math.isfinite(v) and v > 0, "must be a finite number > 0")
+    _require(cls, name, value, math.isfinite(v) and v > 0, "must be a finite number > 0", element)
 
 
-def _finite(cls: str, name: str, value: Scalar) -> None:
-    _require(cls, name, value, math.isfinite(_value(value)), "must be finite")
+def _finite(cls: str, name: str, value: Scalar, element: str = "") -> None:
+    _require(cls, name, value, math.isfinite(_value(value)), "must be finite", element)
 
 
-def _vector3(cls: str, name: str, value: Any, nonzero: bool = True) -> None:
+def _vector3(cls: str, name: str, value: Any, nonzero: bool = True, element: str = "") -> None:
     if isinstance(value, torch.Tensor):
         ok = value.numel() == 3
         comps = value.detach().reshape(-1).tolist() if ok else []
@@ -88,10 +124,9 @@ def _vector3(cls: str, name: str, value: Any, nonzero: bool = True) -> None:
         except (TypeError, ValueError):
             comps = []
         ok = len(comps) == 3
-    _require(cls, name, value, ok and all(math.isfinite(c) for c in comps),
-             "must be three finite numbers")
+    _require(cls, name, value, ok and all(math.isfinite(c) for c in comps), "must be three finite numbers", element)
     if nonzero:
-        _require(cls, name, value, any(c != 0 for c in comps), "must not be the zero vector")
+        _require(cls, name, value, any(c != 0 for c in comps), "must not be the zero vector", element)
 
 
 @dataclass
@@ -164,10 +199,11 @@ class CrystalConfig:
 
     def __post_init__(self) -> None:
         name = "CrystalConfig"
-        has_matrix = [v is not None for v in (self.mosflm_a_star, self.mosflm_b_star, self.mosflm_c_star)]
-        if any(has_matrix) and not all(has_matrix):
-            raise ValueError(f"{name}: give all three of mosflm_a_star, mosflm_b_star, mosflm_c_star, "
-                             f"not only some (given: {has_matrix})")
+        matrix = {vec: getattr(self, vec) for vec in ("mosflm_a_star", "mosflm_b_star", "mosflm_c_star")}
+        missing = [vec for vec, value in matrix.items() if value is None]
+        if 0 < len(missing) < 3:
+            raise ConfigError(name, missing[0], None, "give all three of mosflm_a_star, mosflm_b_star, "
+                              "mosflm_c_star, or none")
         for vec_name in ("mosflm_a_star", "mosflm_b_star", "mosflm_c_star"):
             vec = getattr(self, vec_name)
             if vec is not None:
@@ -180,14 +216,12 @@ class CrystalConfig:
             if value is not None:
                 v = _value(value)
                 _require(name, angle, value, 0 < v < 180, "must be between 0 and 180 degrees")
-        if len(self.N_cells) != 3:
-            raise ValueError(f"{name}.N_cells = {_describe(self.N_cells)} is invalid: needs three values")
+        _require(name, "N_cells", self.N_cells, len(self.N_cells) == 3, "needs three values")
         for i, n in enumerate(self.N_cells):
-            _positive(name, f"N_cells[{i}]", n)
-        if len(self.misset_deg) != 3:
-            raise ValueError(f"{name}.misset_deg = {_describe(self.misset_deg)} is invalid: needs three angles")
+            _positive(name, "N_cells", n, f"[{i}]")
+        _require(name, "misset_deg", self.misset_deg, len(self.misset_deg) == 3, "needs three angles")
         for i, angle in enumerate(self.misset_deg):
-            _finite(name, f"misset_deg[{i}]", angle)
+            _finite(name, "misset_deg", angle, f"[{i}]")
         _finite(name, "phi_start_deg", self.phi_start_deg)
         _finite(name, "osc_range_deg", self.osc_range_deg)
         _require(name, "phi_steps", self.phi_steps, int(self.phi_steps) == self.phi_steps and self.phi_steps >= 1,
@@ -349,13 +383,8 @@ class DetectorConfig:
                      "needs 0 <= fmin <= fmax and 0 <= smin <= smax")
         if self.mask is not None:
             shape = tuple(self.mask.shape)
-            _require(name, "mask", f"array of shape {shape}", shape == (self.spixels, self.fpixels),
+            _require(name, "mask", self.mask, shape == (self.spixels, self.fpixels),
                      f"must have shape (spixels, fpixels) = ({self.spixels}, {self.fpixels})")
-
-    @property
-    def pixel_size_m(self) -> Scalar:
-        """Pixel size in metres."""
-        return self.pixel_size_mm * 1e-3
 
 
 @dataclass
@@ -448,8 +477,8 @@ class BeamConfig:
         if self.sources is not None:
             _require(name, "sources", self.sources, len(self.sources) >= 1, "needs at least one source")
             for i, (position, wavelength) in enumerate(self.sources):
-                _vector3(name, f"sources[{i}] position", position)
-                _positive(name, f"sources[{i}] wavelength_A", wavelength)
+                _vector3(name, "sources", position, element=f"[{i}] position")
+                _positive(name, "sources", wavelength, f"[{i}] wavelength_A")
         _require(name, "water_size_um", self.water_size_um, self.water_size_um >= 0, "must be >= 0")
         _require(name, "dmin_A", self.dmin_A, self.dmin_A >= 0, "must be >= 0")
 

@@ -3,9 +3,10 @@
 This is the hot loop of the simulator for the SQUARE crystal with nearest-neighbour structure
 factors (nanoBragg's default). Autograd through the plain tensor expression would keep a dozen
 (evaluations × orientations × 3) intermediates per chunk; this function keeps only its inputs
-and recomputes what the backward needs, with the derivative of ``sin(Nπδ)/sin(πδ)`` written out.
-It gives the same numbers as :func:`nanobrag_torch.physics.lattice_factor` and
-:meth:`nanobrag_torch.physics.StructureFactors.nearest`.
+and recomputes what the backward needs. The lattice factor is
+:func:`nanobrag_torch.physics.sincg_ratio` and its backward
+:func:`nanobrag_torch.physics.sincg_ratio_derivatives`; the amplitudes come from
+:meth:`nanobrag_torch.structure_factors.StructureFactors.nearest`.
 """
 
 from __future__ import annotations
@@ -17,45 +18,8 @@ from typing import Optional, Tuple
 import torch
 
 from .config import CrystalShape
-from .physics import StructureFactors, lattice_factor, nearest_index
-
-
-class PaddedTable:
-    """A structure-factor table padded by one cell of ``default_F`` on every side, so that any
-    out-of-range index clamps onto the padding and reads ``default_F``.
-
-    Parameters
-    ----------
-    factors : StructureFactors
-    dtype : torch.dtype
-    device : torch.device
-    """
-
-    def __init__(self, factors: StructureFactors, dtype: torch.dtype, device: torch.device):
-        if factors.grid is None:
-            self.values = torch.full((1,), factors.default_F, dtype=dtype, device=device)
-            self.upper = self.shift = self.strides = torch.zeros(3, dtype=dtype, device=device)
-            return
-        grid = factors.grid.detach()
-        padded = torch.nn.functional.pad(grid[None, None], (1, 1, 1, 1, 1, 1), value=factors.default_F)[0, 0]
-        device = grid.device
-        # the flat index is computed in floating point: exact below 2**24 cells in float32
-        index_dtype = dtype if padded.numel() < 2 ** 24 else torch.float64
-        self.values = padded.to(dtype).reshape(-1)
-        self.shift = torch.tensor([1 - m for m in factors.minimum], dtype=index_dtype, device=device)
-        self.upper = torch.tensor([s - 1 for s in padded.shape], dtype=index_dtype, device=device)
-        self.strides = torch.tensor([padded.shape[1] * padded.shape[2], padded.shape[2], 1], dtype=index_dtype,
-                                    device=device)
-
-    def lookup(self, hkl0: torch.Tensor) -> torch.Tensor:
-        """Amplitudes at integer-valued ``hkl0`` (..., 3)."""
-        offset = torch.minimum((hkl0.to(self.shift.dtype) + self.shift).clamp_(min=0), self.upper)
-        if torch.compiler.is_compiling():
-            index = (offset * self.strides).sum(-1)  # inductor fuses this into the kernel's loop
-        else:
-            index = offset @ self.strides  # eager: one BLAS call beats a strided last-axis sum
-        return self.values.take(index.to(torch.int64))
-
+from .physics import lattice_factor, nearest_index, sincg_ratio, sincg_ratio_derivatives
+from .structure_factors import StructureFactors
 
 TINY = 1e-30
 """Added to π·δ so that an exact integer index gives the limit ``N`` of ``sin(Nx)/sin(x)``
@@ -63,50 +27,41 @@ without a branch; it is below the resolution of any non-zero offset in float32 a
 
 
 def _lattice_terms(hkl: torch.Tensor, hkl0: torch.Tensor, n_axis: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Per-axis ``sin(Nπδ)/sin(πδ)`` and ``πδ`` (never exactly 0) for Miller indices ``hkl`` (..., 3)
-    with nearest integers ``hkl0``."""
+    """Per-axis :func:`~nanobrag_torch.physics.sincg_ratio` and its ``x = πδ + TINY`` (never 0)
+    for Miller indices ``hkl`` (..., 3) with nearest integers ``hkl0``."""
     x = hkl - hkl0
     x.mul_(math.pi).add_(TINY)
-    ratio = torch.sin(x * n_axis)
-    ratio.div_(torch.sin(x))
-    return ratio, x
+    return sincg_ratio(x, n_axis), x
 
 
 def bragg_sum_forward(q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Tensor,
-                      table: PaddedTable) -> torch.Tensor:
+                      table: StructureFactors) -> torch.Tensor:
     """``Σ_o F(hkl₀)² L(hkl)²`` for scattering vectors ``q`` (E, 3) and ``miller`` (3, 3·O)."""
     hkl = (q @ miller).unflatten(-1, (-1, 3))
     hkl0 = nearest_index(hkl)
-    factors = table.lookup(hkl0)
+    factors = table.nearest(hkl0)
     ratio, _ = _lattice_terms(hkl, hkl0, n_cells)
     amplitude = ratio.prod(-1).mul_(factors)
     return amplitude.mul_(amplitude).sum(-1)
 
 
 def bragg_sum_backward(grad: torch.Tensor, q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Tensor,
-                       table: PaddedTable, need_n: bool) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
-    """Gradients of :func:`bragg_sum_forward` with respect to ``q``, ``miller`` and ``n_cells``.
-
-    With ``r = sin(Nx)/sin(x)`` and ``x = πδ``: ``dr/dδ = π (N cos(Nx) − r cos x) / sin x`` and
-    ``dr/dN = x cos(Nx) / sin x``.
-    """
+                       table: StructureFactors,
+                       need_n: bool) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+    """Gradients of :func:`bragg_sum_forward` with respect to ``q``, ``miller`` and ``n_cells``,
+    by the chain rule through :func:`~nanobrag_torch.physics.sincg_ratio_derivatives` (``dx/dδ = π``)."""
     hkl = (q @ miller).unflatten(-1, (-1, 3))
     hkl0 = nearest_index(hkl)
-    factors = table.lookup(hkl0)
+    factors = table.nearest(hkl0)
     ratio, x = _lattice_terms(hkl, hkl0, n_cells)
     # 2 F² L · grad for each orientation, times the other two axes' ratios
     weight = factors.mul_(factors).mul_(ratio.prod(-1)).mul_(2 * grad[:, None])
     others = ratio.roll(1, -1).mul_(ratio.roll(2, -1)).mul_(weight[..., None])
-    inverse_sin = torch.sin(x).reciprocal_()
-    nx = x * n_cells
-    cos_nx = torch.cos(nx)
-    d_ratio = (n_cells * cos_nx).sub_(ratio.mul_(torch.cos(x))).mul_(inverse_sin).mul_(math.pi)
-    grad_hkl = d_ratio.mul_(others).flatten(-2)
+    d_x, d_n = sincg_ratio_derivatives(x, n_cells, ratio, need_n)
+    grad_hkl = d_x.mul_(math.pi).mul_(others).flatten(-2)
     grad_q = grad_hkl @ miller.transpose(0, 1)
     grad_miller = q.transpose(0, 1) @ grad_hkl
-    grad_n = None
-    if need_n:
-        grad_n = cos_nx.mul_(x).mul_(inverse_sin).mul_(others).sum((0, 1))
+    grad_n = d_n.mul_(others).sum((0, 1)) if need_n else None
     return grad_q, grad_miller, grad_n
 
 
@@ -130,12 +85,12 @@ class _BraggSum(torch.autograd.Function):
 
 
 def bragg_sum_reference(q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Tensor,
-                        table: PaddedTable) -> torch.Tensor:
+                        table: StructureFactors) -> torch.Tensor:
     """:func:`bragg_sum_forward` written with :func:`nanobrag_torch.physics.lattice_factor`, so
     that autograd differentiates it to any order (it keeps every intermediate)."""
     hkl = (q @ miller).unflatten(-1, (-1, 3))
     hkl0 = nearest_index(hkl.detach())
-    amplitude = table.lookup(hkl0) * lattice_factor(CrystalShape.SQUARE, hkl - hkl0, n_cells, 1.0)
+    amplitude = table.nearest(hkl0) * lattice_factor(CrystalShape.SQUARE, hkl - hkl0, n_cells, 1.0)
     return (amplitude * amplitude).sum(-1)
 
 
@@ -149,7 +104,7 @@ def _differentiable_backward(ctx, grad, q, miller, n_cells):
     return tuple(next(grads) if need else None for need in needs) + (None,)
 
 
-def bragg_sum(q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Tensor, table: PaddedTable) -> torch.Tensor:
+def bragg_sum(q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Tensor, table: StructureFactors) -> torch.Tensor:
     """Differentiable ``Σ_o F_cell(hkl₀)² F_latt(hkl)²`` for the SQUARE shape.
 
     Parameters
@@ -161,8 +116,8 @@ def bragg_sum(q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Tensor, tabl
         ``q @ miller`` gives h, k, l.
     n_cells : tensor (3,)
         Na, Nb, Nc (real values allowed).
-    table : PaddedTable
-        Structure factors.
+    table : StructureFactors
+        Structure factors (nearest neighbour; no gradient flows to them).
 
     Returns
     -------

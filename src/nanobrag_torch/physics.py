@@ -1,5 +1,9 @@
-"""Pure tensor functions of nanoBragg's physics: Miller indices, lattice factors,
-structure-factor lookup and polarization.
+"""Pure tensor functions of nanoBragg's physics: Miller indices, the lattice factor of every
+crystal shape, and polarization.
+
+The SQUARE lattice factor's per-axis ratio ``sin(Nπδ)/sin(πδ)`` is written once, in
+:func:`sincg_ratio` (with its derivatives beside it); :func:`lattice_factor` and the fused
+kernel (:mod:`nanobrag_torch.kernels`) both evaluate it.
 
 Every function is differentiable and free of NaN in value and gradient at the special points
 (integer Miller indices, a pixel on the beam), and accurate in float32: the nearest integer
@@ -9,7 +13,7 @@ is taken off h, k, l before any trigonometry.
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 
@@ -19,7 +23,13 @@ ROUND_SHAPE_NORM = 0.723601254558268
 """nanoBragg's normalisation of the ROUND lattice factor."""
 
 GAUSS_WIDTH = 0.63
-"""nanoBragg's width constant of the GAUSS and TOPHAT shapes."""
+"""nanoBragg's width constant of the GAUSS shape."""
+
+TOPHAT_RADIUS_SQR = 0.3969
+"""nanoBragg's cut of the TOPHAT shape, ``0.63²`` as C writes it."""
+
+SERIES_BELOW = 1e-4
+"""Below this ``|π δ|``, :func:`sincg_fraction` uses the Taylor series of :func:`sincg_ratio`."""
 
 
 def nearest_index(h: torch.Tensor) -> torch.Tensor:
@@ -27,18 +37,45 @@ def nearest_index(h: torch.Tensor) -> torch.Tensor:
     return torch.ceil(h - 0.5)
 
 
-def sincg_fraction(delta: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
-    """``sin(N π δ) / sin(π δ)`` for the fractional index offset ``δ`` in [-½, ½].
+def sincg_ratio(x: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    """``sin(N x) / sin(x)`` for ``x = π δ`` with ``δ`` the fractional index offset; ``x`` must not be 0.
 
-    Equal, up to a sign that the intensity squares away, to nanoBragg's
-    ``sincg(π h, N) = sin(N π h) / sin(π h)`` with ``h = h₀ + δ`` for integer N. For real N it
-    is the smooth continuation in N. At δ = 0 the value is the limit N, with a finite
-    gradient (a Taylor series is used for ``|δ| < 1e-4``).
+    The per-axis factor of the SQUARE lattice factor: equal, up to a sign that the intensity
+    squares away, to nanoBragg's ``sincg(π h, N) = sin(N π h) / sin(π h)`` with ``h = h₀ + δ``
+    for integer N; for real N the smooth continuation in N. Its derivatives are
+    :func:`sincg_ratio_derivatives`.
+    """
+    return torch.sin(n * x).div_(torch.sin(x))
+
+
+def sincg_ratio_derivatives(x: torch.Tensor, n: torch.Tensor, ratio: torch.Tensor,
+                            need_n: bool = True) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Derivatives of :func:`sincg_ratio` ``r = sin(N x) / sin(x)``, given ``r``.
+
+    Returns
+    -------
+    d_x : tensor
+        ``∂r/∂x = (N cos(N x) − r cos x) / sin x``.
+    d_n : tensor or None
+        ``∂r/∂N = x cos(N x) / sin x`` (None unless ``need_n``).
+    """
+    inverse_sin = torch.sin(x).reciprocal_()
+    cos_nx = torch.cos(n * x)
+    d_x = (n * cos_nx).sub_(ratio * torch.cos(x)).mul_(inverse_sin)
+    d_n = cos_nx.mul_(x).mul_(inverse_sin) if need_n else None
+    return d_x, d_n
+
+
+def sincg_fraction(delta: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    """:func:`sincg_ratio` at ``x = π δ`` for the fractional index offset ``δ`` in [-½, ½], at δ = 0 too.
+
+    For ``|π δ| <`` :data:`SERIES_BELOW` the Taylor series ``N (1 − (N² − 1) x² / 6)`` replaces
+    the ratio, so that the value at δ = 0 is the limit N and the first and second derivatives
+    are exact there (autograd through the ratio itself would divide 0 by 0).
     """
     x = math.pi * delta
-    small = x.abs() < 1e-4
-    x_safe = torch.where(small, torch.ones_like(x), x)
-    ratio = torch.sin(n * x_safe) / torch.sin(x_safe)
+    small = x.abs() < SERIES_BELOW
+    ratio = sincg_ratio(torch.where(small, torch.ones_like(x), x), n)
     series = n * (1 - (n * n - 1) * x * x / 6)
     return torch.where(small, series, ratio)
 
@@ -59,7 +96,13 @@ def lattice_factor(
     fudge: float,
     reciprocal_A: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
-    """Lattice factor ``F_latt`` of a crystal of ``Na × Nb × Nc`` cells (spec §8.3).
+    """Lattice factor ``F_latt`` of a crystal of ``Na × Nb × Nc`` cells.
+
+    SQUARE: the product over the three axes of :func:`sincg_fraction`. ROUND:
+    ``Na Nb Nc · 0.7236 · sinc3(π √(fudge Σ δ² N²))``. GAUSS:
+    ``Na Nb Nc · exp(−r*² · fudge / 0.63)`` and TOPHAT: ``Na Nb Nc`` where
+    ``r*² · fudge < 0.3969``, else 0, with ``r*² = |δh a* + δk b* + δl c*|² (Na Nb Nc)²`` in
+    Å⁻² (see the Physics model page of the documentation).
 
     Parameters
     ----------
@@ -89,95 +132,8 @@ def lattice_factor(
     rstar_sqr = (rstar * rstar).sum(dim=-1) * n_total * n_total
     if shape is CrystalShape.GAUSS:
         return n_total * torch.exp(-rstar_sqr / GAUSS_WIDTH * fudge)
-    inside = rstar_sqr * fudge < GAUSS_WIDTH ** 2
+    inside = rstar_sqr * fudge < TOPHAT_RADIUS_SQR
     return torch.where(inside, n_total * torch.ones_like(rstar_sqr), torch.zeros_like(rstar_sqr))
-
-
-class StructureFactors:
-    """Structure-factor table with nanoBragg's lookup rules (spec §9.3–9.4).
-
-    Parameters
-    ----------
-    grid : tensor (h_range, k_range, l_range), optional
-        Amplitudes indexed from (h_min, k_min, l_min); ``None`` means every F is ``default_F``.
-    metadata : dict, optional
-        ``h_min``, ``k_min``, ``l_min`` and the maxima.
-    default_F : float
-        Amplitude outside the table.
-    """
-
-    def __init__(self, grid: Optional[torch.Tensor], metadata: Optional[Dict[str, int]], default_F: float):
-        self.grid = grid
-        self.default_F = default_F
-        if grid is not None:
-            if metadata is None:
-                raise ValueError("Crystal.hkl_metadata is None but hkl_data is set: give the metadata "
-                                 "returned by read_hkl_file (h_min, h_max, ...)")
-            self.minimum = (int(metadata["h_min"]), int(metadata["k_min"]), int(metadata["l_min"]))
-            self.maximum = (int(metadata["h_max"]), int(metadata["k_max"]), int(metadata["l_max"]))
-            expected = tuple(hi - lo + 1 for lo, hi in zip(self.minimum, self.maximum))
-            if tuple(grid.shape) != expected:
-                raise ValueError(f"Crystal.hkl_data has shape {tuple(grid.shape)} but hkl_metadata ranges "
-                                 f"need {expected}")
-            self.flat = grid.reshape(-1)
-            self.strides = (grid.shape[1] * grid.shape[2], grid.shape[2], 1)
-
-    @property
-    def has_table(self) -> bool:
-        """True when a table of reflections was given."""
-        return self.grid is not None
-
-    def nearest(self, hkl0: torch.Tensor) -> torch.Tensor:
-        """Amplitude at the integer indices ``hkl0`` (..., 3), default_F outside the table."""
-        if self.grid is None:
-            return torch.full(hkl0.shape[:-1], self.default_F, dtype=hkl0.dtype, device=hkl0.device)
-        index, inside = self._flat_index(hkl0.to(torch.int64))
-        values = self.flat[index]
-        return torch.where(inside, values, torch.full_like(values, self.default_F))
-
-    def _flat_index(self, hkl_int: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        inside = torch.ones(hkl_int.shape[:-1], dtype=torch.bool, device=hkl_int.device)
-        index = torch.zeros(hkl_int.shape[:-1], dtype=torch.int64, device=hkl_int.device)
-        for axis in range(3):
-            offset = hkl_int[..., axis] - self.minimum[axis]
-            span = self.maximum[axis] - self.minimum[axis] + 1
-            inside &= (offset >= 0) & (offset < span)
-            index = index + offset.clamp(0, span - 1) * self.strides[axis]
-        return index, inside
-
-    def interpolation_valid(self, hkl: torch.Tensor) -> torch.Tensor:
-        """Where tricubic interpolation is allowed: ``min + 2 <= h <= max - 2`` on every axis."""
-        valid = torch.ones(hkl.shape[:-1], dtype=torch.bool, device=hkl.device)
-        for axis in range(3):
-            valid &= (hkl[..., axis] >= self.minimum[axis] + 2) & (hkl[..., axis] <= self.maximum[axis] - 2)
-        return valid
-
-    def tricubic(self, hkl: torch.Tensor) -> torch.Tensor:
-        """Tensor-product 4-point Lagrange interpolation of the amplitude at fractional ``hkl``.
-
-        Uses the 4×4×4 table points ``floor(h) - 1 … floor(h) + 2`` as nanoBragg's ``polin3``.
-        Only meaningful where :meth:`interpolation_valid` holds; elsewhere the points are
-        clamped into the table.
-        """
-        base = torch.floor(hkl.detach())
-        nodes = torch.arange(-1.0, 3.0, dtype=hkl.dtype, device=hkl.device)
-        weights, indices = [], []
-        for axis in range(3):
-            t = (hkl[..., axis] - base[..., axis])[..., None]
-            axis_weights = []
-            for j in range(4):
-                w = torch.ones_like(t)
-                for i in range(4):
-                    if i != j:
-                        w = w * (t - nodes[i]) / (nodes[j] - nodes[i])
-                axis_weights.append(w)
-            weights.append(torch.cat(axis_weights, dim=-1))
-            offset = (base[..., axis, None] + nodes).to(torch.int64) - self.minimum[axis]
-            span = self.maximum[axis] - self.minimum[axis] + 1
-            indices.append(offset.clamp(0, span - 1) * self.strides[axis])
-        index = (indices[0][..., :, None, None] + indices[1][..., None, :, None] + indices[2][..., None, None, :])
-        weight = weights[0][..., :, None, None] * weights[1][..., None, :, None] * weights[2][..., None, None, :]
-        return (weight * self.flat[index]).sum((-1, -2, -3))
 
 
 def polarization_factor(
@@ -186,7 +142,7 @@ def polarization_factor(
     axis: torch.Tensor,
     kahn_factor: torch.Tensor,
 ) -> torch.Tensor:
-    """Kahn polarization factor ``½ (1 + cos²2θ − K cos 2ψ sin²2θ)`` (spec §7.2).
+    """Kahn polarization factor ``½ (1 + cos²2θ − K cos 2ψ sin²2θ)``.
 
     Written as ``½ (1 + (i·d)² − K ((d·E)² − (d·B)²))`` with ``B = unit(p × i)`` and
     ``E = unit(i × B)``, which is the same quantity without the angle ψ, so it stays smooth

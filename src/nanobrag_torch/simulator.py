@@ -1,31 +1,31 @@
-"""The simulator: nanoBragg's sum over sub-pixels, layers, sources, phi steps and mosaic domains.
+"""The simulator: nanoBragg's sum over sub-pixels, sensor layers, sources, phi steps and mosaic domains.
 
-:meth:`Simulator.run` renders the detector in chunks of pixels. Each chunk is one pure tensor
-function of the (possibly differentiable) geometry, so the image is differentiable in every
-continuous parameter; when gradients are needed, each chunk is recomputed during the backward
-pass instead of keeping its intermediates, which bounds the memory of a full detector.
+:meth:`Simulator.prepare` computes, once, everything a run needs from the configurations (the
+detector geometry, the sources, the rotated crystal, the structure factors) into a
+:class:`PreparedRun`; :meth:`Simulator.run` renders the detector from it in chunks of pixels.
+Each chunk is one pure tensor function of the prepared tensors, so the image is differentiable
+in every continuous parameter; when gradients are needed, each chunk is recomputed during the
+backward pass instead of keeping its intermediates, which bounds the memory of a full detector.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import warnings
-from dataclasses import dataclass
-from typing import Callable, Optional
+from dataclasses import dataclass, fields, is_dataclass
+from typing import Callable, Optional, Tuple, TypeVar
 
 import torch
 from torch.utils.checkpoint import checkpoint
 
 from .config import BeamConfig, CrystalShape
 from .geometry import as_tensor, rotation_about_axis, unit
-from .kernels import PaddedTable, bragg_sum
+from .kernels import bragg_sum
 from .models.beam import Beam
 from .models.crystal import Crystal
-from .models.detector import Detector
-from .physics import StructureFactors, lattice_factor, nearest_index, polarization_factor
-
-logger = logging.getLogger(__name__)
+from .models.detector import Detector, DetectorGeometry
+from .physics import lattice_factor, nearest_index, polarization_factor
+from .structure_factors import StructureFactors
 
 R_E_SQR_M2 = 7.94079248018965e-30
 """Square of the classical electron radius (Thomson cross-section / (8π/3)), m²."""
@@ -40,32 +40,85 @@ DEFAULT_EVALUATIONS_PER_CHUNK = 1 << 19
 small enough that the largest temporaries (a few MB) are reused by the allocator instead of
 being mapped and faulted in afresh for every operation."""
 
+T = TypeVar("T")
+
 
 @dataclass
-class _Prepared:
-    """Everything a chunk needs, computed once per run from the configs."""
+class PreparedRun:
+    """Everything a run computes from the configurations before rendering, each item once.
 
-    pix0: torch.Tensor
-    fdet: torch.Tensor
-    sdet: torch.Tensor
-    odet: torch.Tensor
-    beam: torch.Tensor
-    distance: torch.Tensor
-    close_distance: torch.Tensor
-    pixel_m: torch.Tensor
-    subpixel_offsets: torch.Tensor
-    layer_depths_m: torch.Tensor
-    attenuation_per_m: float
-    layer_spacing_m: float
+    :meth:`Simulator.prepare` returns it and :meth:`Simulator.run` renders from it. It is not
+    cached: a config field that is a tensor may change between runs.
+
+    Attributes
+    ----------
+    geometry : DetectorGeometry
+        Detector position and axes.
+    incident : tensor (sources, 3)
+        Unit propagation direction of every source.
+    wavelength_m : tensor (sources,)
+        Wavelength of every source.
+    polarization_axis : tensor (3,)
+        Unit E-vector axis.
+    kahn_factor : tensor ()
+        Kahn polarization factor.
+    oversample : int
+        Sub-pixels per pixel edge (the configured value, or nanoBragg's automatic choice).
+    subpixel_offsets : tensor (oversample², 2)
+        (slow, fast) offsets of the sub-pixel centres within a pixel, in pixels.
+    layer_depths_m : tensor (layers,)
+        Depth of the front of every sensor layer.
+    layer_spacing_m : float
+        Depth of one layer (0 for an ideal, infinitely thin sensor).
+    attenuation_per_m : float
+        Linear attenuation coefficient of the sensor.
+    miller_matrix : tensor (3, 3 · orientations)
+        Real-space vectors a, b, c (m) of every phi step and mosaic domain, as columns, so that
+        ``q @ miller_matrix`` gives h, k, l.
+    n_cells : tensor (3,)
+        Na, Nb, Nc.
+    reciprocal_A : tensor (3, 3) or None
+        Rows a*, b*, c* in Å⁻¹ of the unrotated crystal (GAUSS and TOPHAT shapes only).
+    structure_factors : StructureFactors
+        The amplitudes, on the simulator's device and in its dtype.
+    interpolate : bool
+        Whether amplitudes are interpolated (tricubic).
+    fused : bool
+        Whether the fused kernel (:func:`nanobrag_torch.kernels.bragg_sum`) computes the Bragg sum.
+    water_background : tensor ()
+        Water background, in the units of the unscaled sum that the chunks accumulate.
+    steps : int
+        nanoBragg's normalisation count: sources × mosaic domains × phi steps × oversample².
+    """
+
+    geometry: DetectorGeometry
     incident: torch.Tensor
     wavelength_m: torch.Tensor
     polarization_axis: torch.Tensor
     kahn_factor: torch.Tensor
+    oversample: int
+    subpixel_offsets: torch.Tensor
+    layer_depths_m: torch.Tensor
+    layer_spacing_m: float
+    attenuation_per_m: float
     miller_matrix: torch.Tensor
     n_cells: torch.Tensor
     reciprocal_A: Optional[torch.Tensor]
+    structure_factors: StructureFactors
+    interpolate: bool
+    fused: bool
     water_background: torch.Tensor
     steps: int
+
+    @property
+    def n_sources(self) -> int:
+        """Number of sources (divergence points × wavelengths, or the explicit list)."""
+        return int(self.incident.shape[0])
+
+
+FUSED_KERNEL_INPUTS = frozenset({"miller_matrix", "n_cells", "structure_factors"})
+"""Fields of :class:`PreparedRun` that the fused kernel differentiates itself: its backward
+keeps only its inputs, so their gradients alone never call for recomputing chunks."""
 
 
 class Simulator:
@@ -78,15 +131,22 @@ class Simulator:
     beam_config : BeamConfig, optional
         Default: ``BeamConfig()`` (1 Å, default fluence).
     device : torch.device, optional
-        Device of the image; defaults to the detector's.
-    dtype : torch.dtype
-        Floating type of the computation and of the image.
+        Device of the image. Default: the crystal's and detector's.
+    dtype : torch.dtype, optional
+        Floating type of the computation and of the image. Default: the crystal's and detector's.
     c_quirks : bool
-        Reproduce nanoBragg C's documented quirks (spec §12) instead of the intended physics:
-        the phi = 0 carry-over, only the last sensor layer's capture fraction, the compounding
-        of ``oversample_omega/_polar/_thick``, the doubly scaled water background, and the
-        permanent switch-off of interpolation at the first out-of-range lookup. The
-        ``nanobragg`` command sets it; the library's default computes the intended physics.
+        Reproduce nanoBragg C's documented quirks instead of the intended physics (see the
+        Physics model page of the documentation): the phi = 0 carry-over, only the last sensor
+        layer's capture fraction, the compounding of ``oversample_omega/_polar/_thick``, the
+        doubly scaled water background, and the permanent switch-off of interpolation at the
+        first out-of-range lookup. The ``nanobragg`` command sets it; the library's default
+        computes the intended physics.
+
+    Raises
+    ------
+    ValueError
+        The crystal and the detector have different devices or dtypes, or ``device``/``dtype``
+        is given and differs from theirs.
     """
 
     def __init__(self, crystal: Crystal, detector: Detector, beam_config: Optional[BeamConfig] = None,
@@ -95,50 +155,67 @@ class Simulator:
         self.crystal = crystal
         self.detector = detector
         self.beam_config = beam_config if beam_config is not None else BeamConfig()
-        self.device = torch.device(device) if device is not None else detector.device
-        self.dtype = dtype if dtype is not None else detector.dtype
+        self.device = _common("device", crystal.device, detector.device,
+                              torch.device(device) if device is not None else None, _same_device)
+        self.dtype = _common("dtype", crystal.dtype, detector.dtype, dtype, lambda a, b: a == b)
         self.c_quirks = c_quirks
         self.beam = Beam(self.beam_config, self.device, self.dtype)
 
-    # ------------------------------------------------------------ sampling
-    @property
-    def oversample(self) -> int:
-        """Sub-pixels per pixel edge: the configured value, or nanoBragg's automatic choice
+    # ------------------------------------------------------------- prepare
+    def prepare(self) -> PreparedRun:
+        """Compute everything a run needs from the configurations, once.
+
+        :meth:`run` calls it; call it yourself to look at the geometry, the sources or the
+        sampling before rendering, and pass the result to :meth:`run`.
+
+        Returns
+        -------
+        PreparedRun
+        """
+        dev, dt = self.device, self.dtype
+        crystal_cfg, detector_cfg, beam_cfg = self.crystal.config, self.detector.config, self.beam_config
+        convention = self.detector.convention
+        geometry = self.detector.geometry()
+        axis = beam_cfg.polarization_axis if beam_cfg.polarization_axis is not None else convention.polarization_axis
+        polarization_axis = unit(as_tensor(axis, dev, dt))
+        incident, wavelength = self.beam.sources(geometry.beam, polarization_axis)
+        spindle = crystal_cfg.spindle_axis if crystal_cfg.spindle_axis is not None else convention.spindle_axis
+        vectors = self.crystal.rotated_real_vectors_m(as_tensor(spindle, dev, dt), self.c_quirks)
+        n_orient = vectors.shape[0] * vectors.shape[1]
+        oversample = self._oversample(geometry)
+        sub = (torch.arange(oversample, device=dev, dtype=dt) + 0.5) / oversample
+        thick = detector_cfg.detector_thick_um > 0
+        layers = detector_cfg.detector_thicksteps if thick else 1
+        spacing = self.detector.layer_spacing_m() if thick else 0.0
+        steps = int(incident.shape[0]) * crystal_cfg.mosaic_domains * crystal_cfg.phi_steps * oversample ** 2
+        factors = self.crystal.structure_factors()
+        interpolate = self._interpolate(factors)
+        reciprocal = None
+        if crystal_cfg.shape in (CrystalShape.GAUSS, CrystalShape.TOPHAT):
+            reciprocal = torch.stack(self.crystal.reciprocal_vectors_per_A())
+        return PreparedRun(
+            geometry=geometry, incident=incident, wavelength_m=wavelength, polarization_axis=polarization_axis,
+            kahn_factor=as_tensor(beam_cfg.polarization_factor, dev, dt), oversample=oversample,
+            subpixel_offsets=torch.stack(torch.meshgrid(sub, sub, indexing="ij"), dim=-1).reshape(-1, 2),
+            layer_depths_m=torch.arange(layers, device=dev, dtype=dt) * spacing, layer_spacing_m=spacing,
+            attenuation_per_m=self.detector.attenuation_per_m(),
+            miller_matrix=vectors.reshape(n_orient * 3, 3).transpose(0, 1), n_cells=self.crystal.n_cells(),
+            reciprocal_A=reciprocal, structure_factors=factors, interpolate=interpolate,
+            fused=self._fused(factors, interpolate), water_background=self._water_background(steps), steps=steps,
+        )
+
+    def _oversample(self, geometry: DetectorGeometry) -> int:
+        """The configured sub-pixels per pixel edge, or nanoBragg's automatic choice
         ``ceil(3 · crystal size / (λ · distance / pixel))``."""
         configured = self.detector.config.oversample
         if configured is not None:
             return int(configured)
         with torch.no_grad():
             size = float(self.crystal.size_m().max())
-            distance = float(self.detector.geometry.distance_m)
+            distance = float(geometry.distance_m)
             wavelength = float(self.beam.wavelength_m)
-            pixel = float(self.detector.config.pixel_size_mm) * 1e-3
+            pixel = float(geometry.pixel_size_m)
         return max(1, int(math.ceil(3 * size / (wavelength * distance / pixel))))
-
-    def _source_count(self) -> int:
-        cfg = self.beam_config
-        if cfg.sources is not None:
-            return len(cfg.sources)
-        with torch.no_grad():
-            incident, _ = self.beam.sources(*self._beam_and_polarization_axes())
-        return int(incident.shape[0])
-
-    @property
-    def n_sources(self) -> int:
-        """Number of sources (divergence points × wavelengths, or the explicit list)."""
-        return self._source_count()
-
-    @property
-    def steps(self) -> int:
-        """nanoBragg's normalisation count: sources × domains × phi steps × oversample²."""
-        cc = self.crystal.config
-        return self.n_sources * cc.mosaic_domains * cc.phi_steps * self.oversample ** 2
-
-    def _beam_and_polarization_axes(self):
-        beam = self.detector.geometry.beam
-        axis = self.beam_config.polarization_axis
-        axis = axis if axis is not None else self.detector.convention.polarization
-        return beam, unit(as_tensor(axis, self.device, self.dtype))
 
     def _interpolate(self, factors: StructureFactors) -> bool:
         if not factors.has_table:
@@ -148,53 +225,41 @@ class Simulator:
             return any(float(n) <= 2 for n in self.crystal.config.N_cells)
         return bool(chosen)
 
-    # ------------------------------------------------------------- prepare
-    def _prepare(self) -> _Prepared:
-        dev, dt = self.device, self.dtype
-        geometry = self.detector.geometry
-        crystal_cfg, detector_cfg, beam_cfg = self.crystal.config, self.detector.config, self.beam_config
-        beam, polarization_axis = self._beam_and_polarization_axes()
-        incident, wavelength = self.beam.sources(beam, polarization_axis)
-        spindle = crystal_cfg.spindle_axis if crystal_cfg.spindle_axis is not None else self.detector.convention.spindle
-        vectors = self.crystal.rotated_real_vectors_m(as_tensor(spindle, dev, dt), self.c_quirks)
-        n_orient = vectors.shape[0] * vectors.shape[1]
-        miller_matrix = vectors.reshape(n_orient * 3, 3).transpose(0, 1)
-        n = self.oversample
-        sub = (torch.arange(n, device=dev, dtype=dt) + 0.5) / n
-        subpixel_offsets = torch.stack(torch.meshgrid(sub, sub, indexing="ij"), dim=-1).reshape(-1, 2)
-        layers = detector_cfg.detector_thicksteps if detector_cfg.detector_thick_um > 0 else 1
-        spacing = self.detector.layer_spacing_m() if detector_cfg.detector_thick_um > 0 else 0.0
-        fluence = as_tensor(beam_cfg.fluence_photons_per_m2, dev, dt)
-        water_m = beam_cfg.water_size_um * 1e-6
+    def _fused(self, factors: StructureFactors, interpolate: bool) -> bool:
+        """Whether the fused kernel computes the Bragg sum: SQUARE shape, nearest-neighbour
+        structure factors that need no gradient, and no per-orientation C compounding."""
+        cfg = self.detector.config
+        compounding = self.c_quirks and (cfg.oversample_omega or cfg.oversample_polar or cfg.oversample_thick)
+        return (self.crystal.config.shape is CrystalShape.SQUARE and not interpolate
+                and not compounding and not factors.requires_grad)
+
+    def _water_background(self, steps: int) -> torch.Tensor:
+        """The water background in the units of the unscaled sum (which the run multiplies by
+        ``r_e² · fluence / steps``): ``F_water² · molecules · steps``, so that the image gets
+        ``r_e² · fluence · F_water² · molecules``; with ``c_quirks``, C's
+        ``r_e² · fluence · F_water² · molecules`` (scaled twice, and divided by the steps)."""
+        water_m = self.beam_config.water_size_um * 1e-6
         molecules = water_m ** 3 * 1e6 * AVOGADRO_PER_MOL / WATER_MOLAR_MASS_G
-        water_background = WATER_F ** 2 * R_E_SQR_M2 * fluence * molecules
-        reciprocal = None
-        if crystal_cfg.shape in (CrystalShape.GAUSS, CrystalShape.TOPHAT):
-            reciprocal = torch.stack(self.crystal.reciprocal_vectors_per_A())
-        return _Prepared(
-            pix0=geometry.pix0_m, fdet=geometry.fdet, sdet=geometry.sdet, odet=geometry.odet, beam=beam,
-            distance=geometry.distance_m, close_distance=geometry.close_distance_m,
-            pixel_m=as_tensor(detector_cfg.pixel_size_mm, dev, dt) * 1e-3,
-            subpixel_offsets=subpixel_offsets,
-            layer_depths_m=torch.arange(layers, device=dev, dtype=dt) * spacing,
-            attenuation_per_m=self.detector.attenuation_per_m(), layer_spacing_m=spacing,
-            incident=incident, wavelength_m=wavelength, polarization_axis=polarization_axis,
-            kahn_factor=as_tensor(beam_cfg.polarization_factor, dev, dt),
-            miller_matrix=miller_matrix, n_cells=self.crystal.n_cells(), reciprocal_A=reciprocal,
-            water_background=water_background, steps=self.steps,
-        )
+        if self.c_quirks:
+            fluence = as_tensor(self.beam_config.fluence_photons_per_m2, self.device, self.dtype)
+            return WATER_F ** 2 * R_E_SQR_M2 * fluence * molecules
+        return torch.tensor(WATER_F ** 2 * molecules * steps, device=self.device, dtype=self.dtype)
 
     # ----------------------------------------------------------------- run
-    def run(self, pixel_batch_size: Optional[int] = None,
-            progress: Optional[Callable[[int, int], None]] = None) -> torch.Tensor:
+    def run(self, pixel_batch_size: Optional[int] = None, progress: Optional[Callable[[int, int], None]] = None,
+            prepared: Optional[PreparedRun] = None) -> torch.Tensor:
         """Render the image.
 
         Parameters
         ----------
         pixel_batch_size : int, optional
-            Pixels per chunk. Default: about two million evaluations per chunk.
+            Pixels per chunk. Default: about :data:`DEFAULT_EVALUATIONS_PER_CHUNK` (2¹⁹)
+            evaluations per chunk.
         progress : callable, optional
             Called as ``progress(done_pixels, total_pixels)`` after every chunk.
+        prepared : PreparedRun, optional
+            What :meth:`prepare` returned, to render without computing it again. Default:
+            :meth:`prepare` now.
 
         Returns
         -------
@@ -203,27 +268,29 @@ class Simulator:
             masked are 0.
         """
         cfg = self.detector.config
-        prepared = self._prepare()
-        factors = self.crystal.structure_factors()
-        interpolate = self._interpolate(factors)
-        self._interpolation_switched_off = False
+        prepared = prepared if prepared is not None else self.prepare()
         fluence = as_tensor(self.beam_config.fluence_photons_per_m2, self.device, self.dtype)
         scale = R_E_SQR_M2 * fluence / prepared.steps
         pixels = self.detector.rendered_pixels().to(self.device)
         evaluations_per_pixel = (prepared.subpixel_offsets.shape[0] * prepared.layer_depths_m.shape[0]
-                                 * prepared.incident.shape[0] * prepared.miller_matrix.shape[1] // 3)
+                                 * prepared.n_sources * prepared.miller_matrix.shape[1] // 3)
         batch = pixel_batch_size or max(1, DEFAULT_EVALUATIONS_PER_CHUNK // evaluations_per_pixel)
-        table = PaddedTable(factors, self.dtype, self.device) if self._fused(factors, interpolate) else None
-        recompute = torch.is_grad_enabled() and self._needs_recompute(prepared, table is not None, interpolate)
+        recompute = torch.is_grad_enabled() and _needs_recompute(prepared)
         values = []
+        interpolation_off = False
         total = int(pixels.numel())
         for start in range(0, total, batch):
             chunk = pixels[start:start + batch]
             if recompute:
-                values.append(checkpoint(self._render_chunk, chunk, prepared, factors, interpolate, table,
-                                         use_reentrant=False))
+                value, now_off = checkpoint(self._render_chunk, chunk, prepared, interpolation_off,
+                                            use_reentrant=False)
             else:
-                values.append(self._render_chunk(chunk, prepared, factors, interpolate, table))
+                value, now_off = self._render_chunk(chunk, prepared, interpolation_off)
+            if now_off and not interpolation_off:
+                warnings.warn("tricubic interpolation switched off for the rest of the image at the first "
+                              "out-of-range lookup (nanoBragg C behaviour)", stacklevel=2)
+            interpolation_off = now_off
+            values.append(value)
             if progress is not None:
                 progress(min(start + batch, total), total)
         image = torch.zeros(cfg.spixels * cfg.fpixels, device=self.device, dtype=self.dtype)
@@ -231,48 +298,31 @@ class Simulator:
             image = image.index_put((pixels,), torch.cat(values) * scale)
         return image.reshape(cfg.spixels, cfg.fpixels)
 
-    def _fused(self, factors: StructureFactors, interpolate: bool) -> bool:
-        """Whether the fused kernel computes the Bragg sum: SQUARE shape, nearest-neighbour
-        structure factors that need no gradient, and no per-orientation C compounding."""
-        cfg = self.detector.config
-        compounding = self.c_quirks and (cfg.oversample_omega or cfg.oversample_polar or cfg.oversample_thick)
-        table_grad = factors.grid is not None and factors.grid.requires_grad
-        return (self.crystal.config.shape is CrystalShape.SQUARE and not interpolate
-                and not compounding and not table_grad)
-
-    def _needs_recompute(self, p: _Prepared, fused: bool, interpolate: bool) -> bool:
-        """Whether chunks are recomputed in the backward pass (instead of keeping their
-        intermediates): when the per-pixel geometry needs gradients, or the unfused path does.
-        The C interpolation switch-off is stateful and is never recomputed."""
-        if self.c_quirks and interpolate:
-            return False
-        geometry = (p.pix0, p.fdet, p.sdet, p.odet, p.distance, p.close_distance, p.pixel_m, p.incident,
-                    p.wavelength_m, p.polarization_axis, p.kahn_factor)
-        if any(t.requires_grad for t in geometry):
-            return True
-        return not fused and _any_requires_grad(p)
-
     # -------------------------------------------------------------- chunk
-    def _render_chunk(self, pixels: torch.Tensor, p: _Prepared, factors: StructureFactors,
-                      interpolate: bool, table: Optional[PaddedTable]) -> torch.Tensor:
-        """Unscaled intensity ``Σ F_cell² F_latt² × factors`` of a chunk of pixels (flat indices)."""
+    def _render_chunk(self, pixels: torch.Tensor, p: PreparedRun,
+                      interpolation_off: bool) -> Tuple[torch.Tensor, bool]:
+        """Unscaled intensity ``Σ F_cell² F_latt² × factors`` of a chunk of pixels (flat indices),
+        and whether C's interpolation switch-off has happened by the end of the chunk (given
+        whether it had before it)."""
         cfg = self.detector.config
+        geometry = p.geometry
         quirks = self.c_quirks
         slow = torch.div(pixels, cfg.fpixels, rounding_mode="floor").to(self.dtype)
         fast = (pixels % cfg.fpixels).to(self.dtype)
         # positions [P, T, S, 3]
-        fdet = p.pixel_m * (fast[:, None] + p.subpixel_offsets[None, :, 1])
-        sdet = p.pixel_m * (slow[:, None] + p.subpixel_offsets[None, :, 0])
-        position = (p.pix0 + fdet[..., None] * p.fdet + sdet[..., None] * p.sdet)[:, None, :, :]
-        position = position + p.layer_depths_m[None, :, None, None] * p.odet
+        pixel_m = geometry.pixel_size_m
+        fdet = pixel_m * (fast[:, None] + p.subpixel_offsets[None, :, 1])
+        sdet = pixel_m * (slow[:, None] + p.subpixel_offsets[None, :, 0])
+        position = (geometry.pix0_m + fdet[..., None] * geometry.fdet + sdet[..., None] * geometry.sdet)[:, None, :, :]
+        position = position + p.layer_depths_m[None, :, None, None] * geometry.odet
         if cfg.curved_detector:
-            position = self._curve(position, p)
+            position = _curve(position, geometry)
         radius = torch.linalg.vector_norm(position, dim=-1)
         diffracted = position / radius[..., None]
         if cfg.point_pixel:
             omega = 1.0 / (radius * radius)
         else:
-            omega = p.pixel_m * p.pixel_m / (radius * radius) * p.close_distance / radius
+            omega = pixel_m * pixel_m / (radius * radius) * geometry.close_distance_m / radius
         capture = self._capture_fraction(diffracted, p)
         # scattering vectors [P, T, S, K, 3]
         q = (diffracted[:, :, :, None, :] - p.incident) / p.wavelength_m[:, None]
@@ -282,9 +332,10 @@ class Simulator:
         else:
             polar = polarization_factor(p.incident, diffracted[:, :, :, None, :], p.polarization_axis,
                                         p.kahn_factor)
-        if table is not None:
+        if p.fused:
             # [P, T, S, K, 1]: already summed over the orientations
-            term = bragg_sum(q.reshape(-1, 3), p.miller_matrix, p.n_cells, table).reshape(q.shape[:-1])[..., None]
+            term = bragg_sum(q.reshape(-1, 3), p.miller_matrix, p.n_cells,
+                             p.structure_factors).reshape(q.shape[:-1])[..., None]
             f_latt = None
         else:
             # Miller indices [P, T, S, K, O, 3] for O orientations (phi steps × domains)
@@ -292,29 +343,21 @@ class Simulator:
             hkl0 = nearest_index(hkl.detach())
             f_latt = lattice_factor(self.crystal.config.shape, hkl - hkl0, p.n_cells, self.crystal.config.fudge,
                                     p.reciprocal_A)
-            f_cell = self._structure_factor(hkl, hkl0, factors, interpolate)
+            f_cell, interpolation_off = self._structure_factor(hkl, hkl0, p, interpolation_off)
             term = (f_cell * f_latt) ** 2
         if kept is not None:
             term = term * kept[..., None]
         if quirks:
-            return self._combine_c(term, f_latt, kept, omega, polar, capture, p)
-        return self._combine(term, omega, polar, capture, kept, p)
+            return self._combine_c(term, f_latt, kept, omega, polar, capture, p), interpolation_off
+        return self._combine(term, omega, polar, capture, kept, p), interpolation_off
 
-    def _curve(self, position: torch.Tensor, p: _Prepared) -> torch.Tensor:
-        """Curved detector: every pixel at ``distance`` from the sample (spec §6.3)."""
-        start = p.distance * p.beam
-        about_s = rotation_about_axis(p.sdet.expand(position.shape), position[..., 1] / p.distance)
-        rotated = (about_s @ start[:, None]).squeeze(-1)
-        about_f = rotation_about_axis(p.fdet.expand(position.shape), position[..., 2] / p.distance)
-        return (about_f @ rotated[..., None]).squeeze(-1)
-
-    def _capture_fraction(self, diffracted: torch.Tensor, p: _Prepared) -> torch.Tensor:
+    def _capture_fraction(self, diffracted: torch.Tensor, p: PreparedRun) -> torch.Tensor:
         """Fraction of photons absorbed in each sensor layer, [P, T, S] (1 for no thickness)."""
         if p.layer_spacing_m <= 0:
             if self.c_quirks and self.detector.config.oversample_thick:
                 return torch.zeros(diffracted.shape[:-1], dtype=self.dtype, device=self.device)
             return torch.ones(diffracted.shape[:-1], dtype=self.dtype, device=self.device)
-        parallax = (diffracted * p.odet).sum(-1)
+        parallax = (diffracted * p.geometry.odet).sum(-1)
         mu = p.attenuation_per_m
         depth = p.layer_depths_m[None, :, None]
         return (torch.exp(-depth * mu / parallax)
@@ -329,32 +372,19 @@ class Simulator:
         skipped = (stol > 0) & (dmin_m > 1.0 / (2 * stol))
         return (~skipped).to(self.dtype)
 
-    def _structure_factor(self, hkl: torch.Tensor, hkl0: torch.Tensor, factors: StructureFactors,
-                          interpolate: bool) -> torch.Tensor:
+    def _structure_factor(self, hkl: torch.Tensor, hkl0: torch.Tensor, p: PreparedRun,
+                          interpolation_off: bool) -> Tuple[torch.Tensor, bool]:
+        """Amplitudes (nearest or interpolated), and the C interpolation switch-off state after them."""
+        factors = p.structure_factors
         nearest = factors.nearest(hkl0)
-        if not interpolate:
-            return nearest
+        if not p.interpolate:
+            return nearest, interpolation_off
         valid = factors.interpolation_valid(hkl.detach())
         if self.c_quirks:
-            valid = self._c_interpolation_shutoff(valid)
+            valid, interpolation_off = _c_interpolation_shutoff(valid, interpolation_off)
         if not bool(valid.any()):
-            return nearest
-        return torch.where(valid, factors.tricubic(hkl), nearest)
-
-    def _c_interpolation_shutoff(self, valid: torch.Tensor) -> torch.Tensor:
-        """C turns interpolation off for the rest of the run at the first out-of-range lookup."""
-        if self._interpolation_switched_off:
-            return torch.zeros_like(valid)
-        flat = valid.reshape(-1)
-        invalid = (~flat).nonzero()
-        if invalid.numel() == 0:
-            return valid
-        first = int(invalid[0])
-        self._interpolation_switched_off = True
-        warnings.warn("tricubic interpolation switched off for the rest of the image at the first "
-                      "out-of-range lookup (nanoBragg C behaviour)", stacklevel=4)
-        order = torch.arange(flat.numel(), device=flat.device)
-        return (flat & (order < first)).reshape(valid.shape)
+            return nearest, interpolation_off
+        return torch.where(valid, factors.tricubic(hkl), nearest), interpolation_off
 
     @staticmethod
     def _first_source(polar: torch.Tensor, kept: Optional[torch.Tensor]) -> torch.Tensor:
@@ -367,7 +397,7 @@ class Simulator:
                                                                                               dtype=torch.int64))
         return first_subpixel.gather(-1, index[:, None])[:, 0]
 
-    def _combine(self, term, omega, polar, capture, kept, p: _Prepared) -> torch.Tensor:
+    def _combine(self, term, omega, polar, capture, kept, p: PreparedRun) -> torch.Tensor:
         """Intended physics: each factor multiplies its own terms; per-pixel factors from the
         first sub-pixel unless the oversample flag asks for every sub-pixel."""
         cfg = self.detector.config
@@ -384,13 +414,14 @@ class Simulator:
         if not cfg.oversample_polar:
             total = total * first_polar
         if self.beam_config.water_size_um > 0:
-            background = p.water_background / (R_E_SQR_M2 * as_tensor(
-                self.beam_config.fluence_photons_per_m2, self.device, self.dtype)) * p.steps
-            total = total + background * omega[:, 0, 0] * first_polar * capture[:, :, 0].sum(-1)
+            total = total + p.water_background * omega[:, 0, 0] * first_polar * capture[:, :, 0].sum(-1)
         return total
 
-    def _combine_c(self, term, f_latt, kept, omega, polar, capture, p: _Prepared) -> torch.Tensor:
-        """nanoBragg C's accumulation, quirks included (spec §8.5–8.6)."""
+    def _combine_c(self, term, f_latt, kept, omega, polar, capture, p: PreparedRun) -> torch.Tensor:
+        """nanoBragg C's accumulation, quirks included: with an ``oversample_*`` flag, the whole
+        running sum (water background included) is multiplied by the flagged factors after every
+        term that is not skipped (the factors compound); the other factors multiply at the end,
+        the capture fraction of the last layer only."""
         cfg = self.detector.config
         flagged = cfg.oversample_omega or cfg.oversample_polar or cfg.oversample_thick
         background = p.water_background
@@ -422,5 +453,60 @@ class Simulator:
         return total
 
 
-def _any_requires_grad(prepared: _Prepared) -> bool:
-    return any(isinstance(v, torch.Tensor) and v.requires_grad for v in vars(prepared).values())
+def _curve(position: torch.Tensor, geometry: DetectorGeometry) -> torch.Tensor:
+    """Curved detector: every pixel at ``distance`` from the sample. As nanoBragg, ``distance ·
+    beam`` is turned about the slow axis by the lab y component of the flat position over the
+    distance, then about the fast axis by its z component over the distance."""
+    start = geometry.distance_m * geometry.beam
+    about_s = rotation_about_axis(geometry.sdet.expand(position.shape), position[..., 1] / geometry.distance_m)
+    rotated = (about_s @ start[:, None]).squeeze(-1)
+    about_f = rotation_about_axis(geometry.fdet.expand(position.shape), position[..., 2] / geometry.distance_m)
+    return (about_f @ rotated[..., None]).squeeze(-1)
+
+
+def _c_interpolation_shutoff(valid: torch.Tensor, switched_off: bool) -> Tuple[torch.Tensor, bool]:
+    """C turns interpolation off for the rest of the run at the first out-of-range lookup, in
+    traversal order (the order of ``valid``'s elements). Returns the lookups still interpolated
+    and whether the switch-off has happened."""
+    if switched_off:
+        return torch.zeros_like(valid), True
+    flat = valid.reshape(-1)
+    invalid = (~flat).nonzero()
+    if invalid.numel() == 0:
+        return valid, False
+    order = torch.arange(flat.numel(), device=flat.device)
+    return (flat & (order < int(invalid[0]))).reshape(valid.shape), True
+
+
+def _needs_recompute(prepared: PreparedRun) -> bool:
+    """Whether chunks are recomputed in the backward pass instead of keeping their intermediates:
+    when any prepared tensor needs a gradient, except those the fused kernel differentiates itself."""
+    exempt = FUSED_KERNEL_INPUTS if prepared.fused else frozenset()
+    return any(_requires_grad(getattr(prepared, field.name)) for field in fields(prepared) if field.name not in exempt)
+
+
+def _requires_grad(value) -> bool:
+    if isinstance(value, torch.Tensor):
+        return value.requires_grad
+    if isinstance(value, StructureFactors):
+        return value.requires_grad
+    if is_dataclass(value):
+        return any(_requires_grad(getattr(value, field.name)) for field in fields(value))
+    return False
+
+
+def _common(name: str, crystal_value: T, detector_value: T, requested: Optional[T], same: Callable[[T, T], bool]) -> T:
+    """The one device (or dtype) of a simulation: the crystal's and the detector's, which must agree,
+    and the simulator's argument, which must agree with them when given."""
+    if not same(crystal_value, detector_value):
+        raise ValueError(f"the crystal's {name} is {crystal_value} but the detector's is {detector_value}: "
+                         f"build Crystal and Detector with the same {name}=")
+    if requested is not None and not same(requested, crystal_value):
+        raise ValueError(f"Simulator({name}={requested}) but the crystal and detector have {name} {crystal_value}: "
+                         f"leave {name} out (it follows them) or build them with {name}={requested}")
+    return crystal_value
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    """Same device type and index; a device without an index (``cuda``) matches any index."""
+    return a.type == b.type and (a.index is None or b.index is None or a.index == b.index)

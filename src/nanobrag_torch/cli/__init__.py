@@ -7,11 +7,17 @@ the 8-bit PGM (``-pgmfile``, default ``image.pgm``, unless ``-nopgm``), the Pois
 image (``-noisefile``, default ``noiseimage.img``, unless ``-nonoise``) and, after reading a text
 HKL file, the ``Fdump.bin`` cache (``-dump``). It is a drop-in replacement for the C program.
 
+The package: :mod:`~nanobrag_torch.cli.options` (the flag table and the scan of the
+arguments), :mod:`~nanobrag_torch.cli.plan` (C's automatic choices, the library configs),
+:mod:`~nanobrag_torch.cli.simulate` (running a plan) and :mod:`~nanobrag_torch.cli.report`
+(the summary and the output files).
+
 Options are matched as C matches them: an argument selects every option whose text it
 *contains* (``-matrix`` is ``-mat``; ``-twotheta_axis`` also sets the two-theta angle;
-``-misset_seed`` also sets the misset angles), with C's exact and length-checked exceptions
-(spec §2.2). Input quirks of C are reproduced and reported with one warning line each on
-stderr; physics quirks are reproduced by the library's ``c_quirks`` switch (spec §12).
+``-misset_seed`` also sets the misset angles), with C's exact and length-checked exceptions.
+Input quirks of C are reproduced and reported with one warning line each on stderr; physics
+quirks are reproduced by the library's ``c_quirks`` switch (see the Physics model page of the
+documentation).
 
 Deliberate differences from C, all failing loudly instead of silently:
 
@@ -32,9 +38,9 @@ from __future__ import annotations
 import sys
 from typing import Optional, Sequence
 
-from .options import ERROR_EXIT, OPTIONS, PROGRAM, UsageError, scan_arguments
+from .options import ERROR_EXIT, OPTIONS, PROGRAM, UsageError, library_message, scan_arguments
 from .plan import Plan, parse_args
-from .simulate import _library_message, build_simulator, run
+from .simulate import build_simulator, run
 
 __all__ = ["main", "parse_args", "build_simulator", "run", "scan_arguments", "Plan"]
 
@@ -60,7 +66,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except UsageError as error:
         message = str(error)
     except (ValueError, OSError, RuntimeError) as error:
-        message = _library_message(error)
+        message = library_message(error)
     except KeyboardInterrupt:
         print(f"\n{PROGRAM}: interrupted", file=sys.stderr)
         return 130

@@ -1,14 +1,20 @@
-"""nanoBragg C's options: C-style number parsing, the raw option state and the option table,
-and the scan of the argument list that fills it (spec §2.2)."""
+"""nanoBragg C's options: the command's flag table (:data:`OPTIONS`), C-style number parsing, the
+raw option state, the scan of the argument list that fills it, and the table of which flag sets
+which library config field (:data:`CONFIG_FIELD_FLAGS`, for error messages).
+
+Options are matched as C matches them: an argument selects every option whose text it
+*contains*, in the table's order, with C's exact and length-checked exceptions.
+"""
 
 from __future__ import annotations
 
 import math
 import re
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from ..config import BeamConfig, CrystalShape, DetectorConvention, DetectorPivot
+from ..config import BeamConfig, ConfigError, CrystalShape, DetectorConvention, DetectorPivot
 
 
 PROGRAM = "nanobragg"
@@ -44,8 +50,20 @@ def _is_number(text: str) -> bool:
     return bool(_NUMBER.match(text))
 
 
-def _looks_like_option(text: str) -> bool:
+def looks_like_option(text: str) -> bool:
+    """Whether a command-line word is an option (``-x``), not a value (``-5``, ``-.5e3``)."""
     return text.startswith("-") and len(text) > 1 and not _is_number(text)
+
+
+class DetectorAbsorption(Enum):
+    """What ``-detector_abs`` set, if anything."""
+
+    NOT_GIVEN = "not given"
+    """The attenuation depth is the sensor thickness."""
+    DEPTH = "depth"
+    """An attenuation depth in µm (``RawArgs.detector_abs_um``)."""
+    NOTHING = "0 or inf"
+    """``-detector_abs 0`` or ``inf``: nanoBragg C then absorbs nothing in a thick sensor."""
 
 
 # --------------------------------------------------------------------------- raw C state
@@ -75,7 +93,7 @@ class RawArgs:
     pix0_given: bool = False
     distance: float = 100.0
     close_distance: Optional[float] = None
-    detector_mu_set: bool = False
+    detector_absorption: DetectorAbsorption = DetectorAbsorption.NOT_GIVEN
     detector_abs_um: Optional[float] = None
     detector_thick_um: float = 0.0
     detector_thicksteps: int = -1
@@ -286,10 +304,10 @@ def _apply_detector_abs(raw, values):
     if "inf" in word or _c_atof(word) == 0.0:
         raw.detector_thick_um = 0.0
         raw.detector_abs_um = None
-        raw.detector_mu_set = "zero"
+        raw.detector_absorption = DetectorAbsorption.NOTHING
     else:
         raw.detector_abs_um = _c_atof(word)
-        raw.detector_mu_set = True
+        raw.detector_absorption = DetectorAbsorption.DEPTH
 
 
 def _apply_twotheta(raw, values):
@@ -595,7 +613,7 @@ def scan_arguments(argv: Sequence[str], raw: Optional[RawArgs] = None) -> Tuple[
     for i, arg in enumerate(argv):
         if i in consumed:
             continue
-        if not _looks_like_option(arg):
+        if not looks_like_option(arg):
             raise UsageError(f"unexpected argument '{arg}' (not an option, nor the value of one)")
         matched = [o for o in OPTIONS if o.matches(arg)]
         if not matched:
@@ -621,3 +639,32 @@ def scan_arguments(argv: Sequence[str], raw: Optional[RawArgs] = None) -> Tuple[
             if outcome == STOP:
                 break
     return raw, warnings
+
+
+# --------------------------------------------------------------------------- library errors
+CONFIG_FIELD_FLAGS: Dict[str, str] = {
+    "distance_mm": "-distance", "close_distance_mm": "-close_distance", "pixel_size_mm": "-pixel",
+    "fpixels": "-detpixels", "spixels": "-detpixels", "beam_center_f": "-Xbeam/-Ybeam",
+    "beam_center_s": "-Xbeam/-Ybeam", "oversample": "-oversample", "detector_thick_um": "-detector_thick",
+    "detector_thicksteps": "-detector_thicksteps", "detector_abs_um": "-detector_abs", "roi": "-roi",
+    "wavelength_A": "-lambda", "fluence": "-fluence", "polarization_factor": "-polar",
+    "hdivrange_mrad": "-hdivrange", "vdivrange_mrad": "-vdivrange", "hdivstep_mrad": "-hdivstep",
+    "vdivstep_mrad": "-vdivstep", "dispersion_percent": "-dispersion", "water_size_um": "-water",
+    "dmin_A": "-dmin", "N_cells": "-N", "misset_deg": "-misset", "phi_start_deg": "-phi",
+    "osc_range_deg": "-osc", "phi_steps": "-phisteps", "mosaic_spread_deg": "-mosaic",
+    "mosaic_domains": "-mosaic_domains", "default_F": "-default_F", "fudge": "-fudge",
+    "adc_offset_adu": "-adc", "intfile_scale": "-scale", "sources": "-sourcefile",
+    "spindle_axis": "-spindle_axis", "twotheta_axis": "-twotheta_axis", "polarization_axis": "-polar_vector",
+}
+"""The flag that sets each library config field, to name it in an error about the field."""
+
+
+def library_message(error: Exception) -> str:
+    """A library exception as one line; a :class:`~nanobrag_torch.config.ConfigError` is prefixed
+    with the flag of its field, an :class:`OSError` with its file."""
+    message = " ".join(str(error).split()) or type(error).__name__
+    if isinstance(error, ConfigError) and error.field in CONFIG_FIELD_FLAGS:
+        message = f"{CONFIG_FIELD_FLAGS[error.field]}: {message}"
+    if isinstance(error, OSError) and error.filename and str(error.filename) not in message:
+        message = f"{error.filename}: {message}"
+    return message

@@ -1,5 +1,6 @@
-"""From scanned options to a plan: nanoBragg C's auto-selection rules (spec §11), conventions,
-beam centre and pivot (spec §5), the input quirks, and the library configurations."""
+"""From scanned options to a plan: nanoBragg C's automatic choices (phi steps, mosaic domains,
+sensor layers, crystal size), the beam centre and pivot of its flags, the input quirks, and the
+library configurations."""
 
 from __future__ import annotations
 
@@ -11,8 +12,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..config import BeamConfig, CrystalConfig, DetectorConfig, DetectorConvention, DetectorPivot, NoiseConfig
-from .options import KEV_ANGSTROM, RawArgs, UsageError, _looks_like_option, scan_arguments
+from ..config import BeamConfig, CrystalConfig, DetectorConfig, DetectorConvention, NoiseConfig
+from ..conventions import CONVENTIONS, c_header_beam_center, command_line_pivot, default_beam_center_mm
+from ..io.mosflm import read_mosflm_matrix, reciprocal_to_real_cell
+from ..io.smv import read_smv
+from ..io.sourcefile import read_sourcefile
+from ..rng import random_misset_deg
+from .options import KEV_ANGSTROM, DetectorAbsorption, RawArgs, UsageError, looks_like_option, scan_arguments
 
 
 # --------------------------------------------------------------------------- the plan
@@ -71,17 +77,17 @@ def _require_file(flag: str, path: str) -> None:
 
 
 def _header_defaults(raw: RawArgs, argv: Sequence[str]) -> Tuple[RawArgs, Optional[np.ndarray]]:
-    """Defaults from ``-mask`` and ``-img`` SMV headers, read before the options (spec §10.6)."""
+    """Defaults from ``-mask`` and ``-img`` SMV headers (size, pixel, distance, wavelength, beam
+    centre, phi), read before the options as C does."""
     mask = None
     files = {}
     for i, arg in enumerate(argv[:-1]):
         for flag in ("-img", "-mask"):
-            if _looks_like_option(arg) and flag in arg:
+            if looks_like_option(arg) and flag in arg:
                 files[flag] = argv[i + 1]
     for flag in ("-mask", "-img"):
         if flag not in files:
             continue
-        from ..io.smv import read_smv
         path = files[flag]
         _require_file(flag, path)
         try:
@@ -148,7 +154,8 @@ def _check_physical(raw: RawArgs) -> None:
 
 
 def _pixel_counts(raw: RawArgs) -> Tuple[int, int, float, float]:
-    """fpixels, spixels and the detector sizes (mm) as C fills them in (spec §2.1 step 3)."""
+    """fpixels, spixels and the detector sizes (mm) as C fills them in: pixel counts win over
+    sizes, and a size gives ``ceil(size / pixel − ½)`` pixels."""
     detsize_f = raw.pixel * raw.fpixels if raw.fpixels else raw.detsize_f
     detsize_s = raw.pixel * raw.spixels if raw.spixels else raw.detsize_s
     fpixels = int(math.ceil(detsize_f / raw.pixel - 0.5))
@@ -159,7 +166,7 @@ def _pixel_counts(raw: RawArgs) -> Tuple[int, int, float, float]:
 
 
 def _resolve_phi(raw: RawArgs) -> Tuple[int, float, float]:
-    """(phi steps, C's osc, step) by nanoBragg's rules (spec §11.1), degrees."""
+    """(phi steps, C's osc, step) in degrees, completed from the given ones by nanoBragg's rules."""
     osc = raw.osc if raw.osc is not None else -1.0
     step = raw.phistep if raw.phistep is not None else -1.0
     steps = raw.phisteps
@@ -182,7 +189,7 @@ def _resolve_phi(raw: RawArgs) -> Tuple[int, float, float]:
 
 
 def _resolve_mosaic(raw: RawArgs, warnings: List[str]) -> Tuple[int, float]:
-    """(domains, spread in degrees) by nanoBragg's rules (spec §11.4)."""
+    """(domains, spread in degrees): a spread without a count gives 10 domains, no spread one."""
     spread = raw.mosaic_spread
     if spread is None or spread <= 0:
         return 1, 0.0
@@ -193,11 +200,12 @@ def _resolve_mosaic(raw: RawArgs, warnings: List[str]) -> Tuple[int, float]:
 
 
 def _resolve_thickness(raw: RawArgs, warnings: List[str]) -> Dict[str, object]:
-    """Library thickness fields reproducing C's layer spacing thick/(n−1) (spec §11.3)."""
+    """Library thickness fields reproducing C's layers: ``n`` layers (at least 2) spaced
+    thick/(n−1) apart, or 2 layers thick/2 apart when no count is given."""
     thick = raw.detector_thick_um
     if thick <= 0:
         return {"detector_thick_um": 0.0, "detector_thicksteps": 1, "detector_abs_um": None}
-    if raw.detector_mu_set == "zero":
+    if raw.detector_absorption is DetectorAbsorption.NOTHING:
         raise UsageError("-detector_abs 0 (or inf) given before -detector_thick: nanoBragg C then "
                          "absorbs nothing in a thick sensor and writes an all-zero image")
     layers = max(raw.detector_thicksteps, 2) if raw.detector_thicksteps > 0 else 2
@@ -205,7 +213,7 @@ def _resolve_thickness(raw: RawArgs, warnings: List[str]) -> Dict[str, object]:
     warnings.append(f"sensor of {thick:g} um in {layers} layers {spacing:g} um apart (they span "
                     f"{spacing * layers:g} um), and only the last layer's capture fraction multiplies "
                     f"the sum: nanoBragg C's quirks, reproduced")
-    depth = raw.detector_abs_um if raw.detector_mu_set is True else thick
+    depth = raw.detector_abs_um if raw.detector_absorption is DetectorAbsorption.DEPTH else thick
     return {"detector_thick_um": spacing * layers, "detector_thicksteps": layers, "detector_abs_um": depth}
 
 
@@ -218,8 +226,8 @@ def _c_unit(vector: Sequence[float]) -> Tuple[Tuple[float, float, float], float]
 
 
 def _custom_vectors(raw: RawArgs, warnings: List[str]) -> Dict[str, Optional[Tuple[float, float, float]]]:
-    """The CUSTOM convention's user vectors, with C's odet regeneration (spec §5.2)."""
-    from ..models.detector import CONVENTIONS
+    """The CUSTOM convention's user vectors, with C's odet regeneration: a normal whose length is
+    not exactly 1 is replaced by unit(fdet × sdet)."""
     defaults = CONVENTIONS[DetectorConvention.CUSTOM]
     for name, vector in raw.vectors.items():
         if name != "odet" and _c_unit(vector)[1] == 0.0:
@@ -237,40 +245,38 @@ def _custom_vectors(raw: RawArgs, warnings: List[str]) -> Dict[str, Optional[Tup
             "twotheta_axis": raw.vectors.get("twotheta_axis")}
 
 
-def _beam_centre(raw: RawArgs, fpixels: int, spixels: int) -> Tuple[Optional[float], Optional[float],
-                                                                     float, float]:
-    """Library (beam_center_f, beam_center_s) and C's (Xbeam, Ybeam) for the header, in mm."""
-    pixel = raw.pixel
-    size_f, size_s = fpixels * pixel, spixels * pixel
-    fclose = (raw.ORGX - 0.5) * pixel if raw.ORGX is not None else None
-    sclose = (raw.ORGY - 0.5) * pixel if raw.ORGY is not None else None
-    xclose = raw.Xclose if raw.Xclose is not None else (fclose if fclose is not None else size_f / 2)
-    yclose = raw.Yclose if raw.Yclose is not None else (sclose if sclose is not None else size_s / 2)
-    convention = raw.convention
-    if convention in (DetectorConvention.MOSFLM, DetectorConvention.DENZO):
-        xbeam = raw.Xbeam if raw.Xbeam is not None else (size_s + pixel) / 2
-        ybeam = raw.Ybeam if raw.Ybeam is not None else (size_f + pixel) / 2
-        return raw.Ybeam, raw.Xbeam, xbeam, ybeam
-    if convention is DetectorConvention.ADXV:
-        xbeam = raw.Xbeam if raw.Xbeam is not None else (size_f + pixel) / 2
-        ybeam = raw.Ybeam if raw.Ybeam is not None else (size_s - pixel) / 2
-        return raw.Xbeam, raw.Ybeam, xbeam, ybeam
-    xbeam = raw.Xbeam if raw.Xbeam is not None else xclose
-    ybeam = raw.Ybeam if raw.Ybeam is not None else yclose
-    if convention is DetectorConvention.CUSTOM:
-        return xbeam, ybeam, xbeam, ybeam
-    return fclose, sclose, xbeam, ybeam
+def _beam_centre(raw: RawArgs, fpixels: int, spixels: int) -> Tuple[Tuple[Optional[float], Optional[float]],
+                                                                     Tuple[float, float]]:
+    """Library (beam_center_f, beam_center_s) of C's flags (None: the convention's default) and C's
+    (Xbeam, Ybeam) for the header, in mm.
+
+    MOSFLM, DENZO and ADXV take -Xbeam/-Ybeam. XDS and DIALS place the detector by the point
+    nearest the sample, from -ORGX/-ORGY (pixels); their -Xbeam/-Ybeam (else -Xclose/-Yclose)
+    reach only the header. CUSTOM takes -Xbeam/-Ybeam, else -Xclose/-Yclose, else -ORGX/-ORGY.
+    """
+    convention, pixel = raw.convention, raw.pixel
+    near_f = (raw.ORGX - 0.5) * pixel if raw.ORGX is not None else None
+    near_s = (raw.ORGY - 0.5) * pixel if raw.ORGY is not None else None
+    if convention in (DetectorConvention.XDS, DetectorConvention.DIALS):
+        centre = (near_f, near_s)
+    elif convention is DetectorConvention.CUSTOM:
+        centre = (_first_given(raw.Xbeam, raw.Xclose, near_f), _first_given(raw.Ybeam, raw.Yclose, near_s))
+    else:
+        centre = c_header_beam_center(convention, raw.Xbeam, raw.Ybeam)
+    default = default_beam_center_mm(convention, pixel, fpixels, spixels)
+    x_beam, y_beam = c_header_beam_center(convention, *(_first_given(given, fallback)
+                                                        for given, fallback in zip(centre, default)))
+    if convention in (DetectorConvention.XDS, DetectorConvention.DIALS):
+        x_beam, y_beam = _first_given(raw.Xbeam, raw.Xclose, x_beam), _first_given(raw.Ybeam, raw.Yclose, y_beam)
+    return centre, (x_beam, y_beam)
 
 
-def _resolve_pivot(raw: RawArgs) -> DetectorPivot:
-    """Named conventions force the pivot; CUSTOM keeps the last pivot-setting flag (spec §5.2)."""
-    forced = {DetectorConvention.XDS: DetectorPivot.SAMPLE, DetectorConvention.DIALS: DetectorPivot.SAMPLE,
-              DetectorConvention.CUSTOM: raw.pivot}
-    return forced.get(raw.convention, DetectorPivot.BEAM)
+def _first_given(*values: Optional[float]) -> Optional[float]:
+    return next((value for value in values if value is not None), None)
 
 
 def _fluence(raw: RawArgs) -> float:
-    """Fluence in photons/m² (spec §1.3): from flux·exposure/beamsize² when a flux is given."""
+    """Fluence in photons/m²: from flux·exposure/beamsize² when a flux is given."""
     beamsize_m = raw.beamsize_mm / 1000.0
     fluence = raw.fluence
     if raw.flux != 0.0 and raw.exposure > 0 and beamsize_m >= 0:
@@ -296,7 +302,6 @@ def _orientation(raw: RawArgs, warnings: List[str]) -> Dict[str, object]:
     if raw.matfile is not None:
         fields.update(_read_matrix(raw.matfile, raw.wavelength_A))
     if raw.misset_random:
-        from ..rng import random_misset_deg
         seed = raw.misset_seed if raw.misset_seed is not None else int(time.time())
         fields["misset_deg"] = random_misset_deg(seed)
         warnings.append(f"-misset random (seed {seed}): misset angles "
@@ -308,7 +313,6 @@ def _orientation(raw: RawArgs, warnings: List[str]) -> Dict[str, object]:
 
 def _read_matrix(path: str, wavelength_A: float) -> Dict[str, object]:
     _require_file("-mat", path)
-    from ..io.mosflm import read_mosflm_matrix
     try:
         a_star, b_star, c_star = read_mosflm_matrix(path, wavelength_A)
     except (ValueError, OSError) as error:
@@ -321,7 +325,7 @@ def _read_matrix(path: str, wavelength_A: float) -> Dict[str, object]:
 
 
 def _cells_from_sample(raw: RawArgs, orientation: Dict[str, object], warnings: List[str]) -> Tuple[int, int, int]:
-    """Na, Nb, Nc: sample sizes (clipped by the beam) override -N; every N ≤ 1 is 1 (spec §3.5)."""
+    """Na, Nb, Nc: sample sizes (clipped by the beam) override -N; every N ≤ 1 is 1."""
     sample = list(raw.sample_mm)
     if raw.beamsize_mm >= 0:
         for axis, word in ((1, "high"), (2, "wide")):
@@ -331,33 +335,38 @@ def _cells_from_sample(raw: RawArgs, orientation: Dict[str, object], warnings: L
                 sample[axis] = raw.beamsize_mm
     counts = [raw.Na, raw.Nb, raw.Nc]
     if any(s > 0 for s in sample):
-        from ..models.crystal import Crystal
-        vectors = Crystal(CrystalConfig(**orientation)).real_space_vectors_A()
-        for axis, vector in enumerate(vectors):
+        for axis, length_A in enumerate(_cell_lengths_A(orientation)):
             if sample[axis] > 0:
-                length_mm = float(np.linalg.norm(vector.detach().numpy())) * 1e-7
-                counts[axis] = int(math.ceil(sample[axis] / length_mm))
+                counts[axis] = int(math.ceil(sample[axis] / (length_A * 1e-7)))
     return tuple(max(n, 1) for n in counts)
+
+
+def _cell_lengths_A(orientation: Dict[str, object]) -> Tuple[float, float, float]:
+    """Real-space cell lengths: the -cell lengths when given (with or without a matrix, they set
+    the lengths), else those of the -mat matrix."""
+    if "cell_a" in orientation:
+        return orientation["cell_a"], orientation["cell_b"], orientation["cell_c"]
+    return reciprocal_to_real_cell(orientation["mosflm_a_star"], orientation["mosflm_b_star"],
+                                   orientation["mosflm_c_star"])[:3]
 
 
 def _sources(raw: RawArgs, convention_beam: Sequence[float]) -> Optional[list]:
     if raw.sourcefile is None:
         return None
     _require_file("-sourcefile", raw.sourcefile)
-    from ..io.sourcefile import read_sourcefile
     beam = _c_unit(convention_beam)[0]
     default_position = tuple(-10.0 * v for v in beam)
     try:
-        sources = read_sourcefile(raw.sourcefile, default_position, raw.wavelength_A * 1e-10)
+        sources = read_sourcefile(raw.sourcefile, default_position, raw.wavelength_A)
     except (ValueError, OSError) as error:
         raise UsageError(f"-sourcefile {raw.sourcefile}: {error}") from None
     if not sources:
         raise UsageError(f"-sourcefile {raw.sourcefile}: no sources in the file")
-    return [(tuple(position), wavelength_m * 1e10) for position, wavelength_m in sources]
+    return [(tuple(position), wavelength_A) for position, wavelength_A in sources]
 
 
 def _quirk_warnings(raw: RawArgs, phi_steps: int, interpolate: bool, has_structure_table: bool) -> List[str]:
-    """One line per physics quirk of C that the library reproduces for this run (spec §12)."""
+    """One line per physics quirk of C that the library reproduces for this run."""
     lines = []
     if raw.phi0 == 0.0 and phi_steps > 1:
         lines.append("phi starts at exactly 0 with several phi steps: nanoBragg C reuses the last step's "
@@ -408,10 +417,9 @@ def parse_args(argv: Sequence[str]) -> Plan:
     raw_interpolate = raw.interpolate if raw.interpolate is not None else min(raw.Na, raw.Nb, raw.Nc) <= 2
     phi_steps, osc_deg, phistep_deg = _resolve_phi(raw)
     domains, spread = _resolve_mosaic(raw, warnings)
-    pivot = _resolve_pivot(raw)
-    beam_center_f, beam_center_s, xbeam, ybeam = _beam_centre(raw, fpixels, spixels)
+    pivot = command_line_pivot(raw.convention, raw.pivot)
+    (beam_center_f, beam_center_s), (xbeam, ybeam) = _beam_centre(raw, fpixels, spixels)
 
-    from ..models.detector import CONVENTIONS
     custom = raw.convention is DetectorConvention.CUSTOM
     vectors = _custom_vectors(raw, warnings) if custom else {}
     if raw.pix0_given:

@@ -1,23 +1,30 @@
-"""What the command prints and writes besides the float image: C's summary, image statistics,
-the SMV header and the PGM scale."""
+"""What the command prints and writes: C's set-up summary, image statistics, the SMV header, the
+PGM scale, and the output files."""
 
 from __future__ import annotations
 
 import math
 import sys
 from dataclasses import dataclass
-from typing import Dict, Tuple
+from typing import Dict
 
 import numpy as np
+import torch
 
 from ..config import DetectorConfig, DetectorPivot
+from ..io.atomic import atomic_write
+from ..io.mosflm import cell_parameters
+from ..io.pgm import write_pgm
+from ..io.smv import write_smv
+from ..models.detector import DetectorGeometry
+from ..simulator import PreparedRun, Simulator
 from .options import PROGRAM
 from .plan import Plan
 
 
 @dataclass
 class Statistics:
-    """nanoBragg's image statistics over rendered pixels (spec §10.2)."""
+    """nanoBragg's image statistics over the rendered pixels."""
 
     max_I: float
     max_fast: int
@@ -46,8 +53,8 @@ def image_statistics(image: np.ndarray, detector: DetectorConfig) -> Statistics:
         rmsd=math.sqrt(float(((roi_values - mean) ** 2).sum()) / max(roi_values.size - 1, 1)))
 
 
-def smv_header(plan: Plan, geometry, fpixels: int, spixels: int) -> Dict[str, str]:
-    """The SMV header nanoBragg writes (spec §10.5), values formatted as C's ``%g``."""
+def smv_header(plan: Plan, geometry: DetectorGeometry, fpixels: int, spixels: int) -> Dict[str, str]:
+    """The SMV header nanoBragg writes, values formatted as C's ``%g``."""
     pixel = plan.detector.pixel_size_mm
     fbeam = float(geometry.Fbeam_m) * 1000
     sbeam = float(geometry.Sbeam_m) * 1000
@@ -71,7 +78,7 @@ def smv_header(plan: Plan, geometry, fpixels: int, spixels: int) -> Dict[str, st
 
 
 def pgm_scale(requested: float, statistics: Statistics, int_scale: float) -> float:
-    """PGM scale: ``-pgmscale`` if > 0, else 250/(5·rmsd), else the integer-image scale (spec §10.8)."""
+    """PGM scale: ``-pgmscale`` if > 0, else 250/(5·rmsd), else the integer-image scale."""
     if requested > 0:
         return requested
     if statistics.rmsd > 0:
@@ -79,29 +86,20 @@ def pgm_scale(requested: float, statistics: Statistics, int_scale: float) -> flo
     return int_scale
 
 
-def _cell_parameters(vectors) -> Tuple[float, ...]:
-    a, b, c = (np.asarray(v, dtype=float) for v in vectors)
-
-    def angle(u, v):
-        return math.degrees(math.acos(max(-1.0, min(1.0, float(u @ v) / (np.linalg.norm(u) * np.linalg.norm(v))))))
-
-    return (np.linalg.norm(a), np.linalg.norm(b), np.linalg.norm(c), angle(b, c), angle(c, a), angle(a, b))
-
-
-def _print_setup(plan: Plan, simulator, out) -> None:
+def print_setup(plan: Plan, simulator: Simulator, prepared: PreparedRun, out) -> None:
     """The set-up summary, in the words and formats of nanoBragg C's stdout."""
-    import torch
-    geometry = simulator.detector.geometry
+    geometry = prepared.geometry
     det, cry = plan.detector, plan.crystal
     with torch.no_grad():
         real = [v.detach().cpu().numpy() for v in simulator.crystal.real_space_vectors_A()]
         recip = [v.detach().cpu().numpy() for v in simulator.crystal.reciprocal_vectors_per_A()]
+    pixel_m = float(geometry.pixel_size_m)
     print(f"nanoBragg nanocrystal diffraction simulator - nanobrag-torch {PROGRAM} command", file=out)
     print(f"{det.detector_convention.value} convention selected.", file=out)
     print("pivoting detector around " + ("direct beam spot" if geometry.pivot is DetectorPivot.BEAM
                                          else "sample"), file=out)
-    print("Unit Cell: " + " ".join(f"{v:g}" for v in _cell_parameters(real)), file=out)
-    print("Recp Cell: " + " ".join(f"{v:g}" for v in _cell_parameters(recip)), file=out)
+    print("Unit Cell: " + " ".join(f"{v:g}" for v in cell_parameters(*real)), file=out)
+    print("Recp Cell: " + " ".join(f"{v:g}" for v in cell_parameters(*recip)), file=out)
     print(f"volume = {float(np.dot(real[0], np.cross(real[1], real[2]))):g} A^3", file=out)
     for title, names, vectors in (("real-space cell vectors (Angstrom):", "     a           b           c",
                                    real),
@@ -114,15 +112,14 @@ def _print_setup(plan: Plan, simulator, out) -> None:
             print(f"{label}: " + " ".join(fmt.format(float(v[axis])) for v in vectors), file=out)
     size = [float(np.linalg.norm(v)) * n * 1e-4 for v, n in zip(real, cry.N_cells)]
     print(f"crystal is {size[0]:g} x {size[1]:g} x {size[2]:g} microns", file=out)
-    print(f"  created a total of {simulator.n_sources} sources", file=out)
+    print(f"  created a total of {prepared.n_sources} sources", file=out)
     print(f"  created a total of {cry.mosaic_domains} mosaic domains", file=out)
     print(f"  {cry.shape.value} xtal: {cry.N_cells[0]}x{cry.N_cells[1]}x{cry.N_cells[2]} cells", file=out)
     print(f"  Kahn polarization factor: {float(plan.beam.polarization_factor):f}"
           + (" (polarization correction off)" if plan.beam.nopolar else ""), file=out)
     print(f"  incident fluence: {float(plan.beam.fluence):g} photons/m^2", file=out)
-    print(f"  distance={float(geometry.distance_m):g} detsize={det.fpixels * det.pixel_size_mm / 1000:g}x"
-          f"{det.spixels * det.pixel_size_mm / 1000:g}  pixel={det.pixel_size_mm / 1000:g} meters "
-          f"({det.fpixels}x{det.spixels} pixels)", file=out)
+    print(f"  distance={float(geometry.distance_m):g} detsize={det.fpixels * pixel_m:g}x"
+          f"{det.spixels * pixel_m:g}  pixel={pixel_m:g} meters ({det.fpixels}x{det.spixels} pixels)", file=out)
     print(f"  Fbeam={float(geometry.Fbeam_m):g} Sbeam={float(geometry.Sbeam_m):g}", file=out)
     print(f"  Fclose={float(geometry.Fclose_m):g} Sclose={float(geometry.Sclose_m):g}", file=out)
     for label, vector in (("DIRECTION_OF_DETECTOR_X-AXIS", geometry.fdet), ("DIRECTION_OF_DETECTOR_Y-AXIS",
@@ -133,41 +130,36 @@ def _print_setup(plan: Plan, simulator, out) -> None:
     print("  dials origin= " + " ".join(f"{float(v):g}" for v in geometry.dials_origin_mm), file=out)
     fmin, fmax, smin, smax = det.roi if det.roi is not None else (0, det.fpixels, 0, det.spixels)
     print(f"  roi: {fmin} < x < {fmax} && {smin} < y < {smax}", file=out)
-    print(f"  {simulator.n_sources} sources", file=out)
+    print(f"  {prepared.n_sources} sources", file=out)
     print(f"  {cry.mosaic_domains} mosaic domains over mosaic spread of {float(cry.mosaic_spread_deg):g} degrees",
           file=out)
     phi_end = float(cry.phi_start_deg) + plan.header["osc_deg"]
     print(f"  {cry.phi_steps} phi steps from {float(cry.phi_start_deg):g} to {phi_end:g} degrees", file=out)
-    print(f"  {simulator.oversample}x{simulator.oversample} pixel oversample steps", file=out)
+    print(f"  {prepared.oversample}x{prepared.oversample} pixel oversample steps", file=out)
     if plan.outputs.noisefile is not None:
         print(f"  noise image seed: {-plan.noise.seed}", file=out)
 
 
-def _write_bytes(path: str, payload: bytes) -> None:
-    from ..io.atomic import atomic_write
-    with atomic_write(path, "wb") as handle:
-        handle.write(payload)
-
-
-def _write_outputs(plan: Plan, simulator, floats: np.ndarray, out) -> None:
-    """Float, integer, PGM and noise images, in C's order and words (spec §10)."""
-    from ..io.pgm import write_pgm
-    from ..io.smv import write_smv
+def write_outputs(plan: Plan, prepared: PreparedRun, floats: np.ndarray, out) -> None:
+    """Float, integer, PGM and noise images, in C's order and words."""
+    # noise.py draws its Poisson deviates with numba, whose import would slow every start of the
+    # command (``-h``, errors); it is imported only when the images are written
     from ..noise import int_image, intfile_scale, noise_image
 
     det = plan.detector
     print(f"writing {plan.outputs.floatfile} as {floats.size} 4-byte floats", file=out)
-    _write_bytes(plan.outputs.floatfile, np.ascontiguousarray(floats, dtype=np.float32).tobytes())
+    with atomic_write(plan.outputs.floatfile, "wb") as handle:
+        handle.write(np.ascontiguousarray(floats, dtype=np.float32).tobytes())
     stats = image_statistics(floats, det)
-    n = simulator.oversample
-    pixel_m = det.pixel_size_mm / 1000.0
+    n = prepared.oversample
+    pixel_m = float(prepared.geometry.pixel_size_m)
     fdet = pixel_m / n * (stats.max_fast * n + n - 1) + pixel_m / n / 2
     sdet = pixel_m / n * (stats.max_slow * n + n - 1) + pixel_m / n / 2
     print(f"max_I = {stats.max_I:g}  at {fdet:g} {sdet:g}", file=out)
     print(f"mean= {stats.mean:g} rms= {stats.rms:g} rmsd= {stats.rmsd:g}", file=out)
     scale = intfile_scale(stats.max_I, plan.noise.intfile_scale)
     print(f"intfile_scale = {scale:g}", file=out)
-    header = smv_header(plan, simulator.detector.geometry, det.fpixels, det.spixels)
+    header = smv_header(plan, prepared.geometry, det.fpixels, det.spixels)
     print(f"writing {plan.outputs.intfile} as 2-byte integers", file=out)
     write_smv(plan.outputs.intfile, int_image(floats, scale, plan.noise.adc_offset_adu, det.roi), header)
     if plan.outputs.pgmfile is not None:

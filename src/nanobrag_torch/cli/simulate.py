@@ -4,43 +4,20 @@ progress bar, and write the files."""
 from __future__ import annotations
 
 import os
-import re
 import sys
-from typing import List, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
+import torch
 
-from .options import PROGRAM, UsageError
+from ..io.hkl import read_fdump, read_hkl_file, write_fdump
+from ..models.crystal import Crystal
+from ..models.detector import Detector
+from ..simulator import Simulator
+from ..structure_factors import Metadata
+from .options import PROGRAM, UsageError, library_message
 from .plan import Outputs, Plan
-from .report import _print_setup, _write_outputs
-
-
-# --------------------------------------------------------------------------- running
-CONFIG_FIELD_FLAGS = {
-    "distance_mm": "-distance", "close_distance_mm": "-close_distance", "pixel_size_mm": "-pixel",
-    "fpixels": "-detpixels", "spixels": "-detpixels", "beam_center_f": "-Xbeam/-Ybeam",
-    "beam_center_s": "-Xbeam/-Ybeam", "oversample": "-oversample", "detector_thick_um": "-detector_thick",
-    "detector_thicksteps": "-detector_thicksteps", "detector_abs_um": "-detector_abs", "roi": "-roi",
-    "wavelength_A": "-lambda", "fluence": "-fluence", "polarization_factor": "-polar",
-    "hdivrange_mrad": "-hdivrange", "vdivrange_mrad": "-vdivrange", "hdivstep_mrad": "-hdivstep",
-    "vdivstep_mrad": "-vdivstep", "dispersion_percent": "-dispersion", "water_size_um": "-water",
-    "dmin_A": "-dmin", "N_cells": "-N", "misset_deg": "-misset", "phi_start_deg": "-phi",
-    "osc_range_deg": "-osc", "phi_steps": "-phisteps", "mosaic_spread_deg": "-mosaic",
-    "mosaic_domains": "-mosaic_domains", "default_F": "-default_F", "fudge": "-fudge",
-    "adc_offset_adu": "-adc", "intfile_scale": "-scale", "sources": "-sourcefile",
-    "spindle_axis": "-spindle_axis", "twotheta_axis": "-twotheta_axis", "polarization_axis": "-polar_vector",
-}
-
-
-def _library_message(error: Exception) -> str:
-    """A library exception as one line, naming the command-line flag of a config field."""
-    message = " ".join(str(error).split()) or type(error).__name__
-    match = re.search(r"\b(?:Crystal|Detector|Beam|Noise)Config\.(\w+)", message)
-    if match and match.group(1) in CONFIG_FIELD_FLAGS:
-        message = f"{CONFIG_FIELD_FLAGS[match.group(1)]}: {message}"
-    if isinstance(error, OSError) and error.filename and str(error.filename) not in message:
-        message = f"{error.filename}: {message}"
-    return message
+from .report import print_setup, write_outputs
 
 
 def _check_writable(paths: Sequence[str]) -> None:
@@ -60,7 +37,7 @@ def _output_paths(outputs: Outputs) -> List[str]:
     return [p for p in paths if p is not None]
 
 
-def build_simulator(plan: Plan, device="cpu", dtype=None):
+def build_simulator(plan: Plan, device="cpu", dtype=None) -> Tuple[Simulator, Optional[Tuple[torch.Tensor, Metadata]]]:
     """The library objects of a plan: the simulator and the structure factors it uses.
 
     Parameters
@@ -77,37 +54,27 @@ def build_simulator(plan: Plan, device="cpu", dtype=None):
     structure : tuple (grid, metadata) or None
         The HKL table read from ``-hkl`` or the Fdump cache; None for a pure ``-default_F`` run.
     """
-    import torch
-    from ..models.crystal import Crystal
-    from ..models.detector import Detector
-    from ..simulator import Simulator
-
     dtype = torch.float64 if dtype is None else dtype
-    crystal = Crystal(plan.crystal, beam_config=plan.beam, device=device, dtype=dtype)
     structure = _read_structure_factors(plan)
-    if structure is not None:
-        crystal.hkl_data, crystal.hkl_metadata = structure
+    crystal = Crystal(plan.crystal, structure, device=device, dtype=dtype)
     detector = Detector(plan.detector, device=device, dtype=dtype)
-    simulator = Simulator(crystal=crystal, detector=detector, beam_config=plan.beam, device=device,
-                          dtype=dtype, c_quirks=True)
+    simulator = Simulator(crystal=crystal, detector=detector, beam_config=plan.beam, c_quirks=True)
     return simulator, structure
 
 
-def _read_structure_factors(plan: Plan):
-    if plan.hklfile is None and plan.fdump_in is None:
-        return None
-    from ..io import hkl
+def _read_structure_factors(plan: Plan) -> Optional[Tuple[torch.Tensor, Metadata]]:
     if plan.hklfile is not None:
         try:
-            return tuple(hkl.read_hkl_file(plan.hklfile, plan.crystal.default_F))
+            return read_hkl_file(plan.hklfile, plan.crystal.default_F)
         except (ValueError, OSError) as error:
-            raise UsageError(f"-hkl {_library_message(error)}") from None
+            raise UsageError(f"-hkl {library_message(error)}") from None
     if plan.fdump_in is not None:
         try:
-            return tuple(hkl.read_fdump(plan.fdump_in))
+            return read_fdump(plan.fdump_in)
         except (ValueError, OSError) as error:
-            raise UsageError(f"{plan.fdump_in}: not a readable Fdump cache ({_library_message(error)}); "
+            raise UsageError(f"{plan.fdump_in}: not a readable Fdump cache ({library_message(error)}); "
                              f"delete it or give -hkl") from None
+    return None
 
 
 class _ProgressBar:
@@ -128,8 +95,6 @@ class _ProgressBar:
             self.stream.flush()
 
 
-
-
 def run(plan: Plan, out=None, err=None) -> int:
     """Simulate a plan and write its files; returns the exit status (0).
 
@@ -146,14 +111,13 @@ def run(plan: Plan, out=None, err=None) -> int:
     _check_writable(_output_paths(plan.outputs))
     simulator, structure = build_simulator(plan)
     if plan.outputs.fdump is not None:
-        from ..io.hkl import write_fdump
         print(f"writing dump file for next time: {plan.outputs.fdump}", file=out)
         write_fdump(plan.outputs.fdump, *structure)
-    _print_setup(plan, simulator, out)
     progress = _ProgressBar(err) if plan.progress and err.isatty() else None
-    import torch
     with torch.no_grad():
-        image = simulator.run(progress=progress)
+        prepared = simulator.prepare()
+        print_setup(plan, simulator, prepared, out)
+        image = simulator.run(progress=progress, prepared=prepared)
     floats = image.detach().cpu().numpy().astype(np.float32)
-    _write_outputs(plan, simulator, floats, out)
+    write_outputs(plan, prepared, floats, out)
     return 0

@@ -1,4 +1,4 @@
-"""Source lists (``-sourcefile``, spec §7.4)."""
+"""Source lists (``-sourcefile``): one source per line, position and wavelength in metres as nanoBragg C reads them."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ _DELIMITERS = re.compile(r"[ \t,;:!]+")
 
 
 def read_sourcefile(path: Union[str, Path], default_position_m: Sequence[float],
-                    default_wavelength_m: float) -> List[Tuple[np.ndarray, float]]:
+                    default_wavelength_A: float) -> List[Tuple[np.ndarray, float]]:
     """Read one source per non-blank line: ``X Y Z [intensity [wavelength]]``.
 
-    Positions are in metres (only the direction matters), the wavelength in metres.
-    Missing trailing columns take the defaults; the intensity is read and, as in nanoBragg,
-    not used.
+    Positions are in metres (only the direction matters), the wavelength in metres as in
+    nanoBragg's files; it is returned in Å. Missing trailing columns take the defaults; the
+    intensity is read and, as in nanoBragg, not used.
 
     Parameters
     ----------
@@ -26,12 +26,12 @@ def read_sourcefile(path: Union[str, Path], default_position_m: Sequence[float],
     default_position_m : sequence of 3 floats
         Position (m) whose components fill the coordinates a line leaves out (nanoBragg uses
         −10 m along the beam).
-    default_wavelength_m : float
-        Wavelength (m) of a line with fewer than five numbers.
+    default_wavelength_A : float
+        Wavelength (Å) of a line with fewer than five numbers.
 
     Returns
     -------
-    list of (position (3,), wavelength_m)
+    list of (position (3,), wavelength_A)
 
     Raises
     ------
@@ -52,10 +52,10 @@ def read_sourcefile(path: Union[str, Path], default_position_m: Sequence[float],
         if len(values) > 5:
             raise ValueError(f"{path}:{number}: more than five numbers: {line.strip()!r}")
         position = np.array(list(values[:3]) + list(default_position_m)[len(values[:3]):], dtype=float)
-        wavelength = values[4] if len(values) == 5 else default_wavelength_m
         if not np.any(position):
             raise ValueError(f"{path}:{number}: the source position is the zero vector")
-        if not wavelength > 0:
-            raise ValueError(f"{path}:{number}: wavelength {wavelength!r} m must be > 0")
-        sources.append((position, float(wavelength)))
+        if len(values) == 5 and not values[4] > 0:
+            raise ValueError(f"{path}:{number}: wavelength {values[4]!r} m must be > 0")
+        wavelength_A = values[4] * 1e10 if len(values) == 5 else float(default_wavelength_A)
+        sources.append((position, wavelength_A))
     return sources

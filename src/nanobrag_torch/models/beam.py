@@ -1,4 +1,4 @@
-"""The beam: sources from divergence and dispersion grids or an explicit list (spec §7, §11.2)."""
+"""The beam: its sources, from divergence and dispersion grids or an explicit list."""
 
 from __future__ import annotations
 
@@ -23,7 +23,12 @@ class SamplingAxis:
 
 def resolve_sampling(count: Optional[int], range_: Optional[float], step: Optional[float],
                      range_if_only_count: float = 1.0) -> SamplingAxis:
-    """Complete a (count, range, step) triple with nanoBragg's rules (spec §11.2).
+    """Complete a (count, range, step) triple with nanoBragg's rules.
+
+    Without a count, a range and a step give ``ceil(range / step)`` points, and a range or a
+    step alone gives two points that far apart. A count alone spans ``range_if_only_count``;
+    with a range, ``max(count, 2)`` points span it; with only a step, it gives two points a
+    step apart (as C). Nothing given, or a range or step that ends up ≤ 0, is one point.
 
     Parameters
     ----------

@@ -1,50 +1,87 @@
-"""The crystal: unit cell, orientation, spindle and mosaic rotations, structure factors."""
+"""The crystal: unit cell, orientation, spindle (phi) and mosaic rotations, and its structure factors."""
 
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional, Tuple
+from typing import Optional, Tuple, Union
 
 import torch
 
 from ..config import BeamConfig, CrystalConfig
 from ..geometry import as_tensor, rotation_about_axis, rotation_xyz, unit
-from ..physics import StructureFactors
 from ..rng import mosaic_axes_and_factors
+from ..structure_factors import Metadata, StructureFactors
 
 DEFAULT_CELL_LENGTH_A = 100.0
 DEFAULT_CELL_ANGLE_DEG = 90.0
 
+StructureFactorInput = Union[StructureFactors, Tuple[torch.Tensor, Metadata]]
+"""A :class:`~nanobrag_torch.structure_factors.StructureFactors`, or the ``(grid, metadata)``
+pair that :func:`~nanobrag_torch.io.hkl.read_hkl_file` and :func:`~nanobrag_torch.io.hkl.read_fdump` return."""
+
 
 class Crystal:
-    """A crystal built from a :class:`~nanobrag_torch.config.CrystalConfig`.
+    """A crystal built from a :class:`~nanobrag_torch.config.CrystalConfig` and its structure factors.
 
     Parameters
     ----------
     config : CrystalConfig
+    structure_factors : StructureFactors or (grid, metadata), optional
+        The amplitudes, as :func:`~nanobrag_torch.io.hkl.read_hkl_file` returns them or as a
+        :class:`~nanobrag_torch.structure_factors.StructureFactors` (whose ``default_F`` must
+        then be ``config.default_F``). ``None``: every amplitude is ``config.default_F``.
     beam_config : BeamConfig, optional
-        Accepted for the tutorial's API; the crystal does not depend on the beam.
+        Accepted, and not used, so that code written for the tutorial's API
+        (``Crystal(config, beam_config=..., device=..., dtype=...)``) runs: the crystal does
+        not depend on the beam.
     device : torch.device, optional
-    dtype : torch.dtype
-        Floating type of every tensor the crystal makes (float64 for parity, float32 for speed).
+        Device of every tensor the crystal makes. Default: the CPU.
+    dtype : torch.dtype, optional
+        Floating type of every tensor the crystal makes. Default: float64 (parity with C);
+        float32 is faster.
 
-    Attributes
-    ----------
-    hkl_data : tensor (h_range, k_range, l_range) or None
-        Structure-factor amplitudes, as returned by :func:`nanobrag_torch.io.hkl.read_hkl_file`.
-        ``None``: every reflection has ``config.default_F``.
-    hkl_metadata : dict or None
-        The index ranges that go with ``hkl_data``.
+    Raises
+    ------
+    ValueError
+        A ``StructureFactors`` whose ``default_F`` differs from ``config.default_F``.
     """
 
-    def __init__(self, config: CrystalConfig, beam_config: Optional[BeamConfig] = None,
-                 device: Optional[torch.device] = None, dtype: torch.dtype = torch.float64):
+    def __init__(self, config: CrystalConfig, structure_factors: Optional[StructureFactorInput] = None, *,
+                 beam_config: Optional[BeamConfig] = None, device: Optional[torch.device] = None,
+                 dtype: Optional[torch.dtype] = None):
         self.config = config
-        self.beam_config = beam_config
         self.device = torch.device(device) if device is not None else torch.device("cpu")
-        self.dtype = dtype
-        self.hkl_data: Optional[torch.Tensor] = None
-        self.hkl_metadata: Optional[Dict[str, int]] = None
+        self.dtype = dtype if dtype is not None else torch.float64
+        if isinstance(structure_factors, StructureFactors):
+            if structure_factors.default_F != float(config.default_F):
+                raise ValueError(f"Crystal: structure_factors.default_F = {structure_factors.default_F!r} but "
+                                 f"config.default_F = {config.default_F!r}: give the same value, or pass the "
+                                 f"(grid, metadata) pair to use config.default_F")
+            structure_factors = (structure_factors.grid, structure_factors.metadata)
+        self._hkl_data, self._hkl_metadata = structure_factors if structure_factors is not None else (None, None)
+
+    @property
+    def hkl_data(self) -> Optional[torch.Tensor]:
+        """The structure-factor table (h_range, k_range, l_range), or None.
+
+        Kept for the tutorial's API: setting it (and :attr:`hkl_metadata`, in either order)
+        replaces the crystal's structure factors, as the ``structure_factors`` argument does.
+        The pair is checked when the crystal is next simulated.
+        """
+        return self._hkl_data
+
+    @hkl_data.setter
+    def hkl_data(self, grid: Optional[torch.Tensor]) -> None:
+        self._hkl_data = grid
+
+    @property
+    def hkl_metadata(self) -> Optional[Metadata]:
+        """The index ranges of :attr:`hkl_data` (``h_min``, ``h_max``, ...), or None; settable likewise."""
+        return self._hkl_metadata
+
+    @hkl_metadata.setter
+    def hkl_metadata(self, metadata: Optional[Metadata]) -> None:
+        self._hkl_metadata = metadata
 
     def _t(self, value) -> torch.Tensor:
         return as_tensor(value, self.device, self.dtype)
@@ -64,7 +101,8 @@ class Crystal:
         return 2 * a * b * c * torch.sqrt(product.abs())
 
     def _default_orientation(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Reciprocal vectors of the ``-cell`` default orientation (spec §3.1), Å⁻¹."""
+        """Reciprocal vectors of the cell's default orientation (nanoBragg's ``-cell``): a* along x,
+        b* in the x-y plane; Å⁻¹."""
         a, b, c, alpha, beta, gamma = self._cell_from_parameters()
         volume = self._volume_A3(a, b, c, alpha, beta, gamma)
         a_star_len = b * c * torch.sin(alpha) / volume
@@ -98,7 +136,12 @@ class Crystal:
         return vectors[0], vectors[1], vectors[2]
 
     def real_space_vectors_A(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Real-space cell vectors a, b, c in Å, after misset, before phi and mosaic (spec §3.4)."""
+        """Real-space cell vectors a, b, c in Å, after misset, before phi and mosaic.
+
+        With cell lengths given (``-cell``, alone or with a matrix) the vectors point along
+        ``b* × c*``, ``c* × a*``, ``a* × b*`` and have those lengths; from a matrix alone they
+        are ``V · (b* × c*)``, ... with ``V = 1 / (a* · (b* × c*))``.
+        """
         a_star, b_star, c_star = self._misset_reciprocal()
         bc = torch.linalg.cross(b_star, c_star)
         ca = torch.linalg.cross(c_star, a_star)
@@ -110,7 +153,7 @@ class Crystal:
         return bc * volume, ca * volume, ab * volume
 
     def reciprocal_vectors_per_A(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Reciprocal vectors a*, b*, c* in Å⁻¹ recomputed from the real-space vectors (spec §3.4 step 4)."""
+        """Reciprocal vectors a*, b*, c* in Å⁻¹, recomputed from the real-space vectors as nanoBragg does."""
         a, b, c = self.real_space_vectors_A()
         bc = torch.linalg.cross(b, c)
         if self._uses_cell_lengths():
@@ -131,7 +174,7 @@ class Crystal:
 
         Step k is at ``phi_start + k · osc / phi_steps``. With ``c_quirks``, a step whose
         angle is exactly 0 reuses the rotation of the evaluation before it, as nanoBragg C
-        does (spec §4.1): for ``phi_start = 0`` with several steps, step 0 takes the last
+        does: for ``phi_start = 0`` with several steps, step 0 takes the last
         step's angle (C's very first pixel evaluation is the only exception; it is not
         reproduced).
         """
@@ -168,7 +211,7 @@ class Crystal:
     def rotated_real_vectors_m(self, spindle_axis: torch.Tensor, c_quirks: bool = False) -> torch.Tensor:
         """Real-space vectors for every phi step and mosaic domain, in metres.
 
-        Phi first (about the spindle), then the mosaic rotation in the lab frame (spec §4.2).
+        Phi first (about the spindle), then the mosaic rotation in the lab frame.
 
         Returns
         -------
@@ -188,9 +231,16 @@ class Crystal:
         return self._t(list(self.config.N_cells))
 
     def structure_factors(self) -> StructureFactors:
-        """The structure-factor table with the lookup rules of nanoBragg."""
-        grid = None if self.hkl_data is None else self.hkl_data.to(device=self.device, dtype=self.dtype)
-        return StructureFactors(grid, self.hkl_metadata, float(self.config.default_F))
+        """The structure factors on the crystal's device and in its dtype, with ``config.default_F``
+        outside the table (the simulator builds them once per run).
+
+        Raises
+        ------
+        ValueError
+            :attr:`hkl_data` without :attr:`hkl_metadata`, or a shape that does not match it.
+        """
+        return StructureFactors(self._hkl_data, self._hkl_metadata, float(self.config.default_F), dtype=self.dtype,
+                                device=self.device)
 
     def size_m(self) -> torch.Tensor:
         """Crystal size ``(|a| Na, |b| Nb, |c| Nc)`` in metres."""

@@ -1,47 +1,17 @@
-"""The detector: conventions, beam centre, pivots, rotations and pixel positions (spec §5–6)."""
+"""The detector: pivots, rotations, pixel positions, sensor layers (the conventions' rules are in
+:mod:`nanobrag_torch.conventions`)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 
 from ..config import DetectorConfig, DetectorConvention, DetectorPivot
+from ..conventions import CONVENTIONS, Convention, beam_point, default_beam_center_mm, detector_pivot
 from ..geometry import as_tensor, dot, rotation_about_axis, rotation_xyz, unit
-
-
-@dataclass(frozen=True)
-class ConventionVectors:
-    """Lab-frame unit vectors that a detector convention fixes."""
-
-    beam: Tuple[float, float, float]
-    fdet: Tuple[float, float, float]
-    sdet: Tuple[float, float, float]
-    odet: Tuple[float, float, float]
-    twotheta_axis: Tuple[float, float, float]
-    polarization: Tuple[float, float, float]
-    spindle: Tuple[float, float, float]
-    pivot: DetectorPivot
-
-
-CONVENTIONS: Dict[DetectorConvention, ConventionVectors] = {
-    DetectorConvention.MOSFLM: ConventionVectors((1, 0, 0), (0, 0, 1), (0, -1, 0), (1, 0, 0), (0, 0, -1),
-                                                 (0, 0, 1), (0, 0, 1), DetectorPivot.BEAM),
-    DetectorConvention.DENZO: ConventionVectors((1, 0, 0), (0, 0, 1), (0, -1, 0), (1, 0, 0), (0, 0, -1),
-                                                (0, 0, 1), (0, 0, 1), DetectorPivot.BEAM),
-    DetectorConvention.ADXV: ConventionVectors((0, 0, 1), (1, 0, 0), (0, -1, 0), (0, 0, 1), (-1, 0, 0),
-                                               (1, 0, 0), (1, 0, 0), DetectorPivot.BEAM),
-    DetectorConvention.XDS: ConventionVectors((0, 0, 1), (1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 0, 0),
-                                              (1, 0, 0), (1, 0, 0), DetectorPivot.SAMPLE),
-    DetectorConvention.DIALS: ConventionVectors((0, 0, 1), (1, 0, 0), (0, 1, 0), (0, 0, 1), (0, 1, 0),
-                                                (0, 1, 0), (0, 1, 0), DetectorPivot.SAMPLE),
-    DetectorConvention.CUSTOM: ConventionVectors((1, 0, 0), (0, 0, 1), (0, -1, 0), (1, 0, 0), (0, 1, 0),
-                                                 (0, 0, 1), (0, 0, 1), DetectorPivot.BEAM),
-}
-"""Beam, axes, two-theta axis, polarization, spindle and pivot of each convention (spec §5.2).
-CUSTOM starts from these values and replaces the vectors the user gives."""
 
 
 @dataclass
@@ -51,7 +21,9 @@ class DetectorGeometry:
     Attributes
     ----------
     pix0_m : tensor (3,)
-        Lab position of the corner of pixel (0, 0).
+        Lab position of the outer corner of pixel (0, 0).
+    pixel_size_m : tensor ()
+        Pixel edge.
     fdet, sdet, odet, beam : tensor (3,)
         Unit fast axis, slow axis, detector normal and beam propagation direction.
     distance_m, close_distance_m : tensor ()
@@ -69,6 +41,7 @@ class DetectorGeometry:
     """
 
     pix0_m: torch.Tensor
+    pixel_size_m: torch.Tensor
     fdet: torch.Tensor
     sdet: torch.Tensor
     odet: torch.Tensor
@@ -92,27 +65,29 @@ class Detector:
     ----------
     config : DetectorConfig
     device : torch.device, optional
-    dtype : torch.dtype
+        Default: the CPU.
+    dtype : torch.dtype, optional
+        Default: float64.
     """
 
-    def __init__(self, config: DetectorConfig, device: Optional[torch.device] = None,
-                 dtype: torch.dtype = torch.float64):
+    def __init__(self, config: DetectorConfig, *, device: Optional[torch.device] = None,
+                 dtype: Optional[torch.dtype] = None):
         self.config = config
         self.device = torch.device(device) if device is not None else torch.device("cpu")
-        self.dtype = dtype
+        self.dtype = dtype if dtype is not None else torch.float64
 
     def _t(self, value) -> torch.Tensor:
         return as_tensor(value, self.device, self.dtype)
 
     @property
-    def convention(self) -> ConventionVectors:
-        """The vectors of the configured convention."""
+    def convention(self) -> Convention:
+        """The row of :data:`~nanobrag_torch.conventions.CONVENTIONS` of the configured convention."""
         return CONVENTIONS[self.config.detector_convention]
 
     @property
     def pivot(self) -> DetectorPivot:
         """The configured pivot, or the convention's."""
-        return self.config.detector_pivot or self.convention.pivot
+        return detector_pivot(self.config.detector_convention, self.config.detector_pivot)
 
     def _initial_vectors(self) -> Tuple[torch.Tensor, ...]:
         cfg, conv = self.config, self.convention
@@ -132,34 +107,26 @@ class Detector:
         axis = self.config.twotheta_axis
         return unit(self._t(axis if axis is not None else self.convention.twotheta_axis))
 
-    def _beam_centre_m(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(Fbeam, Sbeam, Fclose, Sclose) in metres from the convention's beam-centre rules (spec §5.3)."""
+    def _beam_point_m(self, pixel_m: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The point the beam centre names, along fast and slow (see
+        :func:`~nanobrag_torch.conventions.beam_point`), in metres."""
         cfg = self.config
-        pixel = self._t(cfg.pixel_size_mm) * 1e-3
-        size_f = cfg.fpixels * pixel
-        size_s = cfg.spixels * pixel
+        default = default_beam_center_mm(cfg.detector_convention, cfg.pixel_size_mm, cfg.fpixels, cfg.spixels)
+        centre = [self._t(value if value is not None else fallback) * 1e-3
+                  for value, fallback in zip((cfg.beam_center_f, cfg.beam_center_s), default)]
+        return beam_point(cfg.detector_convention, *centre, pixel_m, cfg.fpixels, cfg.spixels)
 
-        def given(value, default):
-            return self._t(value) * 1e-3 if value is not None else default
-
-        convention = cfg.detector_convention
-        if convention in (DetectorConvention.MOSFLM, DetectorConvention.DENZO):
-            xbeam = given(cfg.beam_center_s, (size_s + pixel) / 2)
-            ybeam = given(cfg.beam_center_f, (size_f + pixel) / 2)
-            half = pixel / 2 if convention is DetectorConvention.MOSFLM else 0.0
-            fbeam, sbeam = ybeam + half, xbeam + half
-            return fbeam, sbeam, fbeam, sbeam
-        if convention is DetectorConvention.ADXV:
-            xbeam = given(cfg.beam_center_f, (size_f + pixel) / 2)
-            ybeam = given(cfg.beam_center_s, (size_s - pixel) / 2)
-            return xbeam, size_s - ybeam, xbeam, size_s - ybeam
-        fclose = given(cfg.beam_center_f, size_f / 2)
-        sclose = given(cfg.beam_center_s, size_s / 2)
-        return fclose, sclose, fclose, sclose
-
-    @property
     def geometry(self) -> DetectorGeometry:
-        """Detector position and axes after rotations and pivot (spec §5.4)."""
+        """Detector position and axes after the rotations and the pivot.
+
+        Computed afresh at every call (the config may hold tensors that change);
+        :meth:`~nanobrag_torch.simulator.Simulator.prepare` calls it once per run.
+
+        The detector is first rotated about lab x, y and z, then swung about the two-theta
+        axis. With the SAMPLE pivot, the point closest to the sample of the unrotated detector
+        (at the close distance along the normal) turns with it; with the BEAM pivot, the beam
+        point stays where the beam meets the detector, at the distance along the beam.
+        """
         cfg = self.config
         beam, fdet0, sdet0, odet0 = self._initial_vectors()
         angles = [self._t(v) * (math.pi / 180.0)
@@ -174,21 +141,21 @@ class Detector:
         else:
             close_distance = (ratio * self._t(cfg.distance_mm) * 1e-3).abs()
         distance = close_distance / ratio
-        fbeam, sbeam, fclose, sclose = self._beam_centre_m()
+        pixel = self._t(cfg.pixel_size_mm) * 1e-3
+        along_fast, along_slow = self._beam_point_m(pixel)
         fdet, sdet, odet = full @ fdet0, full @ sdet0, full @ odet0
         if cfg.pix0_override_m is not None:
             pix0 = self._t(list(cfg.pix0_override_m))
         elif self.pivot is DetectorPivot.SAMPLE:
-            pix0 = full @ (-fclose * fdet0 - sclose * sdet0 + close_distance * odet0)
+            pix0 = full @ (-along_fast * fdet0 - along_slow * sdet0 + close_distance * odet0)
         else:
-            pix0 = -fbeam * fdet - sbeam * sdet + distance * beam
-        pixel = self._t(cfg.pixel_size_mm) * 1e-3
+            pix0 = -along_fast * fdet - along_slow * sdet + distance * beam
         fclose_out, sclose_out = -dot(pix0, fdet), -dot(pix0, sdet)
         close_out = dot(pix0, odet)
         to_beam = (close_out / ratio) * beam - pix0
         lab = torch.eye(3, dtype=self.dtype, device=self.device)
         return DetectorGeometry(
-            pix0_m=pix0, fdet=fdet, sdet=sdet, odet=odet, beam=beam,
+            pix0_m=pix0, pixel_size_m=pixel, fdet=fdet, sdet=sdet, odet=odet, beam=beam,
             distance_m=close_out / ratio, close_distance_m=close_out,
             Fbeam_m=dot(to_beam, fdet), Sbeam_m=dot(to_beam, sdet),
             Fclose_m=fclose_out, Sclose_m=sclose_out,
@@ -196,7 +163,6 @@ class Detector:
             dials_origin_mm=1000 * torch.stack([dot(pix0, lab[2]), dot(pix0, lab[1]), -dot(pix0, lab[0])]),
             pivot=self.pivot,
         )
-
     def layer_spacing_m(self) -> float:
         """Depth of one sensor layer in metres (0 for an ideal detector)."""
         return self.config.detector_thick_um * 1e-6 / self.config.detector_thicksteps
