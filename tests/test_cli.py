@@ -5,7 +5,8 @@ import os
 import pytest
 
 from nanobrag_torch.cli import main, parse_args, scan_arguments
-from nanobrag_torch.config import CrystalShape, DetectorConvention, DetectorPivot
+from nanobrag_torch.cli.options import library_message
+from nanobrag_torch.config import ConfigError, CrystalShape, DetectorConvention, DetectorPivot
 
 BASE = ["-cell", "70", "80", "90", "75", "85", "95", "-default_F", "100", "-N", "5", "-lambda", "1.0",
         "-distance", "100", "-pixel", "0.1", "-detpixels", "16", "-oversample", "1"]
@@ -130,7 +131,7 @@ def test_beam_centre_mapping_per_convention():
     assert custom.detector.beam_center_f == 3.0
 
 
-# ----------------------------------------------------------------- automatic choices (spec §11)
+# ----------------------------------------------------------------- automatic choices
 @pytest.mark.parametrize("flags, steps, library_osc, header_osc", [
     ([], 1, 0.0, 0.0),
     (["-phistep", "0.5"], 2, 1.0, 0.5),
@@ -237,6 +238,22 @@ def test_errors_are_one_line_with_status_2(argv, expected, capsys, empty_cwd):
     message = error_of(argv, capsys)
     assert expected in message
     assert os.listdir(empty_cwd) == []
+
+
+def test_library_config_errors_name_the_flag_of_the_field(capsys, empty_cwd):
+    message = error_of(BASE + ["-phi", "1e400"], capsys)
+    assert message == "nanobragg: error: -phi: CrystalConfig.phi_start_deg = inf is invalid: must be finite"
+
+
+def test_library_message_maps_config_fields_and_names_files():
+    assert library_message(ConfigError("CrystalConfig", "N_cells", 0, "must be > 0", "[1]")) == (
+        "-N: CrystalConfig.N_cells[1] = 0 is invalid: must be > 0")
+    assert library_message(ConfigError("CrystalConfig", "shape", "x", "must be a CrystalShape")) == (
+        "CrystalConfig.shape = 'x' is invalid: must be a CrystalShape")
+    assert library_message(FileNotFoundError(2, "No such file or directory", "a.hkl")) == (
+        "[Errno 2] No such file or directory: 'a.hkl'")
+    assert library_message(ValueError("a.hkl:3: expected four numbers\n 'h k l F'")) == (
+        "a.hkl:3: expected four numbers 'h k l F'")
 
 
 def test_unwritable_output_leaves_existing_files_untouched(capsys, empty_cwd):

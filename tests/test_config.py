@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -45,6 +47,15 @@ def test_invalid_values_raise_naming_field_and_value(cls, kwargs, field, shown_f
     assert isinstance(error.value, ValueError)
     assert (error.value.config, error.value.field) == (cls.__name__, field)
     assert str(error.value).startswith(f"{cls.__name__}.{shown_field} = {value} is invalid: ")
+
+
+def test_config_error_carries_the_value_and_survives_pickling():
+    with pytest.raises(ConfigError) as error:
+        CrystalConfig(N_cells=(5, -2, 5))
+    assert error.value.value == -2
+    copy = pickle.loads(pickle.dumps(error.value))
+    assert (copy.config, copy.field, copy.value, str(copy)) == (
+        "CrystalConfig", "N_cells", -2, "CrystalConfig.N_cells[1] = -2 is invalid: must be a finite number > 0")
 
 
 def test_valid_configs_accept_tensors_with_grad():

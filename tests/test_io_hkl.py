@@ -74,7 +74,7 @@ def test_missing_file():
 
 
 def test_fdump_layout_has_one_padding_slab_per_axis(tmp_path):
-    """Spec §9.2: header line, form feed, then (range+1)³ doubles, C order, zero padding last."""
+    """nanoBragg's layout: header line, form feed, then (range+1)³ doubles, C order, zero padding last."""
     grid = torch.arange(2 * 3 * 4, dtype=torch.float64).reshape(2, 3, 4) + 1
     meta = {"h_min": -1, "h_max": 0, "k_min": 5, "k_max": 7, "l_min": -2, "l_max": 1,
             "h_range": 2, "k_range": 3, "l_range": 4}
