@@ -11,6 +11,7 @@
 """
 
 import dataclasses
+import warnings
 from importlib.resources import files
 
 import numpy as np
@@ -158,6 +159,29 @@ def test_gradcheck_tricubic_interpolation():
         return render(crystal=dict(phi_start_deg=phi, interpolate=True, cell_a=30.0, cell_b=35.0, cell_c=40.0),
                       hkl=hkl)
     assert gradcheck(image, (_input(0.3),), fast_mode=True)
+
+
+def test_gradcheck_through_c_interpolation_switch_off_across_chunks():
+    """C switches interpolation off at the first out-of-range lookup (here half-way down the
+    image); the switch-off travels from chunk to chunk as a value, so the chunks recomputed in the
+    backward pass are those of the forward pass and the gradient is the image's."""
+    grid = torch.rand((7, 7, 7), generator=torch.Generator().manual_seed(4), dtype=F64) * 50 + 1
+    hkl = (grid, dict(h_min=-3, h_max=3, k_min=-3, k_max=3, l_min=-3, l_max=3))
+
+    def image(phi, c_quirks=True):
+        crystal = Crystal(CrystalConfig(**{**SMALL_CRYSTAL, "cell_a": 40.0, "cell_b": 40.0, "cell_c": 40.0,
+                                           "phi_start_deg": phi, "interpolate": True}), hkl)
+        detector = Detector(DetectorConfig(**{**SMALL_DETECTOR, "beam_center_f": 2.4, "beam_center_s": 0.3}))
+        return Simulator(crystal, detector, BeamConfig(**SMALL_BEAM), c_quirks=c_quirks).run(pixel_batch_size=40)
+
+    with pytest.warns(UserWarning, match="interpolation switched off"):
+        quirky = image(_input(0.3)).detach()
+    intended = image(_input(0.3), c_quirks=False).detach()
+    first_row_off = int(((quirky - intended).abs() > 1e-9 * intended.max()).any(-1).nonzero()[0])
+    assert 2 <= first_row_off <= 12, "the switch-off happens inside the image"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        assert gradcheck(image, (_input(0.3),), fast_mode=True)
 
 
 # --------------------------------------------------- fused kernel = plain autograd
