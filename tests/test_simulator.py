@@ -12,7 +12,7 @@ import torch
 
 from nanobrag_torch import (Beam, BeamConfig, Crystal, CrystalConfig, CrystalShape, Detector, DetectorConfig,
                             Simulator, StructureFactors)
-from nanobrag_torch.simulator import FUSED_KERNEL_INPUTS, R_E_SQR_M2, PreparedRun, _needs_recompute
+from nanobrag_torch.simulator import FUSED_KERNEL_INPUTS, R_E_SQR_M2, PreparedRun
 
 
 def simulate(crystal=None, detector=None, beam=None, dtype=torch.float64, c_quirks=False, **run):
@@ -257,13 +257,13 @@ def test_recompute_is_decided_by_every_prepared_tensor():
     the fused kernel differentiates it itself."""
     simulator, _ = simulate()
     prepared = simulator.prepare()
-    assert prepared.fused and not _needs_recompute(prepared)
+    assert prepared.fused and not prepared.recomputes_chunks()
     tensors = {field.name: value for field in dataclasses.fields(PreparedRun)
                if isinstance(value := getattr(prepared, field.name), torch.Tensor)}
     assert set(tensors) > {"incident", "wavelength_m", "water_background", "miller_matrix"}
     for name, value in tensors.items():
         changed = dataclasses.replace(prepared, **{name: value.detach().clone().requires_grad_()})
-        assert _needs_recompute(changed) is (name not in FUSED_KERNEL_INPUTS), name
-        assert _needs_recompute(dataclasses.replace(changed, fused=False)), name
+        assert changed.recomputes_chunks() is (name not in FUSED_KERNEL_INPUTS), name
+        assert dataclasses.replace(changed, fused=False).recomputes_chunks(), name
     geometry = dataclasses.replace(prepared.geometry, pix0_m=prepared.geometry.pix0_m.clone().requires_grad_())
-    assert _needs_recompute(dataclasses.replace(prepared, geometry=geometry))
+    assert dataclasses.replace(prepared, geometry=geometry).recomputes_chunks()

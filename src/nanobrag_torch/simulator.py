@@ -115,6 +115,13 @@ class PreparedRun:
         """Number of sources (divergence points × wavelengths, or the explicit list)."""
         return int(self.incident.shape[0])
 
+    def recomputes_chunks(self) -> bool:
+        """Whether a run that needs gradients recomputes each chunk in the backward pass instead
+        of keeping its intermediates: when any field needs a gradient, except the
+        :data:`FUSED_KERNEL_INPUTS` when the fused kernel is used."""
+        exempt = FUSED_KERNEL_INPUTS if self.fused else frozenset()
+        return any(_requires_grad(getattr(self, field.name)) for field in fields(self) if field.name not in exempt)
+
 
 FUSED_KERNEL_INPUTS = frozenset({"miller_matrix", "n_cells", "structure_factors"})
 """Fields of :class:`PreparedRun` that the fused kernel differentiates itself: its backward
@@ -275,7 +282,7 @@ class Simulator:
         evaluations_per_pixel = (prepared.subpixel_offsets.shape[0] * prepared.layer_depths_m.shape[0]
                                  * prepared.n_sources * prepared.miller_matrix.shape[1] // 3)
         batch = pixel_batch_size or max(1, DEFAULT_EVALUATIONS_PER_CHUNK // evaluations_per_pixel)
-        recompute = torch.is_grad_enabled() and _needs_recompute(prepared)
+        recompute = torch.is_grad_enabled() and prepared.recomputes_chunks()
         values = []
         interpolation_off = False
         total = int(pixels.numel())
@@ -478,14 +485,8 @@ def _c_interpolation_shutoff(valid: torch.Tensor, switched_off: bool) -> Tuple[t
     return (flat & (order < int(invalid[0]))).reshape(valid.shape), True
 
 
-def _needs_recompute(prepared: PreparedRun) -> bool:
-    """Whether chunks are recomputed in the backward pass instead of keeping their intermediates:
-    when any prepared tensor needs a gradient, except those the fused kernel differentiates itself."""
-    exempt = FUSED_KERNEL_INPUTS if prepared.fused else frozenset()
-    return any(_requires_grad(getattr(prepared, field.name)) for field in fields(prepared) if field.name not in exempt)
-
-
 def _requires_grad(value) -> bool:
+    """Whether a tensor, a StructureFactors or any tensor field of a dataclass needs a gradient."""
     if isinstance(value, torch.Tensor):
         return value.requires_grad
     if isinstance(value, StructureFactors):

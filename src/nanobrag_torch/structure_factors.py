@@ -44,6 +44,18 @@ class StructureFactors:
     device : torch.device, optional
         Default: the grid's, or the CPU without a grid.
 
+    Attributes
+    ----------
+    grid : tensor or None
+        The table, on ``device`` in ``dtype``.
+    metadata : dict or None
+        As given.
+    minimum, maximum : tuple of 3 ints or None
+        (h_min, k_min, l_min) and (h_max, k_max, l_max).
+    default_F : float
+    values : tensor
+        The padded table, flat, in C order.
+
     Raises
     ------
     ValueError
@@ -66,7 +78,6 @@ class StructureFactors:
             self.minimum, self.maximum = _bounds(metadata, tuple(grid.shape))
             values = torch.nn.functional.pad(self.grid, (1, 1, 1, 1, 1, 1), value=self.default_F)
         self.values = values.reshape(-1)
-        """The padded table, flat, in C order."""
         exact = values.dtype if values.numel() < _EXACT_FLOAT_INDEX else torch.float64
         lowest = self.minimum if self.minimum is not None else (1, 1, 1)
         options = dict(dtype=exact, device=values.device)
