@@ -263,8 +263,11 @@ class DetectorConfig:
         Beam centre in mm along the fast and slow axes, in the convention's own terms:
         MOSFLM/DENZO: ``beam_center_s`` = Xbeam, ``beam_center_f`` = Ybeam; ADXV/CUSTOM:
         ``beam_center_f`` = Xbeam, ``beam_center_s`` = Ybeam; XDS/DIALS: the point of the
-        detector closest to the sample ((ORGX − ½)·pixel, (ORGY − ½)·pixel). Default: the
-        convention's default centre.
+        detector closest to the sample ((ORGX − ½)·pixel, (ORGY − ½)·pixel). The rules are
+        in :mod:`nanobrag_torch.conventions`;
+        :func:`~nanobrag_torch.conventions.beam_center_for_pixel` gives the centre that puts
+        the beam on a given pixel. Default:
+        :func:`~nanobrag_torch.conventions.default_beam_center_mm`.
     detector_convention : DetectorConvention
         Convention for beam direction, detector axes and beam centre.
     detector_pivot : DetectorPivot, optional
