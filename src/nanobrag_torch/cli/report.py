@@ -17,6 +17,7 @@ from ..io.mosflm import cell_parameters
 from ..io.pgm import write_pgm
 from ..io.smv import write_smv
 from ..models.detector import DetectorGeometry
+from ..noise import int_image, intfile_scale, noise_image
 from ..simulator import PreparedRun, Simulator
 from .options import PROGRAM
 from .plan import Plan
@@ -142,10 +143,6 @@ def print_setup(plan: Plan, simulator: Simulator, prepared: PreparedRun, out) ->
 
 def write_outputs(plan: Plan, prepared: PreparedRun, floats: np.ndarray, out) -> None:
     """Float, integer, PGM and noise images, in C's order and words."""
-    # noise.py draws its Poisson deviates with numba, whose import would slow every start of the
-    # command (``-h``, errors); it is imported only when the images are written
-    from ..noise import int_image, intfile_scale, noise_image
-
     det = plan.detector
     print(f"writing {plan.outputs.floatfile} as {floats.size} 4-byte floats", file=out)
     with atomic_write(plan.outputs.floatfile, "wb") as handle:
