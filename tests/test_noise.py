@@ -1,6 +1,13 @@
-"""The Poisson noise and integer images against nanoBragg C (golden case ``noise_seeded``)."""
+"""The Poisson noise and integer images against nanoBragg C.
+
+Golden cases: ``noise_seeded`` (manifest.json; every mean in the rejection range),
+``noise_bright`` (every branch of ``poidev``, through the program) and
+``noise_gaussian_draws`` (C's own ``poidev`` in the Gaussian range), described in
+``golden/noise_cases.json``.
+"""
 
 import gzip
+import json
 import math
 from pathlib import Path
 
@@ -10,6 +17,7 @@ import pytest
 from nanobrag_torch.noise import PoissonGenerator, gammln, int_image, intfile_scale, noise_image
 
 GOLDEN = Path(__file__).parent / "golden"
+NOISE_CASES = json.loads((GOLDEN / "noise_cases.json").read_text())
 
 
 def _load(name):
@@ -25,6 +33,30 @@ def test_noise_image_matches_c_bit_for_bit():
     assert photons == 469126  # C: "469126 photons on noise image (0 overloads)"
     assert overloads == 0
 
+
+
+def test_noise_image_matches_c_in_every_branch_of_poidev():
+    case = NOISE_CASES["noise_bright"]
+    float_image = _load(case["float_image"])
+    expected = _load(case["noise_image"])
+    means = float_image[case["roi"][2]:case["roi"][3] + 1, case["roi"][0]:case["roi"][1] + 1]
+    assert (means == 0).any() and ((means > 0) & (means < 12)).any()
+    assert ((means >= 12) & (means <= 1e6)).any() and (means > 1e6).any()
+    image, photons, overloads = noise_image(float_image, seed=case["seed"], adc_offset=case["adc"],
+                                            roi=tuple(case["roi"]))
+    assert np.array_equal(image, expected)
+    assert f"{photons:.0f} photons on noise image ({overloads} overloads)" == case["stdout"]
+
+
+def test_gaussian_deviates_match_c_draw_for_draw():
+    case = NOISE_CASES["noise_gaussian_draws"]
+    expected = _load(case["file"])
+    for seed, row, c_sum in zip(case["seeds"], expected, case["sums"]):
+        generator = PoissonGenerator(seed)
+        draws = np.array([generator.poidev(case["mean"]) for _ in range(row.size)], dtype=np.float32)
+        assert np.array_equal(draws, row), f"seed {seed}: first differing draw {np.flatnonzero(draws != row)[0]}"
+        _, photons, overloads = noise_image(np.full((1, row.size), case["mean"], dtype=np.float32), seed)
+        assert photons == c_sum and overloads == row.size
 
 def test_noise_outside_roi_is_zero_and_inside_has_offset():
     float_image = np.full((6, 5), 3.0, dtype=np.float32)

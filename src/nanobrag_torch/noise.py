@@ -74,7 +74,7 @@ class PoissonGenerator:
         while True:
             v1 = _f32(2.0 * self._uniform() - 1.0)
             v2 = _f32(2.0 * self._uniform() - 1.0)
-            rsq = _f32(v1 * v1 + v2 * v2)
+            rsq = _f32(_f32(v1 * v1) + _f32(v2 * v2))  # float * float is a float in C
             if 0.0 < rsq < 1.0:
                 break
         fac = _f32(math.sqrt(-2.0 * math.log(rsq) / rsq))
