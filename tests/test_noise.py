@@ -145,16 +145,49 @@ def test_gammln_matches_lgamma(x):
     assert gammln(x) == pytest.approx(math.lgamma(x), abs=1e-5)
 
 
-def test_int_image_scale_and_rounding_as_c():
+def test_int_image_scale_from_the_brightest_pixel_as_c():
     float_image = _load("noise_seeded.npy.gz")
     scale = intfile_scale(float(float_image.max()), None)
     assert scale == pytest.approx(306.471, rel=1e-5)  # C: "intfile_scale = 306.471"
-    image = int_image(float_image, scale, adc_offset=40.0)
-    assert image.max() == 55040
-    expected = np.floor((float_image.astype(np.float64) * scale + 40.0 + 0.5).astype(np.float32))
-    assert (image == expected).all()
-    roi = int_image(float_image, scale, 40.0, roi=(0, 3, 0, 1))
-    assert (roi[2:] == 0).all() and (roi[:2, :4] > 0).all()
+    assert int_image(float_image, scale, adc_offset=40.0).max() == 55040  # 55000 + adc
+
+
+# C: intimage = floorf(clamp(float pixel * scale + adc, 0, 65535) + 0.5), the argument of floorf
+# being a float. Expected ADU worked out by hand for scale 1 and adc 40.
+INT_IMAGE_PIXELS = [
+    (0.0, 40),  # 40.5 -> 40
+    (2.5, 43),  # 42.5 + 0.5 = 43 exactly: halves round up
+    (1.4, 41),  # 41.4 + 0.5 = 41.9 -> 41
+    (-0.5, 40),  # 39.5 + 0.5 = 40
+    (-39.6, 0),  # 0.4 + 0.5 = 0.9 -> 0
+    (-40.2, 0),  # -0.2 clamps to 0
+    (-1e6, 0),  # clamps to 0
+    (65494.5, 65535),  # 65534.5 + 0.5 = 65535
+    (65495.5, 65535),  # 65535.5 clamps to 65535, + 0.5 = 65535.5 -> 65535 (no wrap to 0)
+    (1e30, 65535),
+    (0.49999997, 41),  # 40.99999997 is 41.0 in float32 before floorf; a double floor gives 40
+]
+
+
+def test_int_image_rounds_and_clamps_hand_computed_pixels():
+    values = np.array([[v for v, _ in INT_IMAGE_PIXELS]], dtype=np.float32)
+    expected = np.array([[adu for _, adu in INT_IMAGE_PIXELS]], dtype=np.uint16)
+    assert np.array_equal(int_image(values, 1.0, adc_offset=40.0), expected)
+
+
+def test_int_image_scale_offset_and_float32_pixels():
+    assert int_image(np.array([[3.25]]), 2.0, adc_offset=40.0)[0, 0] == 47  # 46.5 + 0.5
+    assert int_image(np.array([[5.0]]), 1.0, adc_offset=-10.0)[0, 0] == 0  # -5 clamps to 0
+    # The float image is float32, as in C: 1.0000499512 is 1.0000499487f, so the pixel is
+    # 10000.49949 + 0.5 -> 10000.99902f -> 10000 (from the double 1.0000499512 it would be 10001).
+    assert int_image(np.array([[1.0000499512]]), 1e4, adc_offset=0.0)[0, 0] == 10000
+
+
+def test_int_image_is_zero_outside_the_roi():
+    image = int_image(np.full((3, 4), 10.0, dtype=np.float32), 1.0, adc_offset=40.0, roi=(1, 2, 0, 1))
+    assert np.array_equal(image, [[0, 50, 50, 0], [0, 50, 50, 0], [0, 0, 0, 0]])
+    clipped = int_image(np.full((2, 2), 10.0, dtype=np.float32), 1.0, adc_offset=40.0, roi=(-5, 0, 1, 9))
+    assert np.array_equal(clipped, [[0, 0], [50, 0]])
 
 
 def test_intfile_scale_explicit_and_zero_image():
