@@ -1,30 +1,47 @@
 """Integer images made from a float image: nanoBragg's Poisson noise image and noiseless SMV image.
 
-The Poisson deviates are a port of the single-precision Numerical Recipes routines that
-nanoBragg C uses (``poidev``, ``gaussdev``, ``gammln``, spec §10.3), drawn from the
-bit-compatible :class:`~nanobrag_torch.rng.Ran1`. Single-precision arithmetic is emulated by
-rounding every intermediate that C keeps in a ``float`` to float32, so that the same seed and the
-same float image give the same noise image as the C program.
+The Poisson deviates are those of the single-precision Numerical Recipes routines that nanoBragg C
+uses (``ran1``, ``poidev``, ``gaussdev``, ``gammln``, spec §10.3), so that the same seed and the
+same float image give the same noise image as the C program, bit for bit. The generator is
+sequential, so the image is drawn pixel by pixel by a compiled loop
+(:mod:`nanobrag_torch._noise_kernels`, numba, compiled once and cached on disk). numba is imported
+the first time a deviate is drawn, never by runs without a noise image.
 """
 
 from __future__ import annotations
 
-import math
+import importlib
+from types import ModuleType
 from typing import Optional, Tuple
 
 import numpy as np
 
-from .rng import Ran1
-
-_GAMMLN_COEFFICIENTS = (76.18009172947146, -86.50532032941677, 24.01409824083091,
-                        -1.231739572450155, 0.1208650973866179e-2, -0.5395239384953e-5)
 _MAX_ADU = 65535.0
-_GAUSSIAN_THRESHOLD = 1.0e6
+_SEED_LIMIT = 2 ** 62
 
 
-def _f32(x: float) -> float:
-    """Round a Python float to the nearest float32 value (C's store into a ``float``)."""
-    return float(np.float32(x))
+def _kernels() -> ModuleType:
+    """The compiled noise kernels; imports numba on the first call."""
+    return importlib.import_module("nanobrag_torch._noise_kernels")
+
+
+def _checked_seed(seed: int) -> int:
+    """The seed as an int; ValueError naming it if it is not one or exceeds 2**62 in magnitude."""
+    try:
+        value = int(seed)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"noise seed must be an integer, got {seed!r}") from None
+    if abs(value) > _SEED_LIMIT:
+        raise ValueError(f"noise seed {value} is outside ±2**62, the range of the generator's "
+                         "64-bit integer arithmetic")
+    return value
+
+
+def _initial_state(seed: int) -> Tuple[np.ndarray, np.ndarray]:
+    """``ran1`` state (idum, iy, iv) and ``gaussdev`` state (iset, gset) of C's stream for ``-seed``."""
+    state = np.zeros(_kernels().STATE_SIZE, dtype=np.int64)
+    state[0] = -_checked_seed(seed)  # nanoBragg draws with the internal seed -n; iy = 0 loads the table
+    return state, np.zeros(2, dtype=np.float64)
 
 
 def gammln(xx: float) -> float:
@@ -40,46 +57,36 @@ def gammln(xx: float) -> float:
     float
         ln Γ(xx) rounded to single precision.
     """
-    x = y = _f32(xx)
-    tmp = x + 5.5
-    tmp -= (x + 0.5) * math.log(tmp)
-    series = 1.000000000190015
-    for coefficient in _GAMMLN_COEFFICIENTS:
-        y += 1.0
-        series += coefficient / y
-    return _f32(-tmp + math.log(2.5066282746310005 * series / x))
+    return float(_kernels().gammln(float(xx)))
 
 
 class PoissonGenerator:
     """nanoBragg's noise generator: ``poidev`` and ``gaussdev`` on one ``ran1`` stream.
 
+    Draws single deviates in C's sequence; :func:`noise_image` draws a whole image in one
+    compiled call and is the fast way to make many.
+
     Parameters
     ----------
     seed : int
-        The user-facing seed of ``-seed n`` (nanoBragg draws with the internal seed ``-n``).
+        The user-facing seed of ``-seed n`` (nanoBragg draws with the internal seed ``-n``);
+        at most 2⁶² in magnitude.
+
+    Raises
+    ------
+    ValueError
+        If ``seed`` is not an integer or too large.
     """
 
     def __init__(self, seed: int) -> None:
-        self._uniform = Ran1(-int(seed)).uniform
-        self._spare_gaussian: Optional[float] = None
+        self._state, self._spare = _initial_state(seed)
 
     def gaussdev(self) -> float:
         """Standard normal deviate by the polar Box–Muller method (float precision).
 
         Every second call returns the deviate cached by the previous one, as C does.
         """
-        if self._spare_gaussian is not None:
-            spare, self._spare_gaussian = self._spare_gaussian, None
-            return spare
-        while True:
-            v1 = _f32(2.0 * self._uniform() - 1.0)
-            v2 = _f32(2.0 * self._uniform() - 1.0)
-            rsq = _f32(v1 * v1 + v2 * v2)
-            if 0.0 < rsq < 1.0:
-                break
-        fac = _f32(math.sqrt(-2.0 * math.log(rsq) / rsq))
-        self._spare_gaussian = _f32(v1 * fac)
-        return _f32(v2 * fac)
+        return float(_kernels().gaussdev(self._state, self._spare))
 
     def poidev(self, mean: float) -> float:
         """Poisson deviate with the given mean (nanoBragg's ``poidev``).
@@ -87,7 +94,7 @@ class PoissonGenerator:
         Parameters
         ----------
         mean : float
-            Expected count; rounded to single precision as C passes a ``float``.
+            Expected count (photons); rounded to single precision as C passes a ``float``.
 
         Returns
         -------
@@ -95,40 +102,7 @@ class PoissonGenerator:
             A whole number of photons, except above 10⁶ where a Gaussian approximation is
             returned unrounded, as in C.
         """
-        xm = _f32(mean)
-        if xm > _GAUSSIAN_THRESHOLD:
-            return _f32(xm + math.sqrt(xm) * self.gaussdev())
-        if xm < 12.0:
-            return self._poidev_direct(xm)
-        return self._poidev_rejection(xm)
-
-    def _poidev_direct(self, xm: float) -> float:
-        """Multiply uniform deviates until the product drops to exp(-xm); count the factors."""
-        g = _f32(math.exp(-xm))
-        em = -1.0
-        t = 1.0
-        while True:
-            em += 1.0
-            t = _f32(t * self._uniform())
-            if not t > g:
-                return em
-
-    def _poidev_rejection(self, xm: float) -> float:
-        """Rejection from a Lorentzian comparison function (means from 12 to 10⁶)."""
-        sq = _f32(math.sqrt(2.0 * xm))
-        alxm = _f32(math.log(xm))
-        g = _f32(_f32(xm * alxm) - gammln(xm + 1.0))
-        while True:
-            while True:
-                y = _f32(math.tan(math.pi * self._uniform()))
-                em = _f32(_f32(sq * y) + xm)
-                if not em < 0.0:
-                    break
-            em = float(math.floor(em))
-            exponent = _f32(_f32(_f32(em * alxm) - gammln(em + 1.0)) - g)
-            t = _f32(0.9 * (1.0 + _f32(y * y)) * math.exp(exponent))
-            if not self._uniform() > t:
-                return em
+        return float(_kernels().poidev(float(mean), self._state, self._spare))
 
 
 def _roi_bounds(shape: Tuple[int, int], roi: Optional[Tuple[int, int, int, int]]) -> Tuple[int, int, int, int]:
@@ -166,25 +140,30 @@ def noise_image(float_image: np.ndarray, seed: int, adc_offset: float = 40.0,
         Sum of the drawn counts (before the offset).
     overloads : int
         Number of clamped pixels.
+
+    Raises
+    ------
+    ValueError
+        If the image is not 2-D, a value inside the ROI is not finite, or the seed is not an
+        integer of magnitude at most 2⁶².
     """
-    values = np.asarray(float_image, dtype=np.float32)
+    _checked_seed(seed)
+    values = np.ascontiguousarray(float_image, dtype=np.float32)
+    if values.ndim != 2:
+        raise ValueError(f"float_image must be 2-D (slow, fast), got shape {values.shape}")
     fmin, fmax, smin, smax = _roi_bounds(values.shape, roi)
-    generator = PoissonGenerator(seed)
     image = np.zeros(values.shape, dtype=np.uint16)
-    photons = 0.0
-    overloads = 0
-    for s in range(smin, smax + 1):
-        row = values[s].tolist()
-        out = image[s]
-        for f in range(fmin, fmax + 1):
-            count = generator.poidev(row[f])
-            photons += count
-            adu = count + adc_offset
-            if adu > _MAX_ADU:
-                adu = _MAX_ADU
-                overloads += 1
-            out[f] = int(max(adu, 0.0))
-    return image, photons, overloads
+    if fmin > fmax or smin > smax:
+        return image, 0.0, 0
+    block = values[smin:smax + 1, fmin:fmax + 1]
+    if not np.isfinite(block).all():
+        s, f = np.argwhere(~np.isfinite(block))[0]
+        raise ValueError(f"float_image[{smin + s}, {fmin + f}] is {block[s, f]}: the noise image needs "
+                         "finite expected photon counts")
+    state, spare = _initial_state(seed)
+    photons, overloads = _kernels().noise_pixels(values, state, spare, float(adc_offset),
+                                                 int(fmin), int(fmax), int(smin), int(smax), image)
+    return image, float(photons), int(overloads)
 
 
 def int_image(float_image: np.ndarray, scale: float, adc_offset: float = 40.0,
