@@ -65,12 +65,43 @@ def bragg_sum_backward(grad: torch.Tensor, q: torch.Tensor, miller: torch.Tensor
     return grad_q, grad_miller, grad_n
 
 
+def bragg_sum_jvp(q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Tensor, table: StructureFactors,
+                  tangent_q: Optional[torch.Tensor], tangent_miller: Optional[torch.Tensor],
+                  tangent_n: Optional[torch.Tensor]) -> torch.Tensor:
+    """Directional derivative of :func:`bragg_sum_forward` along the tangents of its inputs
+    (None: no change), for forward-mode automatic differentiation: the refinement's Jacobian
+    columns come from one such pass each."""
+    hkl = (q @ miller).unflatten(-1, (-1, 3))
+    hkl0 = nearest_index(hkl)
+    factors = table.nearest(hkl0)
+    ratio, x = _lattice_terms(hkl, hkl0, n_cells)
+    d_hkl = torch.zeros_like(hkl)
+    if tangent_q is not None:
+        d_hkl += (tangent_q @ miller).unflatten(-1, (-1, 3))
+    if tangent_miller is not None:
+        d_hkl += (q @ tangent_miller).unflatten(-1, (-1, 3))
+    d_x, d_n = sincg_ratio_derivatives(x, n_cells, ratio, tangent_n is not None)
+    d_ratio = d_x.mul_(math.pi).mul_(d_hkl)
+    if tangent_n is not None:
+        d_ratio += d_n.mul_(tangent_n)
+    # d(F² L²) = 2 F² L Σ_axis (product of the other two ratios) · d(ratio)
+    weight = factors.mul_(factors).mul_(ratio.prod(-1)).mul_(2)
+    others = ratio.roll(1, -1).mul_(ratio.roll(2, -1))
+    return weight.mul_(others.mul_(d_ratio).sum(-1)).sum(-1)
+
+
 class _BraggSum(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, miller, n_cells, table):
         ctx.save_for_backward(q, miller, n_cells)
+        ctx.save_for_forward(q, miller, n_cells)
         ctx.table = table
         return _forward_kernel()(q, miller, n_cells, table)
+
+    @staticmethod
+    def jvp(ctx, tangent_q, tangent_miller, tangent_n, _):
+        q, miller, n_cells = ctx.saved_tensors
+        return bragg_sum_jvp(q, miller, n_cells, ctx.table, tangent_q, tangent_miller, tangent_n)
 
     @staticmethod
     def backward(ctx, grad):

@@ -254,7 +254,7 @@ class Simulator:
 
     # ----------------------------------------------------------------- run
     def run(self, pixel_batch_size: Optional[int] = None, progress: Optional[Callable[[int, int], None]] = None,
-            prepared: Optional[PreparedRun] = None) -> torch.Tensor:
+            prepared: Optional[PreparedRun] = None, pixels: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Render the image.
 
         Parameters
@@ -267,10 +267,13 @@ class Simulator:
         prepared : PreparedRun, optional
             What :meth:`prepare` returned, to render without computing it again. Default:
             :meth:`prepare` now.
+        pixels : tensor (n,) of int, optional
+            Flat indices (``slow · fpixels + fast``) of the only pixels to render, whatever the
+            ROI and mask. A refinement evaluates just the pixels near the spots this way.
 
         Returns
         -------
-        tensor (spixels, fpixels)
+        tensor (spixels, fpixels), or (n,) when ``pixels`` is given
             Expected photons per pixel (nanoBragg's float image). Pixels outside the ROI or
             masked are 0.
         """
@@ -278,7 +281,8 @@ class Simulator:
         prepared = prepared if prepared is not None else self.prepare()
         fluence = as_tensor(self.beam_config.fluence_photons_per_m2, self.device, self.dtype)
         scale = R_E_SQR_M2 * fluence / prepared.steps
-        pixels = self.detector.rendered_pixels().to(self.device)
+        subset = pixels is not None
+        pixels = (self.detector.rendered_pixels() if pixels is None else self._checked_pixels(pixels)).to(self.device)
         evaluations_per_pixel = (prepared.subpixel_offsets.shape[0] * prepared.layer_depths_m.shape[0]
                                  * prepared.n_sources * prepared.miller_matrix.shape[1] // 3)
         batch = pixel_batch_size or max(1, DEFAULT_EVALUATIONS_PER_CHUNK // evaluations_per_pixel)
@@ -300,10 +304,23 @@ class Simulator:
             values.append(value)
             if progress is not None:
                 progress(min(start + batch, total), total)
+        rendered = torch.cat(values) * scale if values else torch.zeros(0, device=self.device, dtype=self.dtype)
+        if subset:
+            return rendered
         image = torch.zeros(cfg.spixels * cfg.fpixels, device=self.device, dtype=self.dtype)
-        if values:
-            image = image.index_put((pixels,), torch.cat(values) * scale)
-        return image.reshape(cfg.spixels, cfg.fpixels)
+        return image.index_put((pixels,), rendered).reshape(cfg.spixels, cfg.fpixels)
+
+    def _checked_pixels(self, pixels) -> torch.Tensor:
+        """Flat pixel indices given to :meth:`run`, checked to lie on the detector."""
+        cfg = self.detector.config
+        indices = torch.as_tensor(pixels)
+        if indices.dtype.is_floating_point or indices.dtype == torch.bool or indices.ndim != 1:
+            raise ValueError(f"pixels must be a 1-D tensor of integer flat indices (slow * fpixels + fast), "
+                             f"got {indices.dtype} of shape {tuple(indices.shape)}")
+        if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= cfg.spixels * cfg.fpixels):
+            raise ValueError(f"pixels holds indices from {int(indices.min())} to {int(indices.max())}, outside the "
+                             f"{cfg.spixels} x {cfg.fpixels} detector (0 to {cfg.spixels * cfg.fpixels - 1})")
+        return indices.to(torch.int64)
 
     # -------------------------------------------------------------- chunk
     def _render_chunk(self, pixels: torch.Tensor, p: PreparedRun,
