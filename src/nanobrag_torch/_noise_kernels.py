@@ -18,18 +18,17 @@ State, shared by the functions below:
 ``spare`` : ndarray of float64, shape (2,)
     ``gaussdev``'s ``iset`` flag and cached deviate ``gset``.
 
-The kernels are compiled with numba's on-disk cache (``cache=True``): next to this file when
-its ``__pycache__`` is writable, else in the user's cache folder (``~/.cache/numba``, or
-``NUMBA_CACHE_DIR`` when set). Where no folder is writable they are compiled in each process.
+The kernels are compiled once and kept in numba's on-disk cache (see :mod:`nanobrag_torch._numba`).
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 
 import numba
 import numpy as np
+
+from ._numba import cached_jit
 
 NTAB = 32
 STATE_SIZE = 2 + NTAB
@@ -48,25 +47,7 @@ _GAUSSIAN_THRESHOLD = 1.0e6
 _MAX_ADU = 65535.0
 
 _OPTIONS = {"nogil": True, "error_model": "numpy"}
-
-
-_warned_about_cache = False
-
-
-def _cached(func):
-    """``numba.njit`` with the on-disk cache; without it (one warning) where no folder is writable."""
-    global _warned_about_cache
-    try:
-        return numba.njit(cache=True, **_OPTIONS)(func)
-    except RuntimeError as error:  # numba found no writable cache folder for this file
-        if not _warned_about_cache:
-            _warned_about_cache = True
-            warnings.warn(f"numba cannot cache the noise kernels ({error}); they are compiled in "
-                          "every process (seconds). Set NUMBA_CACHE_DIR to a writable folder to "
-                          "keep them.", RuntimeWarning, stacklevel=2)
-        return numba.njit(**_OPTIONS)(func)
-
-
+_cached = cached_jit(**_OPTIONS)
 _inner = numba.njit(**_OPTIONS)  # compiled into the cached entry points that call it
 
 
