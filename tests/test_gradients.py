@@ -3,7 +3,8 @@
 * ``gradcheck`` (float64, a 16 × 16 detector with spots on it) for every parameter of
   :mod:`nanobrag_torch.config` that may be a tensor, in the default and the C-quirk mode;
   ``gradgradcheck`` for a few, on the fused kernel and on the autograd path;
-* the fused Bragg-sum kernel against plain autograd through :mod:`nanobrag_torch.physics`;
+* the fused Bragg-sum kernel against plain autograd through :mod:`nanobrag_torch.physics`, and
+  its compiled CPU loops against its tensor expressions;
 * no NaN or inf at the special points (phi = 0, mosaic spread = 0, integer h, k, l, a pixel
   exactly on the beam, two-theta = 0);
 * the seeded mosaic domains do not depend on the spread;
@@ -21,7 +22,8 @@ from torch.autograd import gradcheck, gradgradcheck
 
 from nanobrag_torch import (BeamConfig, Crystal, CrystalConfig, CrystalShape, Detector, DetectorConfig,
                             DetectorConvention, Simulator, StructureFactors)
-from nanobrag_torch.kernels import bragg_sum, bragg_sum_backward, bragg_sum_forward
+from nanobrag_torch.kernels import (bragg_sum, bragg_sum_backward, bragg_sum_forward, bragg_sum_jvp,
+                                   tensor_bragg_sum_backward, tensor_bragg_sum_forward, tensor_bragg_sum_jvp)
 from nanobrag_torch.physics import lattice_factor, nearest_index, polarization_factor, sincg_fraction
 from nanobrag_torch.rng import mosaic_axes_and_factors
 from nanobrag_torch.simulator import R_E_SQR_M2
@@ -216,6 +218,42 @@ def test_fused_kernel_equals_autograd_through_physics():
     torch.testing.assert_close(fused, reference.detach(), rtol=1e-12, atol=1e-9)
     for got, want in zip(analytic, expected):
         torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_cpu_loops_equal_tensor_kernels(dtype):
+    """On the CPU the value, gradients and forward-mode derivative come from compiled loops
+    (float64 inside); the tensor expressions that other devices run give the same numbers, to
+    the dtype's rounding. Lookups inside and outside the table, and exactly integer indices."""
+    generator = torch.Generator().manual_seed(13)
+    grid, metadata = _random_table(generator)
+    factors = StructureFactors(grid, metadata, default_F=7.0, dtype=dtype)
+    q = torch.randn((700, 3), generator=generator, dtype=F64) * 3
+    q[:100] = torch.randint(-6, 7, (100, 3), generator=generator).to(F64)
+    miller = torch.eye(3, dtype=F64).repeat(1, 4) + 0.2 * torch.randn((3, 12), generator=generator, dtype=F64)
+    miller[:, :3] = torch.eye(3, dtype=F64)  # the first orientation maps the integer q to integer h, k, l
+    n_cells = torch.tensor([4.3, 3.0, 6.7], dtype=F64)
+    grad = torch.randn(700, generator=generator, dtype=F64)
+    tangents = (torch.randn((700, 3), generator=generator, dtype=F64), torch.randn((3, 12), generator=generator,
+                                                                                    dtype=F64), torch.randn(3, dtype=F64))
+    q, miller, n_cells, grad = (t.to(dtype) for t in (q, miller, n_cells, grad))
+    tangents = tuple(t.to(dtype) for t in tangents)
+    tolerance = dict(rtol=1e-11, atol=1e-11) if dtype == F64 else dict(rtol=2e-3, atol=1e-3)
+
+    def close(got, want):
+        scale = float(want.abs().max())
+        torch.testing.assert_close(got / scale, want / scale, **tolerance)
+
+    close(bragg_sum_forward(q, miller, n_cells, factors), tensor_bragg_sum_forward(q, miller, n_cells, factors))
+    for got, want in zip(bragg_sum_backward(grad, q, miller, n_cells, factors, need_n=True),
+                         tensor_bragg_sum_backward(grad, q, miller, n_cells, factors, need_n=True)):
+        assert got.dtype == dtype
+        close(got, want)
+    without_q = bragg_sum_backward(grad, q, miller, n_cells, factors, need_n=False, need_q=False)
+    assert without_q[0] is None and without_q[2] is None
+    for tangent in (tangents, (tangents[0], None, None), (None, tangents[1], None), (None, None, tangents[2])):
+        close(bragg_sum_jvp(q, miller, n_cells, factors, *tangent),
+              tensor_bragg_sum_jvp(q, miller, n_cells, factors, *tangent))
 
 
 def test_fused_image_gradients_equal_autograd_image_gradients():

@@ -7,14 +7,24 @@ and recomputes what the backward needs. The lattice factor is
 :func:`nanobrag_torch.physics.sincg_ratio` and its backward
 :func:`nanobrag_torch.physics.sincg_ratio_derivatives`; the amplitudes come from
 :meth:`nanobrag_torch.structure_factors.StructureFactors.nearest`.
+
+Two implementations of the value, the gradients and the forward-mode derivative:
+
+* on the CPU, compiled loops (:mod:`nanobrag_torch._bragg_kernels`, numba) that make one pass
+  over the evaluations without temporaries, in float64 arithmetic whatever the dtype;
+* elsewhere (CUDA), and under ``torch.compile``, tensor expressions (``tensor_bragg_sum_*``),
+  which are also the reference that the tests hold the compiled loops to.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
+from types import ModuleType
 from typing import Optional, Tuple
 
+import numpy as np
 import torch
 
 from .config import CrystalShape
@@ -34,35 +44,54 @@ def _lattice_terms(hkl: torch.Tensor, hkl0: torch.Tensor, n_axis: torch.Tensor) 
     return sincg_ratio(x, n_axis), x
 
 
+def _ratio_derivatives(x: torch.Tensor, n_axis: torch.Tensor, ratio: torch.Tensor,
+                       need_n: bool) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """:func:`~nanobrag_torch.physics.sincg_ratio_derivatives` with their limits 0 and 1 at an
+    exactly integer index (``x == TINY``), where the formulas cancel to rounding noise over
+    ``TINY``."""
+    d_x, d_n = sincg_ratio_derivatives(x, n_axis, ratio, need_n)
+    at_integer = x == TINY
+    d_x.masked_fill_(at_integer, 0.0)
+    if need_n:
+        d_n.masked_fill_(at_integer, 1.0)
+    return d_x, d_n
+
+
 def bragg_sum_forward(q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Tensor,
                       table: StructureFactors) -> torch.Tensor:
-    """``Σ_o F(hkl₀)² L(hkl)²`` for scattering vectors ``q`` (E, 3) and ``miller`` (3, 3·O)."""
-    hkl = (q @ miller).unflatten(-1, (-1, 3))
-    hkl0 = nearest_index(hkl)
-    factors = table.nearest(hkl0)
-    ratio, _ = _lattice_terms(hkl, hkl0, n_cells)
-    amplitude = ratio.prod(-1).mul_(factors)
-    return amplitude.mul_(amplitude).sum(-1)
+    """``Σ_o F(hkl₀)² L(hkl)²`` (E,) for scattering vectors ``q`` (E, 3, 1/m) and ``miller``
+    (3, 3·O, m); see :func:`bragg_sum`."""
+    loops = _cpu_loops(q)
+    if loops is None:
+        return tensor_bragg_sum_forward(q, miller, n_cells, table)
+    values, shift = table.padded_box()
+    out = np.empty(q.shape[0], dtype=_numpy_dtype(q))
+    with loops.threads(torch.get_num_threads()):
+        loops.forward(_array(q), _axes(miller), _float64(n_cells), values, shift, out)
+    return torch.from_numpy(out).to(q.dtype)
 
 
 def bragg_sum_backward(grad: torch.Tensor, q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Tensor,
-                       table: StructureFactors,
-                       need_n: bool) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
-    """Gradients of :func:`bragg_sum_forward` with respect to ``q``, ``miller`` and ``n_cells``,
-    by the chain rule through :func:`~nanobrag_torch.physics.sincg_ratio_derivatives` (``dx/dδ = π``)."""
-    hkl = (q @ miller).unflatten(-1, (-1, 3))
-    hkl0 = nearest_index(hkl)
-    factors = table.nearest(hkl0)
-    ratio, x = _lattice_terms(hkl, hkl0, n_cells)
-    # 2 F² L · grad for each orientation, times the other two axes' ratios
-    weight = factors.mul_(factors).mul_(ratio.prod(-1)).mul_(2 * grad[:, None])
-    others = ratio.roll(1, -1).mul_(ratio.roll(2, -1)).mul_(weight[..., None])
-    d_x, d_n = sincg_ratio_derivatives(x, n_cells, ratio, need_n)
-    grad_hkl = d_x.mul_(math.pi).mul_(others).flatten(-2)
-    grad_q = grad_hkl @ miller.transpose(0, 1)
-    grad_miller = q.transpose(0, 1) @ grad_hkl
-    grad_n = d_n.mul_(others).sum((0, 1)) if need_n else None
-    return grad_q, grad_miller, grad_n
+                       table: StructureFactors, need_n: bool, need_q: bool = True
+                       ) -> Tuple[Optional[torch.Tensor], torch.Tensor, Optional[torch.Tensor]]:
+    """Gradients of :func:`bragg_sum_forward` with respect to ``q``, ``miller`` and ``n_cells``
+    given ``grad`` (E,) = ∂loss/∂value; the first is None unless ``need_q``, the last None
+    unless ``need_n``."""
+    loops = _cpu_loops(q)
+    if loops is None:
+        return tensor_bragg_sum_backward(grad, q, miller, n_cells, table, need_n, need_q)
+    values, shift = table.padded_box()
+    axes = _axes(miller)
+    blocks = -(-q.shape[0] // loops.BLOCK)
+    grad_q = np.empty(q.shape if need_q else (0, 3), dtype=_numpy_dtype(q))
+    grad_axes = np.empty((blocks,) + axes.shape)
+    grad_n = np.empty((blocks, 3))
+    with loops.threads(torch.get_num_threads()):
+        loops.backward(_array(grad), _array(q), axes, _float64(n_cells), values, shift, need_q,
+                       grad_q, grad_axes, grad_n)
+    grad_miller = torch.from_numpy(grad_axes.sum(0).reshape(-1, 3).T).to(miller.dtype)
+    return (torch.from_numpy(grad_q).to(q.dtype) if need_q else None, grad_miller,
+            torch.from_numpy(grad_n.sum(0)).to(n_cells.dtype) if need_n else None)
 
 
 def bragg_sum_jvp(q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Tensor, table: StructureFactors,
@@ -71,6 +100,86 @@ def bragg_sum_jvp(q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Tensor, 
     """Directional derivative of :func:`bragg_sum_forward` along the tangents of its inputs
     (None: no change), for forward-mode automatic differentiation: the refinement's Jacobian
     columns come from one such pass each."""
+    loops = _cpu_loops(q)
+    if loops is None:
+        return tensor_bragg_sum_jvp(q, miller, n_cells, table, tangent_q, tangent_miller, tangent_n)
+    values, shift = table.padded_box()
+    axes = _axes(miller)
+    tangent_axes = _axes(tangent_miller) if tangent_miller is not None else np.zeros_like(axes)
+    out = np.empty(q.shape[0], dtype=_numpy_dtype(q))
+    with loops.threads(torch.get_num_threads()):
+        loops.jvp(_array(q), axes, _float64(n_cells), values, shift,
+                  _array(tangent_q) if tangent_q is not None else _array(q), tangent_q is not None,
+                  tangent_axes, _float64(tangent_n) if tangent_n is not None else np.zeros(3), out)
+    return torch.from_numpy(out).to(q.dtype)
+
+
+def runs_as_loops(device: torch.device) -> bool:
+    """Whether the fused kernel runs as the compiled CPU loops on ``device`` (outside
+    ``torch.compile``): then it keeps no temporaries per evaluation and orientation."""
+    return torch.device(device).type == "cpu" and not torch.compiler.is_compiling()
+
+
+def _cpu_loops(q: torch.Tensor) -> Optional[ModuleType]:
+    """The compiled CPU loops for ``q``'s device (importing numba on the first call), or None."""
+    if not runs_as_loops(q.device):
+        return None
+    return importlib.import_module("nanobrag_torch._bragg_kernels")
+
+
+def _numpy_dtype(t: torch.Tensor) -> np.dtype:
+    return np.float32 if t.dtype == torch.float32 else np.float64
+
+
+def _array(t: torch.Tensor) -> np.ndarray:
+    """A C-contiguous NumPy view (float32 stays float32; other dtypes become float64)."""
+    return t.detach().to(torch.float32 if t.dtype == torch.float32 else torch.float64).contiguous().numpy()
+
+
+def _float64(t: torch.Tensor) -> np.ndarray:
+    return t.detach().to(torch.float64).contiguous().numpy()
+
+
+def _axes(miller: torch.Tensor) -> np.ndarray:
+    """``miller`` (3, 3·O) as the loops' ``axes`` (O, 3, 3), float64: ``axes[o, j] = miller[:, 3 o + j]``."""
+    return _float64(miller.detach().transpose(0, 1).reshape(-1, 3, 3))
+
+
+def tensor_bragg_sum_forward(q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Tensor,
+                             table: StructureFactors) -> torch.Tensor:
+    """:func:`bragg_sum_forward` as tensor operations (any device, ``torch.compile``)."""
+    hkl = (q @ miller).unflatten(-1, (-1, 3))
+    hkl0 = nearest_index(hkl)
+    factors = table.nearest(hkl0)
+    ratio, _ = _lattice_terms(hkl, hkl0, n_cells)
+    amplitude = ratio.prod(-1).mul_(factors)
+    return amplitude.mul_(amplitude).sum(-1)
+
+
+def tensor_bragg_sum_backward(grad: torch.Tensor, q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Tensor,
+                              table: StructureFactors, need_n: bool, need_q: bool = True
+                              ) -> Tuple[Optional[torch.Tensor], torch.Tensor, Optional[torch.Tensor]]:
+    """:func:`bragg_sum_backward` as tensor operations, by the chain rule through
+    :func:`~nanobrag_torch.physics.sincg_ratio_derivatives` (``dx/dδ = π``)."""
+    hkl = (q @ miller).unflatten(-1, (-1, 3))
+    hkl0 = nearest_index(hkl)
+    factors = table.nearest(hkl0)
+    ratio, x = _lattice_terms(hkl, hkl0, n_cells)
+    # 2 F² L · grad for each orientation, times the other two axes' ratios
+    weight = factors.mul_(factors).mul_(ratio.prod(-1)).mul_(2 * grad[:, None])
+    others = ratio.roll(1, -1).mul_(ratio.roll(2, -1)).mul_(weight[..., None])
+    d_x, d_n = _ratio_derivatives(x, n_cells, ratio, need_n)
+    grad_hkl = d_x.mul_(math.pi).mul_(others).flatten(-2)
+    grad_q = grad_hkl @ miller.transpose(0, 1) if need_q else None
+    grad_miller = q.transpose(0, 1) @ grad_hkl
+    grad_n = d_n.mul_(others).sum((0, 1)) if need_n else None
+    return grad_q, grad_miller, grad_n
+
+
+def tensor_bragg_sum_jvp(q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Tensor, table: StructureFactors,
+                         tangent_q: Optional[torch.Tensor], tangent_miller: Optional[torch.Tensor],
+                         tangent_n: Optional[torch.Tensor]) -> torch.Tensor:
+    """:func:`bragg_sum_jvp` as tensor operations."""
     hkl = (q @ miller).unflatten(-1, (-1, 3))
     hkl0 = nearest_index(hkl)
     factors = table.nearest(hkl0)
@@ -80,7 +189,7 @@ def bragg_sum_jvp(q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Tensor, 
         d_hkl += (tangent_q @ miller).unflatten(-1, (-1, 3))
     if tangent_miller is not None:
         d_hkl += (q @ tangent_miller).unflatten(-1, (-1, 3))
-    d_x, d_n = sincg_ratio_derivatives(x, n_cells, ratio, tangent_n is not None)
+    d_x, d_n = _ratio_derivatives(x, n_cells, ratio, tangent_n is not None)
     d_ratio = d_x.mul_(math.pi).mul_(d_hkl)
     if tangent_n is not None:
         d_ratio += d_n.mul_(tangent_n)
@@ -96,7 +205,9 @@ class _BraggSum(torch.autograd.Function):
         ctx.save_for_backward(q, miller, n_cells)
         ctx.save_for_forward(q, miller, n_cells)
         ctx.table = table
-        return _forward_kernel()(q, miller, n_cells, table)
+        if compile_enabled():
+            return _compiled_forward()(q, miller, n_cells, table)
+        return bragg_sum_forward(q, miller, n_cells, table)
 
     @staticmethod
     def jvp(ctx, tangent_q, tangent_miller, tangent_n, _):
@@ -109,10 +220,8 @@ class _BraggSum(torch.autograd.Function):
         if torch.is_grad_enabled():
             return _differentiable_backward(ctx, grad, q, miller, n_cells)
         grad_q, grad_miller, grad_n = bragg_sum_backward(
-            grad, q, miller, n_cells, ctx.table, ctx.needs_input_grad[2])
-        return (grad_q if ctx.needs_input_grad[0] else None,
-                grad_miller if ctx.needs_input_grad[1] else None,
-                grad_n, None)
+            grad, q, miller, n_cells, ctx.table, need_n=ctx.needs_input_grad[2], need_q=ctx.needs_input_grad[0])
+        return grad_q, grad_miller if ctx.needs_input_grad[1] else None, grad_n, None
 
 
 def bragg_sum_reference(q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Tensor,
@@ -173,9 +282,8 @@ def compile_enabled() -> bool:
     return os.environ.get("NANOBRAGG_COMPILE", "0") not in ("", "0")
 
 
-def _forward_kernel():
-    if not compile_enabled():
-        return bragg_sum_forward
+def _compiled_forward():
+    """:func:`tensor_bragg_sum_forward` through ``torch.compile`` (compiled on its first call)."""
     if not _COMPILED_FORWARD:
-        _COMPILED_FORWARD.append(torch.compile(bragg_sum_forward, dynamic=True))
+        _COMPILED_FORWARD.append(torch.compile(tensor_bragg_sum_forward, dynamic=True))
     return _COMPILED_FORWARD[0]

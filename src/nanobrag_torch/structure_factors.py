@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Dict, Optional, Tuple
 
+import numpy as np
 import torch
 
 Metadata = Dict[str, int]
@@ -78,6 +79,7 @@ class StructureFactors:
             self.minimum, self.maximum = _bounds(metadata, tuple(grid.shape))
             values = torch.nn.functional.pad(self.grid, (1, 1, 1, 1, 1, 1), value=self.default_F)
         self.values = values.reshape(-1)
+        self._padded_shape = tuple(values.shape)
         exact = values.dtype if values.numel() < _EXACT_FLOAT_INDEX else torch.float64
         lowest = self.minimum if self.minimum is not None else (1, 1, 1)
         options = dict(dtype=exact, device=values.device)
@@ -108,6 +110,19 @@ class StructureFactors:
         else:
             index = offset @ self._strides  # eager: one BLAS call beats a strided last-axis sum
         return self.values.take(index.to(torch.int64))
+
+    def padded_box(self) -> Tuple[np.ndarray, np.ndarray]:
+        """The lookup of :meth:`nearest` as NumPy arrays, for the compiled CPU loops
+        (:mod:`nanobrag_torch._bragg_kernels`; CPU tables only).
+
+        Returns
+        -------
+        values : ndarray (h, k, l)
+            The padded table (a view, in the table's dtype).
+        shift : ndarray of float64 (3,)
+            An integer-valued index ``hkl₀`` reads ``values[clamp(hkl₀ + shift, 0, shape − 1)]``.
+        """
+        return self.values.detach().reshape(self._padded_shape).numpy(), self._shift.to(torch.float64).numpy()
 
     def interpolation_valid(self, hkl: torch.Tensor) -> torch.Tensor:
         """Where tricubic interpolation is allowed: ``min + 2 <= h <= max - 2`` on every axis.
