@@ -142,28 +142,33 @@ def polarization_factor(
     axis: torch.Tensor,
     kahn_factor: torch.Tensor,
 ) -> torch.Tensor:
-    """Kahn polarization factor ``½ (1 + cos²2θ − K cos 2ψ sin²2θ)``.
+    """Kahn polarization factor ``½ (1 + cos²2θ − K cos 2ψ sin²2θ)`` of every diffracted
+    direction for every source.
 
-    Written as ``½ (1 + (i·d)² − K ((d·E)² − (d·B)²))`` with ``B = unit(p × i)`` and
+    Written as ``½ (1 + (d·i)² − K ((d·E)² − (d·B)²))`` with ``B = unit(p × i)`` and
     ``E = unit(i × B)``, which is the same quantity without the angle ψ, so it stays smooth
-    on the beam axis.
+    on the beam axis. The three projections of all the directions come from one matrix product.
 
     Parameters
     ----------
-    incident : tensor (..., 3)
-        Unit propagation direction of the incident beam.
+    incident : tensor (K, 3) or (3,)
+        Unit propagation directions of the K sources (or of one).
     diffracted : tensor (..., 3)
-        Unit diffracted direction.
+        Unit diffracted directions.
     axis : tensor (3,)
         Polarization (E-vector) axis.
     kahn_factor : tensor ()
         Kahn factor K.
+
+    Returns
+    -------
+    tensor (..., K), or (...) for one incident direction of shape (3,)
     """
     b_axis = torch.linalg.cross(axis.expand_as(incident), incident, dim=-1)
     b_axis = b_axis / torch.linalg.vector_norm(b_axis, dim=-1, keepdim=True)
     e_axis = torch.linalg.cross(incident, b_axis, dim=-1)
     e_axis = e_axis / torch.linalg.vector_norm(e_axis, dim=-1, keepdim=True)
-    cos2theta = (incident * diffracted).sum(-1)
-    e_component = (diffracted * e_axis).sum(-1)
-    b_component = (diffracted * b_axis).sum(-1)
-    return 0.5 * (1 + cos2theta * cos2theta - kahn_factor * (e_component ** 2 - b_component ** 2))
+    frame = torch.stack((incident, e_axis, b_axis), dim=-2)  # (K, 3, 3) or (3, 3): rows i, E, B
+    projections = (diffracted @ frame.reshape(-1, 3).transpose(0, 1)).unflatten(-1, frame.shape[:-1])
+    cos2theta, e_component, b_component = projections.unbind(-1)
+    return 0.5 * (1 + cos2theta * cos2theta - kahn_factor * (e_component * e_component - b_component * b_component))

@@ -20,7 +20,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .config import BeamConfig, CrystalShape
 from .geometry import as_tensor, rotation_about_axis, unit
-from .kernels import bragg_sum
+from .kernels import bragg_sum, runs_as_loops
 from .models.beam import Beam
 from .models.crystal import Crystal
 from .models.detector import Detector, DetectorGeometry
@@ -36,9 +36,12 @@ WATER_F = 2.57
 WATER_MOLAR_MASS_G = 18.0
 
 DEFAULT_EVALUATIONS_PER_CHUNK = 1 << 19
-"""Pixel chunks hold about this many (pixel × sub-pixel × source × phi × domain) evaluations:
-small enough that the largest temporaries (a few MB) are reused by the allocator instead of
-being mapped and faulted in afresh for every operation."""
+"""Pixel chunks hold about this many evaluations in memory at once: pixel × sub-pixel × layer ×
+source, times phi steps × mosaic domains unless the compiled CPU loops compute the Bragg sum
+(they keep nothing per orientation). Small enough that the largest temporaries (a few MB) are
+reused by the allocator instead of being mapped and faulted in afresh for every operation,
+large enough that the fixed cost of each tensor operation (thread start-up and barrier) is
+spread over many pixels."""
 
 T = TypeVar("T")
 
@@ -283,8 +286,10 @@ class Simulator:
         scale = R_E_SQR_M2 * fluence / prepared.steps
         subset = pixels is not None
         pixels = (self.detector.rendered_pixels() if pixels is None else self._checked_pixels(pixels)).to(self.device)
+        orientations = prepared.miller_matrix.shape[1] // 3
+        held_orientations = 1 if prepared.fused and runs_as_loops(self.device) else orientations
         evaluations_per_pixel = (prepared.subpixel_offsets.shape[0] * prepared.layer_depths_m.shape[0]
-                                 * prepared.n_sources * prepared.miller_matrix.shape[1] // 3)
+                                 * prepared.n_sources * held_orientations)
         batch = pixel_batch_size or max(1, DEFAULT_EVALUATIONS_PER_CHUNK // evaluations_per_pixel)
         recompute = torch.is_grad_enabled() and prepared.recomputes_chunks()
         values = []
@@ -331,14 +336,15 @@ class Simulator:
         cfg = self.detector.config
         geometry = p.geometry
         quirks = self.c_quirks
-        slow = torch.div(pixels, cfg.fpixels, rounding_mode="floor").to(self.dtype)
-        fast = (pixels % cfg.fpixels).to(self.dtype)
-        # positions [P, T, S, 3]
+        slow = torch.div(pixels, cfg.fpixels, rounding_mode="floor")
+        fast = pixels - slow * cfg.fpixels
+        # positions [P, T, S, 3] for T sensor layers and S sub-pixels: pix0 + (slow, fast) distances
+        # along the slow and fast axes (one matrix product, cheaper than a sum over the last axis)
         pixel_m = geometry.pixel_size_m
-        fdet = pixel_m * (fast[:, None] + p.subpixel_offsets[None, :, 1])
-        sdet = pixel_m * (slow[:, None] + p.subpixel_offsets[None, :, 0])
-        position = (geometry.pix0_m + fdet[..., None] * geometry.fdet + sdet[..., None] * geometry.sdet)[:, None, :, :]
-        position = position + p.layer_depths_m[None, :, None, None] * geometry.odet
+        distance = (torch.stack((slow, fast), dim=-1).to(self.dtype)[:, None, :] + p.subpixel_offsets) * pixel_m
+        position = (geometry.pix0_m + distance @ torch.stack((geometry.sdet, geometry.fdet)))[:, None, :, :]
+        if p.layer_spacing_m > 0:
+            position = position + p.layer_depths_m[None, :, None, None] * geometry.odet
         if cfg.curved_detector:
             position = _curve(position, geometry)
         radius = torch.linalg.vector_norm(position, dim=-1)
@@ -354,8 +360,7 @@ class Simulator:
         if self.beam_config.nopolar and not (quirks and cfg.oversample_polar):
             polar = torch.ones(q.shape[:-1], dtype=self.dtype, device=self.device)
         else:
-            polar = polarization_factor(p.incident, diffracted[:, :, :, None, :], p.polarization_axis,
-                                        p.kahn_factor)
+            polar = polarization_factor(p.incident, diffracted, p.polarization_axis, p.kahn_factor)
         if p.fused:
             # [P, T, S, K, 1]: already summed over the orientations
             term = bragg_sum(q.reshape(-1, 3), p.miller_matrix, p.n_cells,
