@@ -19,7 +19,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from .config import BeamConfig, CrystalShape
-from .geometry import as_tensor, rotation_about_axis, unit
+from .geometry import as_tensor, rotation_about_axis, same_device, unit
 from .kernels import bragg_sum
 from .models.beam import Beam
 from .models.crystal import Crystal
@@ -163,7 +163,7 @@ class Simulator:
         self.detector = detector
         self.beam_config = beam_config if beam_config is not None else BeamConfig()
         self.device = _common("device", crystal.device, detector.device,
-                              torch.device(device) if device is not None else None, _same_device)
+                              torch.device(device) if device is not None else None, same_device)
         self.dtype = _common("dtype", crystal.dtype, detector.dtype, dtype, lambda a, b: a == b)
         self.c_quirks = c_quirks
         self.beam = Beam(self.beam_config, self.device, self.dtype)
@@ -524,7 +524,3 @@ def _common(name: str, crystal_value: T, detector_value: T, requested: Optional[
                          f"leave {name} out (it follows them) or build them with {name}={requested}")
     return crystal_value
 
-
-def _same_device(a: torch.device, b: torch.device) -> bool:
-    """Same device type and index; a device without an index (``cuda``) matches any index."""
-    return a.type == b.type and (a.index is None or b.index is None or a.index == b.index)
