@@ -21,6 +21,7 @@ pytestmark = pytest.mark.site
 GALLERY = "auto_examples"
 TUTORIAL = f"{GALLERY}/refinement/plot_real_world_refinement.html"
 SUCCESS_CRITERIA = 7
+HANG_GUARD_S = 3600
 
 
 class _Links(HTMLParser):
@@ -286,7 +287,9 @@ def notebook_downloads(site_dir: Path) -> List[Path]:
 
 def test_downloaded_notebooks_run_top_to_bottom_outside_the_checkout(site_dir, tmp_path):
     """Each notebook's code cells, run in order in a fresh interpreter in an empty folder,
-    finish without error: the data come from the installed package, not from a checkout."""
+    finish without error: the data come from the installed package, not from a checkout.
+    The timeout only guards against a hang: it is far above any machine's run time, so that
+    a slow or busy machine never fails the check."""
     notebooks = notebook_downloads(site_dir)
     assert len(notebooks) >= 5
     for notebook_path in notebooks:
@@ -298,5 +301,5 @@ def test_downloaded_notebooks_run_top_to_bottom_outside_the_checkout(site_dir, t
         script = folder / "notebook.py"
         script.write_text(code, encoding="utf-8")
         result = subprocess.run([sys.executable, str(script)], cwd=folder, capture_output=True, text=True,
-                                env={**os.environ, "MPLBACKEND": "Agg"}, timeout=900)
+                                env={**os.environ, "MPLBACKEND": "Agg"}, timeout=HANG_GUARD_S)
         assert result.returncode == 0, f"{notebook_path.name} failed:\n{result.stderr[-2000:]}"
