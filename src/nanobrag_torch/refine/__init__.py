@@ -10,14 +10,19 @@ the result's ``history``:
    crystal rotations up to 4° about every direction the refined angles can move, then on finer
    grids of rotation and mosaic spread, each spot matched to its best mosaic domain
    (:mod:`~nanobrag_torch.refine.indexing`);
-2. **spot positions** (when a parameter that moves spots is refined: orientation,
-   cell, detector geometry, wavelength): the indexed spots' position errors are minimised by
-   robust Gauss–Newton (:mod:`~nanobrag_torch.refine.spot_fit`), which brings distance and
+2. **spot positions** (when a parameter that moves spots is refined: orientation, cell,
+   detector geometry, wavelength): the indexed spots' position errors are minimised by robust
+   Gauss–Newton (:mod:`~nanobrag_torch.refine.spot_fit`), which brings distance and
    beam-centre errors of many pixels into the basin of the likelihood;
-3. **local**: Levenberg–Marquardt with Fisher scoring on the exact Jacobian (forward-mode
-   automatic differentiation) of the likelihood over the pixels near predicted or observed
-   spots (:func:`~nanobrag_torch.refine.pixels.informative_pixels`), until every step is below
-   0.01 standard errors (:mod:`~nanobrag_torch.refine.solver`).
+3. **choice**: the likelihood decides where the local stage starts: at the start or at one of
+   the points the first stages reached, whichever image fits the observed one best over the
+   pixels near the spots that any of them predicts or that are observed (those pixels are the
+   ones every later evaluation uses). A search that went astray on a problem with few or
+   uninformative spots thus costs time, not the answer;
+4. **local**: Levenberg–Marquardt with Fisher scoring on the exact Jacobian (forward-mode
+   automatic differentiation) of the likelihood over those pixels
+   (:func:`~nanobrag_torch.refine.pixels.informative_pixels`), until every step is below 0.01
+   standard errors (:mod:`~nanobrag_torch.refine.solver`).
 
 The standard errors are the square roots of the diagonal of the inverse Fisher information at
 the estimate (for ``"mse"``, scaled by the residual variance).
@@ -25,6 +30,7 @@ the estimate (for ``"mse"``, scaled by the residual variance).
 
 from __future__ import annotations
 
+import math
 from typing import Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
@@ -132,7 +138,8 @@ def refine(observed, parameters: Mapping[str, float], *, crystal: CrystalConfig,
             bar.stage("spot positions")
             x = fit_spot_positions(model, params, x, spots, lower, upper)
             waypoints.append(("spot positions", x))
-        pixels = informative_pixels(model.expected(x).reshape(shape) - background, spots, used)
+        images = [model.expected(values) for _, values in waypoints]
+        pixels = informative_pixels([(image - background.reshape(-1)).reshape(shape) for image in images], spots, used)
         if pixels.numel() == 0:
             raise ValueError("the mask holds no pixel near a predicted or observed spot: nothing to refine against")
         objective = PixelObjective(model, likelihood, observed.reshape(-1), pixels)
@@ -143,8 +150,10 @@ def refine(observed, parameters: Mapping[str, float], *, crystal: CrystalConfig,
                             "values": {p.name: float(v) for p, v in zip(params, values)}})
             bar.loss(loss)
 
-        for stage, values in waypoints:
-            record(stage, values, objective.loss(values))
+        for (stage, values), image in zip(waypoints, images):
+            record(stage, values, objective.loss_of_image(image))
+        best = min(range(len(waypoints)), key=lambda k: _finite_or_inf(history[k]["loss"]))
+        x = waypoints[best][1]
         bar.stage("local")
         local = levenberg_marquardt(objective, x, lower, upper, on_iteration=lambda xi, loss: record("local", xi, loss))
     finally:
@@ -157,6 +166,10 @@ def refine(observed, parameters: Mapping[str, float], *, crystal: CrystalConfig,
         stderr={n: float(s) for n, s in zip(names, stderr)}, covariance=covariance, history=history,
         converged=local.converged, message=local.message, evaluations=model.evaluations,
         pixels=int(pixels.numel()))
+
+
+def _finite_or_inf(loss: float) -> float:
+    return loss if math.isfinite(loss) else math.inf
 
 
 def _image(name: str, value, shape) -> torch.Tensor:

@@ -33,11 +33,14 @@ parameters span."""
 GRID_STEP_DEG = {0: 1.0, 1: 0.02, 2: 0.1, 3: 0.25}
 """Coarse grid step by the number of independent rotation directions."""
 
-COARSE_TOLERANCE_PER_A = 0.003
-"""Reciprocal-space tolerance (Å⁻¹) of the coarse grid."""
+COARSE_TOLERANCE_PX = 4.0
+"""Reciprocal-space tolerance of the coarse grid, in pixels (the reach of one pixel in
+reciprocal space, :meth:`~nanobrag_torch.refine.model.ExperimentModel.pixel_in_reciprocal_space_per_A`:
+0.00076 Å⁻¹ for the tutorial's Pilatus at 231 mm)."""
 
-POLISH_TOLERANCES_PER_A = (0.0015, 0.0008, 0.0005)
-"""Tolerances of the polishing grids; each grid's rotation step is a quarter of the previous."""
+POLISH_TOLERANCES_PX = (2.0, 1.0, 0.66)
+"""Tolerances of the polishing grids, in pixels; each grid's rotation step is a quarter of the
+previous."""
 
 SPREAD_RANGE = 6.0
 """The first polishing grid tries mosaic spreads from the start / 6 to the start × 6."""
@@ -49,9 +52,14 @@ MIN_INDEXED_SPOTS = 5.0
 """An orientation is accepted only if it indexes more spots than this (and more than the start)."""
 
 
-def indexing_score(matrix_A: torch.Tensor, q_per_A: torch.Tensor, rotations: torch.Tensor,
-                   tolerance_per_A: float, domains: Optional[torch.Tensor] = None) -> torch.Tensor:
+def indexing_score(matrix_A: torch.Tensor, q_per_A: torch.Tensor, direction: torch.Tensor, rotations: torch.Tensor,
+                   tolerance_per_A: float, excitation_per_A: float, domains: Optional[torch.Tensor] = None
+                   ) -> torch.Tensor:
     """Soft count of the spots that index in each candidate orientation.
+
+    A spot's distance to its nearest lattice point has two parts: along the diffracted
+    direction ``s`` (the excitation error, up to the width of a reflection in a still) and
+    across it (the spot's position error). Each gets its own tolerance.
 
     Parameters
     ----------
@@ -59,17 +67,21 @@ def indexing_score(matrix_A: torch.Tensor, q_per_A: torch.Tensor, rotations: tor
         Rows a, b, c of the unrotated crystal in Å.
     q_per_A : tensor (n, 3)
         Scattering vectors of the spots in Å⁻¹.
+    direction : tensor (n, 3)
+        Unit diffracted directions of the spots.
     rotations : tensor (B, 3)
         Rotation vectors (radians) applied to the crystal in the lab frame.
     tolerance_per_A : float
-        Width σ of the Gaussian weight of a spot's distance to its nearest lattice point.
+        Width σ of the Gaussian weight of the position error.
+    excitation_per_A : float
+        Width of the Gaussian weight of the excitation error.
     domains : tensor (B, D, 3, 3), optional
         Lab-frame rotations of the mosaic domains of each candidate (default: one unrotated domain).
 
     Returns
     -------
     tensor (B,)
-        ``Σ_spots max_domain exp(−d²/2σ²)``.
+        ``Σ_spots max_domain exp(−d⊥²/2σ² − d∥²/2σ∥²)``.
     """
     angle = torch.linalg.vector_norm(rotations, dim=-1)
     axis = torch.where(angle[:, None] > 0, rotations / angle.clamp(min=1e-300)[:, None],
@@ -77,10 +89,14 @@ def indexing_score(matrix_A: torch.Tensor, q_per_A: torch.Tensor, rotations: tor
     rotation = rotation_about_axis(axis, angle)[:, None]
     if domains is not None:
         rotation = domains @ rotation  # a domain turns the already rotated crystal
-    # h = (R a) · q = a · (Rᵀ q)
-    hkl = torch.einsum("bdji,nj->bdni", rotation, q_per_A) @ matrix_A.T
-    offset = (hkl - torch.round(hkl)) @ torch.linalg.inv(matrix_A).T
-    weight = torch.exp(-(offset * offset).sum(-1) / (2 * tolerance_per_A ** 2))
+    # h = (R a) · q = a · (Rᵀ q): work in the crystal's frame, where q and s are turned by Rᵀ
+    q = torch.einsum("bdji,nj->bdni", rotation, q_per_A)
+    s = torch.einsum("bdji,nj->bdni", rotation, direction)
+    hkl = q @ matrix_A.T
+    offset = (torch.round(hkl) - hkl) @ torch.linalg.inv(matrix_A).T
+    along = (offset * s).sum(-1)
+    across = (offset * offset).sum(-1) - along * along
+    weight = torch.exp(-across / (2 * tolerance_per_A ** 2) - along * along / (2 * excitation_per_A ** 2))
     return weight.max(dim=1).values.sum(-1)
 
 
@@ -124,34 +140,38 @@ def search_orientation(model: ExperimentModel, parameters: Sequence[Parameter], 
     indices = [p for p, parameter in enumerate(parameters) if parameter.is_orientation]
     spread_index = next((p for p, parameter in enumerate(parameters) if parameter.is_mosaic_spread), None)
     with torch.no_grad():
-        q, _, cells = model.spot_geometry(list(x.unbind()), spots.slow_px, spots.fast_px)
+        q, direction, cells = model.spot_geometry(list(x.unbind()), spots.slow_px, spots.fast_px)
     matrix = cells[0]
+    rocking = model.reflection_width_per_A(x)
     start_spread = float(x[spread_index]) if spread_index is not None else float(
         model.configs["crystal"].mosaic_spread_deg)
-    finest = POLISH_TOLERANCES_PER_A[-1]
+    pixel = model.pixel_in_reciprocal_space_per_A(x)
+    finest = POLISH_TOLERANCES_PX[-1] * pixel
     no_rotation = torch.zeros(1, 3, dtype=torch.float64)
-    start_score = float(indexing_score(matrix, q, no_rotation, finest,
-                                       model.domain_rotations(x, torch.tensor([start_spread]))))
+    def score(rotations, tolerance, domains=None):
+        return _best(matrix, q, direction, rotations, tolerance, max(tolerance, rocking), domains)
+
+    start_score = score(no_rotation, finest, model.domain_rotations(x, torch.tensor([start_spread])))[1]
     basis = _basis(rotation_generators(model, x, indices))
     rank = basis.shape[1]
     step = math.radians(GRID_STEP_DEG[rank])
     ticks = torch.deg2rad(torch.arange(-SEARCH_HALF_WIDTH_DEG, SEARCH_HALF_WIDTH_DEG + 1e-9, GRID_STEP_DEG[rank],
                                        dtype=torch.float64))
     coefficients = _grid(ticks, rank)
-    best, _ = _best(matrix, q, coefficients @ basis.T, COARSE_TOLERANCE_PER_A)
+    best, _ = score(coefficients @ basis.T, COARSE_TOLERANCE_PX * pixel)
     best = coefficients[best]
     spreads = _spread_grid(start_spread, spread_index, parameters)
-    for tolerance in POLISH_TOLERANCES_PER_A:
+    for tolerance in POLISH_TOLERANCES_PX:
+        tolerance *= pixel
         step /= 4
         candidates = best + _grid(torch.arange(-3, 4, dtype=torch.float64) * step, rank)
         domains = model.domain_rotations(x, spreads)
         pairs = torch.cartesian_prod(torch.arange(len(candidates)), torch.arange(len(spreads))).reshape(-1, 2)
-        index, _ = _best(matrix, q, candidates[pairs[:, 0]] @ basis.T, tolerance, domains[pairs[:, 1]])
+        index, _ = score(candidates[pairs[:, 0]] @ basis.T, tolerance, domains[pairs[:, 1]])
         best, spread = candidates[pairs[index, 0]], float(spreads[pairs[index, 1]])
         spreads = _refined_spreads(spread, spreads, spread_index, parameters)
     rotation = basis @ best
-    best_score = float(indexing_score(matrix, q, rotation[None], finest,
-                                      model.domain_rotations(x, torch.tensor([spread]))))
+    best_score = score(rotation[None], finest, model.domain_rotations(x, torch.tensor([spread])))[1]
     if best_score <= max(start_score, MIN_INDEXED_SPOTS):
         return x, start_score, start_score
     if indices:
@@ -198,13 +218,13 @@ def _refined_spreads(spread: float, previous: torch.Tensor, spread_index: Option
     return grid.clamp(bounds.lower, bounds.upper).unique()
 
 
-def _best(matrix, q, rotations, tolerance, domains=None) -> Tuple[int, float]:
+def _best(matrix, q, direction, rotations, tolerance, excitation, domains=None) -> Tuple[int, float]:
     """Index and score of the best candidate (scored in chunks to bound memory)."""
     chunk = max(1, 4096 // (1 if domains is None else domains.shape[1]))
     scores = []
     for start in range(0, len(rotations), chunk):
         part = None if domains is None else domains[start:start + chunk]
-        scores.append(indexing_score(matrix, q, rotations[start:start + chunk], tolerance, part))
+        scores.append(indexing_score(matrix, q, direction, rotations[start:start + chunk], tolerance, excitation, part))
     scores = torch.cat(scores)
     index = int(torch.argmax(scores))
     return index, float(scores[index])

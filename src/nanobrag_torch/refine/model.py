@@ -139,6 +139,23 @@ class ExperimentModel:
         cells_A = columns.T.reshape(config.mosaic_domains, 3, 3) * 1e10
         return q_per_A, direction, cells_A
 
+    def pixel_in_reciprocal_space_per_A(self, x: torch.Tensor) -> float:
+        """How far one pixel at the detector's closest point reaches in reciprocal space:
+        ``pixel size / (distance · λ)`` in Å⁻¹, the scale of a spot's position error."""
+        with torch.no_grad():
+            simulator = self.simulator(list(x.to(self.device).unbind()), torch.float64)
+            geometry = simulator.detector.geometry()
+            wavelength_A = float(simulator.beam.wavelength_m) * 1e10
+            return float(geometry.pixel_size_m / geometry.close_distance_m.abs()) / wavelength_A
+
+    def reflection_width_per_A(self, x: torch.Tensor) -> float:
+        """Reciprocal-space width of a reflection, ``1 / min(N · cell length)`` in Å⁻¹: how far off
+        the Ewald sphere a lattice point of a still still diffracts."""
+        with torch.no_grad():
+            crystal = self.simulator(list(x.to(self.device).unbind()), torch.float64).crystal
+            lengths = torch.stack([torch.linalg.vector_norm(v) for v in crystal.real_space_vectors_A()])
+            return float(1.0 / (lengths * crystal.n_cells()).min())
+
     def domain_rotations(self, x: torch.Tensor, spreads_deg: torch.Tensor) -> torch.Tensor:
         """Lab-frame rotations of the mosaic domains for each of the spreads, (S, domains, 3, 3), float64."""
         with torch.no_grad():

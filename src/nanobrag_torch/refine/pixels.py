@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 import torch.nn.functional as functional
 
@@ -15,8 +17,8 @@ MARGIN_PX = 2
 largest) and small moves of the spots stay inside."""
 
 
-def informative_pixels(signal: torch.Tensor, spots: Spots, used: torch.Tensor) -> torch.Tensor:
-    """Flat indices of the pixels near predicted or observed spots.
+def informative_pixels(signals: Sequence[torch.Tensor], spots: Spots, used: torch.Tensor) -> torch.Tensor:
+    """Flat indices of the pixels near the spots that any of the images predicts, or that are observed.
 
     Pixels far from every spot have an expected count and derivatives so small that they
     add nothing measurable to the likelihood; leaving them out makes each evaluation tens of
@@ -24,8 +26,9 @@ def informative_pixels(signal: torch.Tensor, spots: Spots, used: torch.Tensor) -
 
     Parameters
     ----------
-    signal : tensor (spixels, fpixels)
-        Predicted photons (without background) at the current parameters.
+    signals : sequence of tensors (spixels, fpixels)
+        Predicted photons (without background), e.g. at the starting point and at the
+        candidates the refinement compares.
     spots : Spots
         Observed spots.
     used : tensor (spixels, fpixels) of bool
@@ -36,16 +39,23 @@ def informative_pixels(signal: torch.Tensor, spots: Spots, used: torch.Tensor) -
     tensor (n,) of int64
         Sorted flat indices (slow · fpixels + fast).
     """
-    flat = signal.reshape(-1).to(torch.float64).clamp(min=0)
-    ordered, order = torch.sort(flat, descending=True)
-    cumulative = torch.cumsum(ordered, 0)
-    count = int((cumulative < FLUX_FRACTION * cumulative[-1]).sum()) + 1 if cumulative[-1] > 0 else 0
-    keep = torch.zeros_like(flat, dtype=torch.bool)
-    keep[order[:count]] = True
-    keep = keep.reshape(signal.shape)
-    rows = spots.slow_px.round().long().clamp(0, signal.shape[0] - 1)
-    cols = spots.fast_px.round().long().clamp(0, signal.shape[1] - 1)
+    keep = torch.zeros(used.shape, dtype=torch.bool)
+    for signal in signals:
+        keep |= _brightest(signal)
+    rows = spots.slow_px.round().long().clamp(0, used.shape[0] - 1)
+    cols = spots.fast_px.round().long().clamp(0, used.shape[1] - 1)
     keep[rows, cols] = True
     width = 2 * MARGIN_PX + 1
     keep = functional.max_pool2d(keep[None, None].to(torch.float32), width, stride=1, padding=MARGIN_PX)[0, 0] > 0
     return torch.nonzero((keep & used).reshape(-1)).reshape(-1)
+
+
+def _brightest(signal: torch.Tensor) -> torch.Tensor:
+    """The brightest pixels that hold :data:`FLUX_FRACTION` of an image's photons, as a mask."""
+    flat = signal.reshape(-1).to(torch.float64).clamp(min=0)
+    ordered, order = torch.sort(flat, descending=True)
+    cumulative = torch.cumsum(ordered, 0)
+    keep = torch.zeros_like(flat, dtype=torch.bool)
+    if cumulative[-1] > 0:
+        keep[order[:int((cumulative < FLUX_FRACTION * cumulative[-1]).sum()) + 1]] = True
+    return keep.reshape(signal.shape)

@@ -23,8 +23,9 @@ from .model import ExperimentModel
 from .parameters import Parameter
 from .spots import Spots
 
-TOLERANCES_PER_A = (0.0015, 0.0008, 0.0004)
-"""Width σ (Å⁻¹) of the spot weights at each stage."""
+TOLERANCES_PX = (2.0, 1.0, 0.5)
+"""Width σ of the spot weights at each stage, in pixels (the reach of one pixel in reciprocal
+space, :meth:`~nanobrag_torch.refine.model.ExperimentModel.pixel_in_reciprocal_space_per_A`)."""
 
 ITERATIONS_PER_TOLERANCE = 4
 """Gauss–Newton steps at each width, at most."""
@@ -70,7 +71,9 @@ def fit_spot_positions(model: ExperimentModel, parameters: Sequence[Parameter], 
     indices = [p for p, parameter in enumerate(parameters) if parameter.fitted_to_spot_positions]
     if not indices or len(spots) < MIN_SPOTS:
         return x
-    for tolerance in TOLERANCES_PER_A:
+    pixel = model.pixel_in_reciprocal_space_per_A(x)
+    for tolerance in TOLERANCES_PX:
+        tolerance *= pixel
         damping = 1e-3
         for _ in range(ITERATIONS_PER_TOLERANCE):
             errors, jacobian = _linearize(model, x, indices, spots)

@@ -38,7 +38,8 @@ class Spots:
 def find_spots(observed: torch.Tensor, background: torch.Tensor, used: torch.Tensor) -> Spots:
     """The spots of an image of photon counts.
 
-    A spot is a pixel whose 3 × 3 box holds the most photons within 3 pixels, and at least
+    A spot is a pixel whose 3 × 3 box holds the most photons within 3 pixels (ties go to the
+    last pixel in the flat order), and at least
     :data:`MIN_SPOT_PHOTONS` plus three standard deviations of the background above the
     background. Its centroid is the photon-weighted mean position in the box.
 
@@ -62,8 +63,11 @@ def find_spots(observed: torch.Tensor, background: torch.Tensor, used: torch.Ten
                                  count_include_pad=True)[0, 0] * box
     background_sums = functional.avg_pool2d(noise[None, None], BOX_PX, stride=1, padding=BOX_PX // 2,
                                             count_include_pad=True)[0, 0] * box
-    neighbourhood = functional.max_pool2d(sums[None, None], 2 * BOX_PX + 1, stride=1, padding=BOX_PX)[0, 0]
-    peaks = (sums == neighbourhood) & (sums >= MIN_SPOT_PHOTONS + 3 * torch.sqrt(background_sums))
+    # ties (a plateau of equal box sums, as around a lone photon) go to the last pixel in the flat order
+    order = torch.arange(sums.numel(), dtype=torch.float64, device=sums.device).reshape(sums.shape)
+    ranked = sums + order * (0.5 / sums.numel())
+    neighbourhood = functional.max_pool2d(ranked[None, None], 2 * BOX_PX + 1, stride=1, padding=BOX_PX)[0, 0]
+    peaks = (ranked == neighbourhood) & (sums >= MIN_SPOT_PHOTONS + 3 * torch.sqrt(background_sums))
     slow, fast = torch.nonzero(peaks, as_tuple=True)
     offsets = torch.arange(-(BOX_PX // 2), BOX_PX // 2 + 1, device=observed.device)
     rows = (slow[:, None, None] + offsets[:, None]).clamp(0, signal.shape[0] - 1)
