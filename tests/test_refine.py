@@ -234,6 +234,8 @@ def test_every_field_of_the_result():
     assert stages[:3] == ["start", "orientation search", "spot positions"] and stages[-1] == "local"
     assert result.history[0]["values"] == start
     assert [entry["iteration"] for entry in result.history] == list(range(len(result.history)))
+    assert all(entry["pixels"] > 0 for entry in result.history)
+    assert result.history[-1]["pixels"] == result.pixels
     local = [entry["loss"] for entry in result.history if entry["stage"] == "local"]
     assert local == sorted(local, reverse=True)
     assert result.converged and result.message.startswith("converged")

@@ -16,13 +16,15 @@ the result's ``history``:
    beam-centre errors of many pixels into the basin of the likelihood;
 3. **choice**: the likelihood decides where the local stage starts: at the start or at one of
    the points the first stages reached, whichever image fits the observed one best over the
-   pixels near the spots that any of them predicts or that are observed (those pixels are the
-   ones every later evaluation uses). A search that went astray on a problem with few or
-   uninformative spots thus costs time, not the answer;
+   pixels near the spots that any of them predicts or that are observed. A search that went
+   astray on a problem with few or uninformative spots thus costs time, not the answer;
 4. **local**: Levenberg–Marquardt with Fisher scoring on the exact Jacobian (forward-mode
-   automatic differentiation) of the likelihood over those pixels
-   (:func:`~nanobrag_torch.refine.pixels.informative_pixels`), until every step is below 0.01
-   standard errors (:mod:`~nanobrag_torch.refine.solver`).
+   automatic differentiation) of the likelihood over the pixels near the spots that the chosen
+   point predicts or that are observed (:func:`~nanobrag_torch.refine.pixels.informative_pixels`),
+   until every step is below 0.01 standard errors (:mod:`~nanobrag_torch.refine.solver`).
+
+Each ``history`` entry gives the loss over the pixels it names (``"pixels"``: the comparison's
+set for the first stages, the local stage's set after).
 
 The standard errors are the square roots of the diagonal of the inverse Fisher information at
 the estimate (for ``"mse"``, scaled by the residual variance).
@@ -128,34 +130,13 @@ def refine(observed, parameters: Mapping[str, float], *, crystal: CrystalConfig,
     try:
         model = ExperimentModel(configs, structure_factors, params, background.reshape(-1), dtype, device,
                                 on_evaluation=bar.evaluation)
-        waypoints = [("start", x)]
         spots = find_spots(observed, background, used)
-        if any(p.is_orientation or p.is_mosaic_spread for p in params):
-            bar.stage("orientation search")
-            x = torch.minimum(torch.maximum(search_orientation(model, params, x, spots)[0], lower), upper)
-            waypoints.append(("orientation search", x))
-        if any(p.fitted_to_spot_positions for p in params):
-            bar.stage("spot positions")
-            x = fit_spot_positions(model, params, x, spots, lower, upper)
-            waypoints.append(("spot positions", x))
-        images = [model.expected(values) for _, values in waypoints]
-        pixels = informative_pixels([(image - background.reshape(-1)).reshape(shape) for image in images], spots, used)
-        if pixels.numel() == 0:
-            raise ValueError("the mask holds no pixel near a predicted or observed spot: nothing to refine against")
-        objective = PixelObjective(model, likelihood, observed.reshape(-1), pixels)
-        history: List[Dict[str, object]] = []
-
-        def record(stage: str, values: torch.Tensor, loss: float) -> None:
-            history.append({"iteration": len(history), "stage": stage, "loss": loss,
-                            "values": {p.name: float(v) for p, v in zip(params, values)}})
-            bar.loss(loss)
-
-        for (stage, values), image in zip(waypoints, images):
-            record(stage, values, objective.loss_of_image(image))
-        best = min(range(len(waypoints)), key=lambda k: _finite_or_inf(history[k]["loss"]))
-        x = waypoints[best][1]
+        waypoints = _global_stages(model, x, spots, lower, upper, bar)
+        history = _History(params, bar)
+        start, objective = _choose_start(model, likelihood, observed, background, used, spots, waypoints, history)
         bar.stage("local")
-        local = levenberg_marquardt(objective, x, lower, upper, on_iteration=lambda xi, loss: record("local", xi, loss))
+        local = levenberg_marquardt(objective, start, lower, upper,
+                                    on_iteration=lambda values, loss: history.record("local", values, loss, objective))
     finally:
         bar.close()
     covariance = objective.covariance(local.matrix, local.expected, len(params))
@@ -163,9 +144,62 @@ def refine(observed, parameters: Mapping[str, float], *, crystal: CrystalConfig,
     stderr = torch.sqrt(torch.diag(covariance).clamp(min=0))
     return RefinementResult(
         names=names, values={n: float(v) for n, v in zip(names, local.x)},
-        stderr={n: float(s) for n, s in zip(names, stderr)}, covariance=covariance, history=history,
+        stderr={n: float(s) for n, s in zip(names, stderr)}, covariance=covariance, history=history.entries,
         converged=local.converged, message=local.message, evaluations=model.evaluations,
-        pixels=int(pixels.numel()))
+        pixels=int(objective.pixels.numel()))
+
+
+class _History:
+    """The entries of :attr:`RefinementResult.history`, shown on the progress bar as they come."""
+
+    def __init__(self, parameters, bar: Progress):
+        self._names = [p.name for p in parameters]
+        self._bar = bar
+        self.entries: List[Dict[str, object]] = []
+
+    def record(self, stage: str, values: torch.Tensor, loss: float, objective: PixelObjective) -> None:
+        self.entries.append({"iteration": len(self.entries), "stage": stage, "loss": loss,
+                             "values": dict(zip(self._names, values.tolist())),
+                             "pixels": int(objective.pixels.numel())})
+        self._bar.loss(loss)
+
+
+def _global_stages(model: ExperimentModel, x: torch.Tensor, spots, lower: torch.Tensor, upper: torch.Tensor,
+                   bar: Progress) -> List[Tuple[str, torch.Tensor]]:
+    """The start and the points the orientation search and the spot-position fit reach, by stage."""
+    params = model.parameters
+    waypoints = [("start", x)]
+    if any(p.is_orientation or p.is_mosaic_spread for p in params):
+        bar.stage("orientation search")
+        x = torch.minimum(torch.maximum(search_orientation(model, params, x, spots)[0], lower), upper)
+        waypoints.append(("orientation search", x))
+    if any(p.fitted_to_spot_positions for p in params):
+        bar.stage("spot positions")
+        x = fit_spot_positions(model, params, x, spots, lower, upper)
+        waypoints.append(("spot positions", x))
+    return waypoints
+
+
+def _choose_start(model: ExperimentModel, likelihood: Likelihood, observed: torch.Tensor, background: torch.Tensor,
+                  used: torch.Tensor, spots, waypoints, history: _History) -> Tuple[torch.Tensor, PixelObjective]:
+    """Record the waypoints' losses over the pixels near any of their spots, and return the best
+    waypoint with the objective of the local stage (the pixels near that waypoint's spots)."""
+    shape = observed.shape
+    images = [model.expected(values) for _, values in waypoints]
+    signals = [(image - background.reshape(-1)).reshape(shape) for image in images]
+    comparison = PixelObjective(model, likelihood, observed.reshape(-1), _pixels(signals, spots, used))
+    for (stage, values), image in zip(waypoints, images):
+        history.record(stage, values, comparison.loss_of_image(image), comparison)
+    best = min(range(len(waypoints)), key=lambda k: _finite_or_inf(history.entries[k]["loss"]))
+    pixels = _pixels(signals[best:best + 1], spots, used)
+    return waypoints[best][1], PixelObjective(model, likelihood, observed.reshape(-1), pixels)
+
+
+def _pixels(signals, spots, used) -> torch.Tensor:
+    pixels = informative_pixels(signals, spots, used)
+    if pixels.numel() == 0:
+        raise ValueError("the mask holds no pixel near a predicted or observed spot: nothing to refine against")
+    return pixels
 
 
 def _finite_or_inf(loss: float) -> float:

@@ -24,7 +24,9 @@ class RefinementResult:
         Inverse Fisher information of the likelihood at the estimates (for ``"mse"``, scaled by
         the residual variance).
     history : list of dict
-        One entry per step: ``{"iteration", "stage", "loss", "values"}``.
+        One entry per step: ``{"iteration", "stage", "loss", "values", "pixels"}``: the stage
+        (``"start"``, ``"orientation search"``, ``"spot positions"``, ``"local"``), the loss over
+        that many pixels near the spots, and the parameters' values.
     converged : bool
         Whether the last stage met its convergence test.
     message : str
