@@ -51,11 +51,21 @@ def informative_pixels(signals: Sequence[torch.Tensor], spots: Spots, used: torc
 
 
 def _brightest(signal: torch.Tensor) -> torch.Tensor:
-    """The brightest pixels that hold :data:`FLUX_FRACTION` of an image's photons, as a mask."""
-    flat = signal.reshape(-1).to(torch.float64).clamp(min=0)
-    ordered, order = torch.sort(flat, descending=True)
-    cumulative = torch.cumsum(ordered, 0)
+    """The brightest pixels that hold :data:`FLUX_FRACTION` of an image's photons, as a mask.
+
+    Only pixels above a threshold are sorted: a millionth of the brightest, lowered until the
+    pixels below it hold less than the fraction left out.
+    """
+    flat = signal.reshape(-1).clamp(min=0)
+    total = float(flat.sum(dtype=torch.float64))
     keep = torch.zeros_like(flat, dtype=torch.bool)
-    if cumulative[-1] > 0:
-        keep[order[:int((cumulative < FLUX_FRACTION * cumulative[-1]).sum()) + 1]] = True
+    if total <= 0:
+        return keep.reshape(signal.shape)
+    threshold = float(flat.max()) * 1e-6
+    while threshold > 0 and float(flat[flat <= threshold].sum(dtype=torch.float64)) >= (1 - FLUX_FRACTION) * total:
+        threshold /= 100
+    candidates = torch.nonzero(flat > threshold).reshape(-1)
+    ordered, order = torch.sort(flat[candidates].to(torch.float64), descending=True)
+    count = int((torch.cumsum(ordered, 0) < FLUX_FRACTION * total).sum()) + 1
+    keep[candidates[order[:count]]] = True
     return keep.reshape(signal.shape)
