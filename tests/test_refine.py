@@ -253,3 +253,26 @@ def test_a_mask_and_a_background_are_used():
     assert_within(result)
     without = refine(observed, start, mask=mask, **EXPERIMENT)
     assert without.values != result.values
+
+
+def test_progress_bar_only_when_asked(capsys):
+    start = {"crystal.phi_start_deg": 0.2, "crystal.mosaic_spread_deg": 0.3}
+    refine(counts(5), start, **EXPERIMENT)  # standard error is not a terminal under pytest
+    assert capsys.readouterr().err == ""
+    refine(counts(5), start, progress=True, **EXPERIMENT)
+    drawn = capsys.readouterr().err
+    assert "refine" in drawn and "evaluations" in drawn and "loss=" in drawn
+
+
+def test_an_image_read_with_fabio_can_be_refined(tmp_path):
+    """Another program's image of counts (here a CBF written by fabio, the standard Python reader
+    of detector images) goes into the refinement as fabio reads it."""
+    import fabio
+    from fabio.cbfimage import CbfImage
+
+    path = tmp_path / "counts.cbf"
+    CbfImage(data=counts(9).astype(np.int32)).write(str(path))
+    image = fabio.open(str(path)).data
+    assert image.shape == (256, 256)
+    start = {"crystal.phi_start_deg": 1.5, "crystal.mosaic_spread_deg": 0.6}
+    assert_within(refine(image, start, **EXPERIMENT))

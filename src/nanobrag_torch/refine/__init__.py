@@ -43,7 +43,7 @@ from .indexing import search_orientation
 from .likelihoods import Gaussian, Likelihood, MeanSquaredError, Poisson, as_likelihood
 from .model import ExperimentModel
 from .parameters import parse_parameters
-from .pixels import informative_pixels
+from .pixels import brightest_pixels, informative_pixels
 from .progress import Progress
 from .result import RefinementResult
 from .solver import PixelObjective, levenberg_marquardt
@@ -183,20 +183,24 @@ def _global_stages(model: ExperimentModel, x: torch.Tensor, spots, lower: torch.
 def _choose_start(model: ExperimentModel, likelihood: Likelihood, observed: torch.Tensor, background: torch.Tensor,
                   used: torch.Tensor, spots, waypoints, history: _History) -> Tuple[torch.Tensor, PixelObjective]:
     """Record the waypoints' losses over the pixels near any of their spots, and return the best
-    waypoint with the objective of the local stage (the pixels near that waypoint's spots)."""
+    waypoint with the objective of the local stage (the pixels near that waypoint's spots).
+
+    One full image is rendered per waypoint and only its brightest pixels are kept, so that no
+    more than one full image is held at a time; the losses come from renders of the chosen pixels.
+    """
     shape = observed.shape
-    images = [model.expected(values) for _, values in waypoints]
-    signals = [(image - background.reshape(-1)).reshape(shape) for image in images]
-    comparison = PixelObjective(model, likelihood, observed.reshape(-1), _pixels(signals, spots, used))
-    for (stage, values), image in zip(waypoints, images):
-        history.record(stage, values, comparison.loss_of_image(image), comparison)
+    bright = [brightest_pixels((model.expected(values) - background.reshape(-1)).reshape(shape))
+              for _, values in waypoints]
+    comparison = PixelObjective(model, likelihood, observed.reshape(-1), _pixels(bright, spots, used))
+    for stage, values in waypoints:
+        history.record(stage, values, comparison.loss(values), comparison)
     best = min(range(len(waypoints)), key=lambda k: _finite_or_inf(history.entries[k]["loss"]))
-    pixels = _pixels(signals[best:best + 1], spots, used)
-    return waypoints[best][1], PixelObjective(model, likelihood, observed.reshape(-1), pixels)
+    return waypoints[best][1], PixelObjective(model, likelihood, observed.reshape(-1),
+                                              _pixels(bright[best:best + 1], spots, used))
 
 
-def _pixels(signals, spots, used) -> torch.Tensor:
-    pixels = informative_pixels(signals, spots, used)
+def _pixels(bright, spots, used) -> torch.Tensor:
+    pixels = informative_pixels(bright, spots, used)
     if pixels.numel() == 0:
         raise ValueError("the mask holds no pixel near a predicted or observed spot: nothing to refine against")
     return pixels

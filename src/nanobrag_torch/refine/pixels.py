@@ -17,8 +17,8 @@ MARGIN_PX = 2
 largest) and small moves of the spots stay inside."""
 
 
-def informative_pixels(signals: Sequence[torch.Tensor], spots: Spots, used: torch.Tensor) -> torch.Tensor:
-    """Flat indices of the pixels near the spots that any of the images predicts, or that are observed.
+def informative_pixels(bright: Sequence[torch.Tensor], spots: Spots, used: torch.Tensor) -> torch.Tensor:
+    """Flat indices of the pixels near the predicted spots of any of the images, or near observed spots.
 
     Pixels far from every spot have an expected count and derivatives so small that they
     add nothing measurable to the likelihood; leaving them out makes each evaluation tens of
@@ -26,9 +26,9 @@ def informative_pixels(signals: Sequence[torch.Tensor], spots: Spots, used: torc
 
     Parameters
     ----------
-    signals : sequence of tensors (spixels, fpixels)
-        Predicted photons (without background), e.g. at the starting point and at the
-        candidates the refinement compares.
+    bright : sequence of tensors (spixels, fpixels) of bool
+        :func:`brightest_pixels` of predicted images (e.g. at the starting point and at the
+        candidates a refinement compares).
     spots : Spots
         Observed spots.
     used : tensor (spixels, fpixels) of bool
@@ -37,11 +37,11 @@ def informative_pixels(signals: Sequence[torch.Tensor], spots: Spots, used: torc
     Returns
     -------
     tensor (n,) of int64
-        Sorted flat indices (slow · fpixels + fast).
+        Sorted flat indices (slow · fpixels + fast), dilated by :data:`MARGIN_PX`.
     """
     keep = torch.zeros(used.shape, dtype=torch.bool)
-    for signal in signals:
-        keep |= _brightest(signal)
+    for mask in bright:
+        keep |= mask
     rows = spots.slow_px.round().long().clamp(0, used.shape[0] - 1)
     cols = spots.fast_px.round().long().clamp(0, used.shape[1] - 1)
     keep[rows, cols] = True
@@ -50,11 +50,20 @@ def informative_pixels(signals: Sequence[torch.Tensor], spots: Spots, used: torc
     return torch.nonzero((keep & used).reshape(-1)).reshape(-1)
 
 
-def _brightest(signal: torch.Tensor) -> torch.Tensor:
-    """The brightest pixels that hold :data:`FLUX_FRACTION` of an image's photons, as a mask.
+def brightest_pixels(signal: torch.Tensor) -> torch.Tensor:
+    """The brightest pixels that hold :data:`FLUX_FRACTION` of an image's photons.
 
     Only pixels above a threshold are sorted: a millionth of the brightest, lowered until the
     pixels below it hold less than the fraction left out.
+
+    Parameters
+    ----------
+    signal : tensor (spixels, fpixels)
+        Predicted photons per pixel (without background).
+
+    Returns
+    -------
+    tensor (spixels, fpixels) of bool
     """
     flat = signal.reshape(-1).clamp(min=0)
     total = float(flat.sum(dtype=torch.float64))
