@@ -276,3 +276,11 @@ def test_an_image_read_with_fabio_can_be_refined(tmp_path):
     assert image.shape == (256, 256)
     start = {"crystal.phi_start_deg": 1.5, "crystal.mosaic_spread_deg": 0.6}
     assert_within(refine(image, start, **EXPERIMENT))
+
+
+def test_parameters_the_image_cannot_tell_apart_are_named():
+    """phi turns the crystal about the spindle (z here), as misset_deg[2] does."""
+    start = {"crystal.phi_start_deg": 0.3, "crystal.misset_deg[2]": 30.0, "crystal.mosaic_spread_deg": 0.3}
+    result = refine(counts(5), start, **EXPERIMENT)
+    assert "cannot tell crystal.phi_start_deg, crystal.misset_deg[2] apart" in result.message
+    assert "mosaic" not in result.message

@@ -145,8 +145,25 @@ def refine(observed, parameters: Mapping[str, float], *, crystal: CrystalConfig,
     return RefinementResult(
         names=names, values={n: float(v) for n, v in zip(names, local.x)},
         stderr={n: float(s) for n, s in zip(names, stderr)}, covariance=covariance, history=history.entries,
-        converged=local.converged, message=local.message, evaluations=model.evaluations,
-        pixels=int(objective.pixels.numel()))
+        converged=local.converged, message=local.message + _degeneracy(local.matrix, names),
+        evaluations=model.evaluations, pixels=int(objective.pixels.numel()))
+
+
+SINGULAR_EIGENVALUE = 1e-8
+"""An eigenvalue of the Fisher matrix scaled to unit diagonal below this is a direction the
+image does not determine."""
+
+
+def _degeneracy(matrix: torch.Tensor, names: List[str]) -> str:
+    """A sentence naming the parameters the image cannot tell apart, or nothing."""
+    scale = torch.sqrt(torch.diag(matrix).clamp(min=1e-300))
+    values, vectors = torch.linalg.eigh(matrix / (scale[:, None] * scale[None, :]))
+    weak = vectors[:, values < SINGULAR_EIGENVALUE * float(values.max())]
+    if weak.shape[1] == 0:
+        return ""
+    involved = [name for name, weight in zip(names, weak.abs().max(dim=1).values) if weight > 0.1]
+    return (f"; the image cannot tell {', '.join(involved)} apart (the Fisher matrix is singular): "
+            f"their standard errors are meaningless, refine fewer of them")
 
 
 class _History:
