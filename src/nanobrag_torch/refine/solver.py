@@ -1,4 +1,4 @@
-"""Levenberg–Marquardt with Fisher scoring on a set of pixels, and one-parameter scans."""
+"""Levenberg–Marquardt with Fisher scoring on the likelihood of a set of pixels."""
 
 from __future__ import annotations
 
@@ -40,10 +40,6 @@ class PixelObjective:
     def loss(self, x: torch.Tensor) -> float:
         """The loss at ``x`` (may be inf or NaN where the model is not finite)."""
         return float(self.likelihood.loss(self.model.expected(x, self.pixels), self.observed))
-
-    def loss_of_image(self, expected: torch.Tensor) -> float:
-        """The loss of a full expected image (flat), over the objective's pixels."""
-        return float(self.likelihood.loss(expected[self.pixels], self.observed))
 
     def linearize(self, x: torch.Tensor) -> Tuple[float, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Loss, gradient (P,), Fisher-scoring matrix ``Jᵀ W J`` (P, P) and the expected counts.
