@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -78,7 +79,7 @@ def _read_structure_factors(plan: Plan) -> Optional[Tuple[torch.Tensor, Metadata
 
 
 class _ProgressBar:
-    """A one-line progress meter on stderr, drawn only when stderr is a terminal."""
+    """A one-line progress meter on stderr."""
 
     def __init__(self, stream) -> None:
         self.stream = stream
@@ -103,21 +104,30 @@ def run(plan: Plan, out=None, err=None) -> int:
     plan : Plan
     out, err : text streams, optional
         Summary and warnings/progress streams (default stdout and stderr).
+
+    Everything that can fail on the inputs (the outputs' folders, the structure factors, the
+    set-up) is done before the plan's warnings are printed, so that a failing run prints only
+    its error line. The library's warnings during the run become warning lines too.
     """
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
-    for line in plan.warnings:
-        print(f"{PROGRAM}: warning: {line}", file=err)
     _check_writable(_output_paths(plan.outputs))
     simulator, structure = build_simulator(plan)
+    with torch.no_grad():
+        prepared = simulator.prepare()
+    for line in plan.warnings:
+        print(f"{PROGRAM}: warning: {line}", file=err)
     if plan.outputs.fdump is not None:
         print(f"writing dump file for next time: {plan.outputs.fdump}", file=out)
         write_fdump(plan.outputs.fdump, *structure)
-    progress = _ProgressBar(err) if plan.progress and err.isatty() else None
-    with torch.no_grad():
-        prepared = simulator.prepare()
-        print_setup(plan, simulator, prepared, out)
+    print_setup(plan, simulator, prepared, out)
+    show_progress = plan.progress if plan.progress is not None else err.isatty()
+    progress = _ProgressBar(err) if show_progress else None
+    with warnings.catch_warnings(record=True) as caught, torch.no_grad():
+        warnings.simplefilter("always")
         image = simulator.run(progress=progress, prepared=prepared)
+    for warning in caught:
+        print(f"{PROGRAM}: warning: {warning.message}", file=err)
     floats = image.detach().cpu().numpy().astype(np.float32)
     write_outputs(plan, prepared, floats, out)
     return 0
