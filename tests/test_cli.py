@@ -1,12 +1,13 @@
 """The nanobragg command: option matching, C's input quirks, auto rules and one-line errors."""
 
+import io
 import os
 
 import pytest
 
 import numpy as np
 
-from nanobrag_torch.cli import main, parse_args, scan_arguments
+from nanobrag_torch.cli import main, parse_args, run, scan_arguments
 from nanobrag_torch.cli.options import OPTIONS, library_message
 from nanobrag_torch.io.smv import write_smv
 from nanobrag_torch.config import ConfigError, CrystalShape, DetectorConvention, DetectorPivot
@@ -329,6 +330,23 @@ def test_output_path_that_is_a_directory(capsys, empty_cwd):
 def test_singular_matrix_is_an_error(capsys, empty_cwd):
     (empty_cwd / "flat.mat").write_text("1 0 1\n0 1 1\n0 0 0\n")
     assert "-mat flat.mat" in error_of(["-mat", "flat.mat", "-default_F", "1"], capsys)
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.mark.parametrize("flags, stream, shown", [
+    ([], io.StringIO, False),
+    ([], Terminal, True),
+    (["-progress"], io.StringIO, True),
+    (["-noprogress"], Terminal, False),
+])
+def test_progress_bar_on_a_terminal_or_when_asked(flags, stream, shown, empty_cwd):
+    err = stream()
+    assert run(parse_args(BASE + ["-nonoise", "-nopgm"] + flags), out=io.StringIO(), err=err) == 0
+    assert ("nanobragg: 100%" in err.getvalue() and "256/256" in err.getvalue()) is shown, err.getvalue()
 
 
 def test_help_lists_options(capsys):

@@ -3,13 +3,15 @@ progress bar, and write the files."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import warnings
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from ..io.hkl import read_fdump, read_hkl_file, write_fdump
 from ..models.crystal import Crystal
@@ -78,22 +80,39 @@ def _read_structure_factors(plan: Plan) -> Optional[Tuple[torch.Tensor, Metadata
     return None
 
 
-class _ProgressBar:
-    """A one-line progress meter on stderr."""
+@contextlib.contextmanager
+def progress_bar(stream, requested: Optional[bool]) -> Iterator[Optional[Callable[[int, int], None]]]:
+    """A tqdm progress bar of the rendered pixels, for :meth:`Simulator.run`'s ``progress``.
 
-    def __init__(self, stream) -> None:
-        self.stream = stream
-        self.last = -1
+    Parameters
+    ----------
+    stream : text stream
+        Where the bar is drawn (the command's stderr).
+    requested : bool or None
+        True (``-progress``): always; False (``-noprogress``): never; None: only when ``stream``
+        is a terminal, so that logs, pipes and the documentation's captured output never get one.
 
-    def __call__(self, done: int, total: int) -> None:
-        percent = int(100 * done / max(total, 1))
-        if percent != self.last:
-            self.last = percent
-            bar = "#" * (percent // 4)
-            self.stream.write(f"\r{PROGRAM}: [{bar:<25}] {percent:3d}% of {total} pixels")
-            if done >= total:
-                self.stream.write("\n")
-            self.stream.flush()
+    Yields
+    ------
+    callable or None
+        ``update(done_pixels, total_pixels)``, or None when no bar is drawn.
+    """
+    show = requested if requested is not None else stream.isatty()
+    if not show:
+        yield None
+        return
+    bars: List[tqdm] = []
+
+    def update(done: int, total: int) -> None:
+        if not bars:  # the total is known from the first report on
+            bars.append(tqdm(total=total, file=stream, desc=PROGRAM, unit="pixel", unit_scale=True))
+        bars[0].update(done - bars[0].n)
+
+    try:
+        yield update
+    finally:
+        for bar in bars:
+            bar.close()
 
 
 def run(plan: Plan, out=None, err=None) -> int:
@@ -121,9 +140,8 @@ def run(plan: Plan, out=None, err=None) -> int:
         print(f"writing dump file for next time: {plan.outputs.fdump}", file=out)
         write_fdump(plan.outputs.fdump, *structure)
     print_setup(plan, simulator, prepared, out)
-    show_progress = plan.progress if plan.progress is not None else err.isatty()
-    progress = _ProgressBar(err) if show_progress else None
-    with warnings.catch_warnings(record=True) as caught, torch.no_grad():
+    with progress_bar(err, plan.progress) as progress, warnings.catch_warnings(record=True) as caught, \
+            torch.no_grad():
         warnings.simplefilter("always")
         image = simulator.run(progress=progress, prepared=prepared)
     for warning in caught:
