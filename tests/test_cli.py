@@ -232,6 +232,8 @@ def test_shapes_and_seeds():
     (BASE + ["-hkl", "missing.hkl"], "-hkl missing.hkl: no such file"),
     (BASE + ["-sourcefile", "missing.txt"], "-sourcefile missing.txt: no such file"),
     (BASE + ["-roi", "50", "60", "0", "5"], "-roi 50 60 0 5 selects no pixel"),
+    (BASE + ["-cell", "20", "20", "20", "60", "60", "120"], "-cell: CrystalConfig.cell_gamma = 120.0 is invalid: with "
+                                                            "cell_alpha = 60 and cell_beta = 60 the angles make no unit cell"),
     (BASE + ["-floatfile", "no/such/folder/f.bin"], "cannot write no/such/folder/f.bin: folder"),
 ])
 def test_errors_are_one_line_with_status_2(argv, expected, capsys, empty_cwd):

@@ -48,6 +48,8 @@ from nanobrag_torch.config import (BeamConfig, ConfigError, CrystalConfig, Detec
     (BeamConfig, {"polarization_axis": (1e-200, 0, 0)}, "polarization_axis", "polarization_axis", "(1e-200, 0, 0)"),
     (DetectorConfig, {"detector_abs_um": float("inf")}, "detector_abs_um", "detector_abs_um", "inf"),
     (NoiseConfig, {"seed": 1.5}, "seed", "seed", "1.5"),
+    (CrystalConfig, {"cell_alpha": 60, "cell_beta": 60, "cell_gamma": 120}, "cell_gamma", "cell_gamma", "120"),
+    (CrystalConfig, {"cell_alpha": 100, "cell_beta": 175}, "cell_beta", "cell_beta", "175"),
 ])
 def test_invalid_values_raise_naming_field_and_value(cls, kwargs, field, shown_field, value):
     with pytest.raises(ConfigError) as error:
@@ -81,7 +83,7 @@ NUMERIC_FIELDS = {
 }
 
 
-def _with_value(field, kind, value):
+def with_value(field, kind, value):
     """Config keyword arguments that put ``value`` into one element of ``field``."""
     if kind == TRIPLE:
         return {field: (1, value, 1)}
@@ -111,7 +113,7 @@ def test_the_table_names_every_numeric_field():
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
 def test_nan_and_inf_are_refused_in_every_numeric_field(cls, field, kind, value):
     with pytest.raises(ConfigError) as error:
-        cls(**_with_value(field, kind, value))
+        cls(**with_value(field, kind, value))
     assert (error.value.config, error.value.field) == (cls.__name__, field)
     assert repr(value) in str(error.value)
 

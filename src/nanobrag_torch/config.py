@@ -22,6 +22,14 @@ import torch
 Scalar = Union[float, torch.Tensor]
 """A Python number or a 0-d tensor (possibly requiring grad)."""
 
+DEFAULT_CELL_LENGTH_A = 100.0
+"""Unit-cell length of :class:`CrystalConfig` when neither it nor a MOSFLM matrix is given (Å)."""
+DEFAULT_CELL_ANGLE_DEG = 90.0
+"""Unit-cell angle of :class:`CrystalConfig` when not given (degrees)."""
+MIN_RELATIVE_CELL_VOLUME = 1e-6
+"""Cell volume over a·b·c below which three cell angles are refused as making no cell (an
+exactly flat cell, such as 60°, 60°, 120°, computes to about 1e-8, not 0)."""
+
 
 class ConfigError(ValueError):
     """An invalid configuration value.
@@ -143,6 +151,23 @@ def _vector3(cls: str, name: str, value: Any, nonzero: bool = True, element: str
                  "must not be the zero vector, nor so short or long that its squared length is 0 or inf", element)
 
 
+def _cell_angles_make_a_cell(cls: str, config: "CrystalConfig") -> None:
+    """Three angles make a cell when each is less than the sum of the other two and the three add
+    up to less than 360°: then ``V / (a b c) = 2 √(sin(s) sin(s − α) sin(s − β) sin(s − γ))``
+    with ``s = (α + β + γ) / 2`` is real and positive; it must reach
+    :data:`MIN_RELATIVE_CELL_VOLUME`. The largest angle is named at fault."""
+    names = ("cell_alpha", "cell_beta", "cell_gamma")
+    given = {name: getattr(config, name) for name in names}
+    degrees = {name: DEFAULT_CELL_ANGLE_DEG if value is None else _value(value) for name, value in given.items()}
+    half_sum = math.radians(sum(degrees.values())) / 2
+    factor = math.sin(half_sum) * math.prod(math.sin(half_sum - math.radians(v)) for v in degrees.values())
+    largest = max(names, key=lambda name: degrees[name])
+    others = " and ".join(f"{name} = {degrees[name]:g}" for name in names if name != largest)
+    _require(cls, largest, given[largest], factor > 0 and 2 * math.sqrt(factor) >= MIN_RELATIVE_CELL_VOLUME,
+             f"with {others} the angles make no unit cell (each must be less than the sum of the other two, "
+             f"and the three less than 360 degrees)")
+
+
 @dataclass
 class CrystalConfig:
     """The crystal: unit cell, orientation, rotation, mosaicity, size and shape.
@@ -230,6 +255,7 @@ class CrystalConfig:
             if value is not None:
                 v = _value(value)
                 _require(name, angle, value, 0 < v < 180, "must be between 0 and 180 degrees")
+        _cell_angles_make_a_cell(name, self)
         _require(name, "N_cells", self.N_cells, len(self.N_cells) == 3, "needs three values")
         for i, n in enumerate(self.N_cells):
             _positive(name, "N_cells", n, f"[{i}]")

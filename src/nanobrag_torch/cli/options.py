@@ -667,6 +667,8 @@ def _apply_recording_origins(option: Option, raw: RawArgs, values: list, origin:
 
 # --------------------------------------------------------------------------- library errors
 CONFIG_FIELD_FLAGS: Dict[str, str] = {
+    "cell_a": "-cell", "cell_b": "-cell", "cell_c": "-cell", "cell_alpha": "-cell", "cell_beta": "-cell",
+    "cell_gamma": "-cell",
     "distance_mm": "-distance", "close_distance_mm": "-close_distance", "pixel_size_mm": "-pixel",
     "fpixels": "-detpixels", "spixels": "-detpixels", "beam_center_f": "-Xbeam/-Ybeam",
     "beam_center_s": "-Xbeam/-Ybeam", "oversample": "-oversample", "detector_thick_um": "-detector_thick",
