@@ -235,6 +235,9 @@ def test_shapes_and_seeds():
     (BASE + ["-cell", "20", "20", "20", "60", "60", "120"], "-cell: CrystalConfig.cell_gamma = 120.0 is invalid: with "
                                                             "cell_alpha = 60 and cell_beta = 60 the angles make no unit cell"),
     (BASE + ["-floatfile", "no/such/folder/f.bin"], "cannot write no/such/folder/f.bin: folder"),
+    (BASE + ["-intfile", ""], "-intfile needs a file name, got ''"),
+    (BASE + ["-floatfile", "intimage.img"], "-floatfile intimage.img and -intfile intimage.img are the same file"),
+    (BASE + ["-beam_vector", "0", "0", "1"], "the beam runs parallel to the detector plane"),
 ])
 def test_errors_are_one_line_with_status_2(argv, expected, capsys, empty_cwd):
     message = error_of(argv, capsys)

@@ -23,9 +23,17 @@ from .plan import Outputs, Plan
 from .report import print_setup, write_outputs
 
 
-def _check_writable(paths: Sequence[str]) -> None:
-    """Fail before simulating if an output file could not be written."""
-    for path in paths:
+def _check_writable(outputs: Sequence[Tuple[str, str]]) -> None:
+    """Fail before simulating if an output file, given as (flag, path), could not be written, or
+    if two outputs are the same file (the later would silently replace the earlier)."""
+    seen = {}
+    for flag, path in outputs:
+        if not path:
+            raise UsageError(f"{flag} needs a file name, got ''")
+        same = seen.setdefault(os.path.realpath(path), (flag, path))
+        if same != (flag, path):
+            raise UsageError(f"{same[0]} {same[1]} and {flag} {path} are the same file: one output would "
+                             f"replace the other")
         folder = os.path.dirname(os.path.abspath(path))
         if os.path.isdir(path):
             raise UsageError(f"cannot write {path}: it is a directory")
@@ -35,9 +43,11 @@ def _check_writable(paths: Sequence[str]) -> None:
             raise UsageError(f"cannot write {path}: permission denied")
 
 
-def _output_paths(outputs: Outputs) -> List[str]:
-    paths = [outputs.floatfile, outputs.intfile, outputs.pgmfile, outputs.noisefile, outputs.fdump]
-    return [p for p in paths if p is not None]
+def _output_paths(outputs: Outputs) -> List[Tuple[str, str]]:
+    """(flag, path) of every file the run writes."""
+    named = (("-floatfile", outputs.floatfile), ("-intfile", outputs.intfile), ("-pgmfile", outputs.pgmfile),
+             ("-noisefile", outputs.noisefile), ("-dump", outputs.fdump))
+    return [(flag, path) for flag, path in named if path is not None]
 
 
 def build_simulator(plan: Plan, device="cpu", dtype=None) -> Tuple[Simulator, Optional[Tuple[torch.Tensor, Metadata]]]:
