@@ -50,6 +50,8 @@ from nanobrag_torch.config import (BeamConfig, ConfigError, CrystalConfig, Detec
     (NoiseConfig, {"seed": 1.5}, "seed", "seed", "1.5"),
     (CrystalConfig, {"cell_alpha": 60, "cell_beta": 60, "cell_gamma": 120}, "cell_gamma", "cell_gamma", "120"),
     (CrystalConfig, {"cell_alpha": 100, "cell_beta": 175}, "cell_beta", "cell_beta", "175"),
+    (CrystalConfig, {"N_cells": (1, None, 1)}, "N_cells", "N_cells[1]", "None"),
+    (DetectorConfig, {"distance_mm": "far"}, "distance_mm", "distance_mm", "'far'"),
 ])
 def test_invalid_values_raise_naming_field_and_value(cls, kwargs, field, shown_field, value):
     with pytest.raises(ConfigError) as error:

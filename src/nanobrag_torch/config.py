@@ -94,10 +94,14 @@ class CrystalShape(Enum):
 
 
 def _value(x: Scalar) -> float:
-    """Plain float of a number or tensor, for validation only (never on the way to the image)."""
+    """Plain float of a number or tensor, for validation only (never on the way to the image);
+    NaN for anything else (None, a string), which every check refuses."""
     if isinstance(x, torch.Tensor):
         return float(x.detach().reshape(-1)[0]) if x.numel() == 1 else float("nan")
-    return float(x)
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def _describe(value: Any) -> str:
