@@ -159,15 +159,17 @@ def _cell_angles_make_a_cell(cls: str, config: "CrystalConfig") -> None:
     """Three angles make a cell when each is less than the sum of the other two and the three add
     up to less than 360°: then ``V / (a b c) = 2 √(sin(s) sin(s − α) sin(s − β) sin(s − γ))``
     with ``s = (α + β + γ) / 2`` is real and positive; it must reach
-    :data:`MIN_RELATIVE_CELL_VOLUME`. The largest angle is named at fault."""
+    :data:`MIN_RELATIVE_CELL_VOLUME`. The at_fault of the angles given is named at fault."""
     names = ("cell_alpha", "cell_beta", "cell_gamma")
     given = {name: getattr(config, name) for name in names}
     degrees = {name: DEFAULT_CELL_ANGLE_DEG if value is None else _value(value) for name, value in given.items()}
     half_sum = math.radians(sum(degrees.values())) / 2
     factor = math.sin(half_sum) * math.prod(math.sin(half_sum - math.radians(v)) for v in degrees.values())
-    largest = max(names, key=lambda name: degrees[name])
-    others = " and ".join(f"{name} = {degrees[name]:g}" for name in names if name != largest)
-    _require(cls, largest, given[largest], factor > 0 and 2 * math.sqrt(factor) >= MIN_RELATIVE_CELL_VOLUME,
+    at_fault = max((name for name in names if given[name] is not None), key=lambda name: degrees[name], default=None)
+    if at_fault is None:  # the default angles make a cell
+        return
+    others = " and ".join(f"{name} = {degrees[name]:g}" for name in names if name != at_fault)
+    _require(cls, at_fault, given[at_fault], factor > 0 and 2 * math.sqrt(factor) >= MIN_RELATIVE_CELL_VOLUME,
              f"with {others} the angles make no unit cell (each must be less than the sum of the other two, "
              f"and the three less than 360 degrees)")
 
