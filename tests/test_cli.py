@@ -236,6 +236,10 @@ def test_shapes_and_seeds():
                                                             "cell_alpha = 60 and cell_beta = 60 the angles make no unit cell"),
     (BASE + ["-floatfile", "no/such/folder/f.bin"], "cannot write no/such/folder/f.bin: folder"),
     (BASE + ["-intfile", ""], "-intfile needs a file name, got ''"),
+    (BASE + ["-default_F", "1e200"], "pixel (fast 0, slow 0) of the image is inf photons, which single-precision files "
+                                     "cannot hold"),
+    (BASE + ["-seed", "99999999999999999999"], "-seed: NoiseConfig.seed = 99999999999999999999 is invalid: must be "
+                                               "within ±2**62"),
     (BASE + ["-floatfile", "intimage.img"], "-floatfile intimage.img and -intfile intimage.img are the same file"),
     (BASE + ["-beam_vector", "0", "0", "1"], "the beam runs parallel to the detector plane"),
 ])

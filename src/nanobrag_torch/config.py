@@ -26,6 +26,8 @@ DEFAULT_CELL_LENGTH_A = 100.0
 """Unit-cell length of :class:`CrystalConfig` when neither it nor a MOSFLM matrix is given (Å)."""
 DEFAULT_CELL_ANGLE_DEG = 90.0
 """Unit-cell angle of :class:`CrystalConfig` when not given (degrees)."""
+NOISE_SEED_LIMIT = 2 ** 62
+"""Largest magnitude of a noise seed: the generator's arithmetic is in 64-bit integers."""
 MIN_RELATIVE_CELL_VOLUME = 1e-6
 """Cell volume over a·b·c below which three cell angles are refused as making no cell (an
 exactly flat cell, such as 60°, 60°, 120°, computes to about 1e-8, not 0)."""
@@ -549,6 +551,8 @@ class NoiseConfig:
     def __post_init__(self) -> None:
         if self.seed is not None:
             _integer("NoiseConfig", "seed", self.seed)
+            _require("NoiseConfig", "seed", self.seed, abs(self.seed) <= NOISE_SEED_LIMIT,
+                     "must be within ±2**62, the range of the noise generator's 64-bit arithmetic")
         _finite("NoiseConfig", "adc_offset_adu", self.adc_offset_adu)
         if self.intfile_scale is not None:
             _positive("NoiseConfig", "intfile_scale", self.intfile_scale)

@@ -32,6 +32,7 @@ class UsageError(Exception):
 # --------------------------------------------------------------------------- value parsing
 _C_FLOAT_PREFIX = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _C_INT_PREFIX = re.compile(r"\s*[+-]?\d+")
+_INTEGER = re.compile(r"[+-]?\d+")
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
@@ -576,7 +577,7 @@ def _strict_float(flag: str, text: str) -> float:
 def _strict_int(flag: str, text: str, warnings: List[str]) -> int:
     value = _strict_float(flag, text)
     integer = _c_atoi(text)
-    if integer != value:
+    if not _INTEGER.fullmatch(text) and integer != value:
         warnings.append(f"{flag} {text}: nanoBragg reads an integer here (C atoi); using {integer}")
     return integer
 
@@ -679,7 +680,7 @@ CONFIG_FIELD_FLAGS: Dict[str, str] = {
     "dmin_A": "-dmin", "N_cells": "-N", "misset_deg": "-misset", "phi_start_deg": "-phi",
     "osc_range_deg": "-osc", "phi_steps": "-phisteps", "mosaic_spread_deg": "-mosaic",
     "mosaic_domains": "-mosaic_domains", "default_F": "-default_F", "fudge": "-fudge",
-    "adc_offset_adu": "-adc", "intfile_scale": "-scale", "sources": "-sourcefile",
+    "adc_offset_adu": "-adc", "intfile_scale": "-scale", "seed": "-seed", "mosaic_seed": "-mosaic_seed", "sources": "-sourcefile",
     "spindle_axis": "-spindle_axis", "twotheta_axis": "-twotheta_axis", "polarization_axis": "-polar_vector",
 }
 """The flag that sets each library config field, to name it in an error about the field."""

@@ -156,6 +156,18 @@ def run(plan: Plan, out=None, err=None) -> int:
         image = simulator.run(progress=progress, prepared=prepared)
     for warning in caught:
         print(f"{PROGRAM}: warning: {warning.message}", file=err)
-    floats = image.detach().cpu().numpy().astype(np.float32)
-    write_outputs(plan, prepared, floats, out)
+    write_outputs(plan, prepared, _float_image(image), out)
     return 0
+
+
+def _float_image(image: torch.Tensor) -> np.ndarray:
+    """The rendered image in single precision, as the files hold it; an error naming the first
+    pixel that is not finite there (the intensity overflowed), before any file is written."""
+    values = image.detach().cpu().numpy()
+    finite = np.isfinite(values) & (np.abs(values) <= np.finfo(np.float32).max)
+    if not finite.all():
+        slow, fast = np.argwhere(~finite)[0]
+        raise UsageError(f"pixel (fast {fast}, slow {slow}) of the image is {values[slow, fast]:g} photons, which "
+                         f"single-precision files cannot hold: check -fluence or -flux, -default_F and the "
+                         f"amplitudes of -hkl")
+    return values.astype(np.float32)
