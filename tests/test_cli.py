@@ -306,9 +306,10 @@ def test_header_values_are_checked_and_named_with_their_file(capsys, empty_cwd):
     assert error_of(argv, capsys) == (
         "nanobragg: error: -img in.img header DISTANCE=-7 is not physical: the distance must be > 0 mm "
         "(nanoBragg C would silently use 7 mm, its absolute value)")
-    write_smv("in.img", np.zeros((4, 4), dtype=np.uint16), {**header, "DISTANCE": "nan"})
-    assert error_of(argv, capsys) == (
-        "nanobragg: error: -img in.img: header DISTANCE=nan is not a finite number")
+    for text in ("nan", "far"):
+        write_smv("in.img", np.zeros((4, 4), dtype=np.uint16), {**header, "DISTANCE": text})
+        assert error_of(argv, capsys) == (
+            f"nanobragg: error: -img in.img: header DISTANCE={text} is not a finite number")
     assert sorted(os.listdir(empty_cwd)) == ["in.img"]
 
 

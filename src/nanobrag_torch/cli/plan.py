@@ -114,14 +114,17 @@ _SMV_HEADER_FIELDS = (("SIZE1", "fpixels"), ("SIZE2", "spixels"), ("PIXEL_SIZE",
 def _apply_smv_header(raw: RawArgs, header: Dict[str, str], source: str, flip_y: bool) -> None:
     """Set the options of an SMV header, recording ``source`` (``"-img a.img"``) as their origin.
 
-    A value that is not a number is skipped, as C skips it; one that is not finite is an error.
-    ``-mask`` headers count BEAM_CENTER_Y from the other edge (C's quirk)."""
+    A key that is absent is skipped; a value that is not a finite number is an error (C would
+    read a word as 0, and pass NaN or inf on). ``-mask`` headers count BEAM_CENTER_Y from the
+    other edge (C's quirk)."""
     values = {}
     for key, name in _SMV_HEADER_FIELDS:
-        try:
-            value = float(header.get(key, ""))
-        except ValueError:
+        if key not in header:
             continue
+        try:
+            value = float(header[key])
+        except ValueError:
+            value = math.nan
         if not math.isfinite(value):
             raise UsageError(f"{source}: header {key}={header[key]} is not a finite number")
         values[name] = (int(value) if name in ("fpixels", "spixels") else value, f"{source} header {key}={header[key]}")
