@@ -564,12 +564,12 @@ def _strict_float(flag: str, text: str) -> float:
     """A decimal number, finite (``nan``, ``inf`` and overflowing numbers such as ``1e999`` are
     refused: C's ``atof`` would pass them on into the image)."""
     try:
-        value = float(text)
+        value: Optional[float] = float(text)
     except ValueError:
-        value = 0.0
-    if not math.isfinite(value):
+        value = None
+    if value is not None and not math.isfinite(value):
         raise UsageError(f"{flag} {text} is not a finite number")
-    if not _is_number(text):
+    if value is None or not _is_number(text):
         raise UsageError(f"{flag} needs a number, got '{text}'")
     return value
 
