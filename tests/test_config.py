@@ -45,6 +45,7 @@ from nanobrag_torch.config import (BeamConfig, ConfigError, CrystalConfig, Detec
     (DetectorConfig, {"detector_thicksteps": -1}, "detector_thicksteps", "detector_thicksteps", "-1"),
     (BeamConfig, {"hdivsteps": 0}, "hdivsteps", "hdivsteps", "0"),
     (BeamConfig, {"dispersion_steps": 0}, "dispersion_steps", "dispersion_steps", "0"),
+    (BeamConfig, {"hdivstep_mrad": 0.0}, "hdivstep_mrad", "hdivstep_mrad", "0.0"),
     (BeamConfig, {"polarization_axis": (1e-200, 0, 0)}, "polarization_axis", "polarization_axis", "(1e-200, 0, 0)"),
     (DetectorConfig, {"detector_abs_um": float("inf")}, "detector_abs_um", "detector_abs_um", "inf"),
     (NoiseConfig, {"seed": 1.5}, "seed", "seed", "1.5"),

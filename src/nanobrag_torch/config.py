@@ -451,7 +451,7 @@ class BeamConfig:
     polarization_axis : tuple of 3 numbers, optional
         E-vector direction. Default: the detector convention's axis.
     hdivrange_mrad, vdivrange_mrad, hdivstep_mrad, vdivstep_mrad : float, optional
-        Horizontal and vertical divergence ranges and steps, in mrad.
+        Horizontal and vertical divergence ranges (≥ 0) and steps (> 0), in mrad.
     hdivsteps, vdivsteps : int, optional
         Number of divergence points per direction. Missing values are chosen as nanoBragg does.
     round_div : bool
@@ -503,10 +503,12 @@ class BeamConfig:
         _finite(name, "polarization_factor", self.polarization_factor)
         if self.polarization_axis is not None:
             _vector3(name, "polarization_axis", self.polarization_axis)
-        for rng_name in ("hdivrange_mrad", "vdivrange_mrad", "hdivstep_mrad", "vdivstep_mrad"):
-            value = getattr(self, rng_name)
-            if value is not None:
-                _non_negative(name, rng_name, value)
+        for range_name in ("hdivrange_mrad", "vdivrange_mrad"):
+            if getattr(self, range_name) is not None:
+                _non_negative(name, range_name, getattr(self, range_name))
+        for step_name in ("hdivstep_mrad", "vdivstep_mrad"):
+            if getattr(self, step_name) is not None:
+                _positive(name, step_name, getattr(self, step_name))
         for count in ("hdivsteps", "vdivsteps", "dispersion_steps"):
             if getattr(self, count) is not None:
                 _integer(name, count, getattr(self, count), 1)
