@@ -16,8 +16,9 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from .config import NOISE_SEED_LIMIT
+
 _MAX_ADU = 65535.0
-_SEED_LIMIT = 2 ** 62
 
 
 def _kernels() -> ModuleType:
@@ -31,7 +32,7 @@ def _checked_seed(seed: int) -> int:
         value = int(seed)
     except (TypeError, ValueError, OverflowError):
         raise ValueError(f"noise seed must be an integer, got {seed!r}") from None
-    if abs(value) > _SEED_LIMIT:
+    if abs(value) > NOISE_SEED_LIMIT:
         raise ValueError(f"noise seed {value} is outside ±2**62, the range of the generator's "
                          "64-bit integer arithmetic")
     return value

@@ -7,13 +7,10 @@ from typing import Optional, Tuple, Union
 
 import torch
 
-from ..config import BeamConfig, CrystalConfig
+from ..config import DEFAULT_CELL_ANGLE_DEG, DEFAULT_CELL_LENGTH_A, BeamConfig, CrystalConfig
 from ..geometry import as_tensor, rotation_about_axis, rotation_xyz, same_device, unit
 from ..rng import mosaic_axes_and_factors
 from ..structure_factors import Metadata, StructureFactors
-
-DEFAULT_CELL_LENGTH_A = 100.0
-DEFAULT_CELL_ANGLE_DEG = 90.0
 
 StructureFactorInput = Union[StructureFactors, Tuple[torch.Tensor, Metadata]]
 """A :class:`~nanobrag_torch.structure_factors.StructureFactors`, or the ``(grid, metadata)``
