@@ -24,7 +24,7 @@ SCALE = "scale"
 """Name of the overall scale factor of the simulated image."""
 
 _TINY = sys.float_info.min
-_ANGLE = (-math.inf, math.inf)
+_UNBOUNDED = (-math.inf, math.inf)
 _POSITIVE = (1e-9, math.inf)
 
 # field -> (number of values, or 0 for a scalar; default lower and upper bound)
@@ -34,18 +34,18 @@ REFINABLE_FIELDS: Dict[str, Dict[str, Tuple[int, Tuple[float, float]]]] = {
         "cell_alpha": (0, (1e-6, 180 - 1e-6)), "cell_beta": (0, (1e-6, 180 - 1e-6)),
         "cell_gamma": (0, (1e-6, 180 - 1e-6)),
         "N_cells": (3, (1.0, math.inf)),
-        "misset_deg": (3, _ANGLE),
-        "phi_start_deg": (0, _ANGLE),
-        "osc_range_deg": (0, _ANGLE),
+        "misset_deg": (3, _UNBOUNDED),
+        "phi_start_deg": (0, _UNBOUNDED),
+        "osc_range_deg": (0, _UNBOUNDED),
         "mosaic_spread_deg": (0, (0.0, 180.0)),
-        "mosflm_a_star": (3, _ANGLE), "mosflm_b_star": (3, _ANGLE), "mosflm_c_star": (3, _ANGLE),
+        "mosflm_a_star": (3, _UNBOUNDED), "mosflm_b_star": (3, _UNBOUNDED), "mosflm_c_star": (3, _UNBOUNDED),
     },
     "detector": {
         "distance_mm": (0, _POSITIVE), "close_distance_mm": (0, _POSITIVE), "pixel_size_mm": (0, _POSITIVE),
-        "beam_center_f": (0, _ANGLE), "beam_center_s": (0, _ANGLE),
-        "detector_rotx_deg": (0, _ANGLE), "detector_roty_deg": (0, _ANGLE), "detector_rotz_deg": (0, _ANGLE),
-        "detector_twotheta_deg": (0, _ANGLE),
-        "pix0_override_m": (3, _ANGLE),
+        "beam_center_f": (0, _UNBOUNDED), "beam_center_s": (0, _UNBOUNDED),
+        "detector_rotx_deg": (0, _UNBOUNDED), "detector_roty_deg": (0, _UNBOUNDED), "detector_rotz_deg": (0, _UNBOUNDED),
+        "detector_twotheta_deg": (0, _UNBOUNDED),
+        "pix0_override_m": (3, _UNBOUNDED),
     },
     "beam": {
         "wavelength_A": (0, _POSITIVE), "fluence": (0, (_TINY, math.inf)),
@@ -189,7 +189,8 @@ def _parameter(name: str, configs: Mapping[str, object]) -> Parameter:
 def configs_with(configs: Mapping[str, object], parameters: Sequence[Parameter],
                  values: Sequence[torch.Tensor]) -> Tuple[CrystalConfig, DetectorConfig, BeamConfig]:
     """The crystal, detector and beam configurations with the refined fields set to ``values``
-    (tensors, possibly carrying gradients or tangents); the scale is not a field and is skipped."""
+    (tensors, possibly carrying gradients or tangents); a configuration without a refined field
+    is returned as it is, and the scale, not a field, is skipped."""
     updates: Dict[str, Dict[str, object]] = {"crystal": {}, "detector": {}, "beam": {}}
     for parameter, value in zip(parameters, values):
         if parameter.config == SCALE:
@@ -202,7 +203,7 @@ def configs_with(configs: Mapping[str, object], parameters: Sequence[Parameter],
             items[parameter.index] = value
     return tuple(dataclasses.replace(configs[name], **{field: tuple(v) if isinstance(v, list) else v
                                                        for field, v in updates[name].items()})
-                 for name in ("crystal", "detector", "beam"))
+                 if updates[name] else configs[name] for name in ("crystal", "detector", "beam"))
 
 
 def _as_items(value) -> List[object]:
