@@ -75,7 +75,7 @@ sphinx_gallery_conf = {
         "../examples/gradients",
         "../examples/extensions",
     ],
-    "within_subsection_order": "FileNameSortKey",
+    "within_subsection_order": "gallery_order.ReadingOrder",
     "image_scrapers": ("matplotlib", "gallery_artifacts.scrape_gifs"),
     "reset_modules": ("matplotlib", "gallery_artifacts.remove_artifacts"),
     "reset_modules_order": "both",

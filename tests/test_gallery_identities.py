@@ -16,10 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from nanobrag_torch.config import CrystalConfig, DetectorConfig, DetectorConvention
-from nanobrag_torch.models.crystal import Crystal
-from nanobrag_torch.models.detector import CONVENTIONS, Detector
-from nanobrag_torch.simulator import Simulator
+from nanobrag_torch import (Crystal, CrystalConfig, Detector, DetectorConfig, DetectorConvention, Simulator,
+                            beam_center_for_pixel)
+from nanobrag_torch.conventions import CONVENTIONS
 
 F64 = torch.float64
 IDENTITY_RTOL = 1e-11
@@ -56,18 +55,6 @@ NAMED = [DetectorConvention.MOSFLM, DetectorConvention.DENZO, DetectorConvention
          DetectorConvention.DIALS, DetectorConvention.ADXV]
 
 
-def _beam_centre_mm(convention):
-    """The beam-centre arguments that put the beam on (BEAM_FAST, BEAM_SLOW), pixel centres on
-    integers (the convention's beam-centre rules, as the example states them)."""
-    fast_mm = (BEAM_FAST + 0.5) * PIXEL_MM
-    slow_mm = (BEAM_SLOW + 0.5) * PIXEL_MM
-    if convention is DetectorConvention.MOSFLM:
-        return dict(beam_center_f=fast_mm - PIXEL_MM / 2, beam_center_s=slow_mm - PIXEL_MM / 2)
-    if convention is DetectorConvention.ADXV:
-        return dict(beam_center_f=fast_mm, beam_center_s=SPIXELS * PIXEL_MM - slow_mm)
-    return dict(beam_center_f=fast_mm, beam_center_s=slow_mm)
-
-
 def _lab_frame(convention):
     vectors = CONVENTIONS[convention]
     beam = torch.tensor(vectors.beam, dtype=F64)
@@ -86,19 +73,19 @@ def five_conventions():
         a_star, b_star, c_star = (rotation @ v for v in stars)
         crystal = Crystal(CrystalConfig(mosflm_a_star=a_star, mosflm_b_star=b_star, mosflm_c_star=c_star,
                                         N_cells=(5, 5, 5), default_F=100.0), dtype=F64)
+        centre_f, centre_s = beam_center_for_pixel(convention, BEAM_FAST, BEAM_SLOW, PIXEL_MM, FPIXELS, SPIXELS)
         detector = Detector(DetectorConfig(fpixels=FPIXELS, spixels=SPIXELS, pixel_size_mm=PIXEL_MM,
-                                           detector_convention=convention, **_beam_centre_mm(convention)),
-                            dtype=F64)
-        result[convention] = (detector.geometry, Simulator(crystal, detector).run().numpy())
+                                           detector_convention=convention, beam_center_f=centre_f,
+                                           beam_center_s=centre_s), dtype=F64)
+        result[convention] = (detector.geometry(), Simulator(crystal, detector).run().numpy())
     return result
 
 
 @pytest.mark.parametrize("convention", NAMED, ids=lambda c: c.name)
 def test_beam_centre_rules_put_the_beam_on_the_chosen_pixel(five_conventions, convention):
     geometry, _ = five_conventions[convention]
-    pixel_m = PIXEL_MM * 1e-3
-    fast = float(geometry.Fbeam_m / pixel_m - 0.5)
-    slow = float(geometry.Sbeam_m / pixel_m - 0.5)
+    fast = float(geometry.Fbeam_m / geometry.pixel_size_m - 0.5)
+    slow = float(geometry.Sbeam_m / geometry.pixel_size_m - 0.5)
     assert (fast, slow) == pytest.approx((BEAM_FAST, BEAM_SLOW), abs=1e-9)
 
 

@@ -18,11 +18,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from nanobrag_torch.config import CrystalConfig, DetectorConfig
-from nanobrag_torch.models.crystal import Crystal
-from nanobrag_torch.models.detector import Detector
+from nanobrag_torch import Crystal, CrystalConfig, Detector, DetectorConfig, Simulator
 from nanobrag_torch.plotting import show_detector_image
-from nanobrag_torch.simulator import Simulator
 
 DTYPE = torch.float32
 

@@ -19,11 +19,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from nanobrag_torch.config import BeamConfig, CrystalConfig, DetectorConfig
-from nanobrag_torch.models.crystal import Crystal
-from nanobrag_torch.models.detector import Detector
+from nanobrag_torch import BeamConfig, Crystal, CrystalConfig, Detector, DetectorConfig, Simulator
 from nanobrag_torch.plotting import show_detector_image
-from nanobrag_torch.simulator import Simulator
 
 # %%
 # Crystal, detector and beam

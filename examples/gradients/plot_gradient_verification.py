@@ -20,10 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from nanobrag_torch.config import BeamConfig, CrystalConfig, DetectorConfig
-from nanobrag_torch.models.crystal import Crystal
-from nanobrag_torch.models.detector import Detector
-from nanobrag_torch.simulator import Simulator
+from nanobrag_torch import BeamConfig, Crystal, CrystalConfig, Detector, DetectorConfig, Simulator
 
 DTYPE = torch.float64
 

@@ -49,14 +49,10 @@ print(f"PyTorch version: {torch.__version__}")
 # %%
 # Imports
 # -------
-from nanobrag_torch.config import BeamConfig, CrystalConfig, DetectorConfig, DetectorConvention
-from nanobrag_torch.datasets import tutorial_data_paths
-from nanobrag_torch.io.hkl import read_hkl_file
-from nanobrag_torch.io.mosflm import read_mosflm_matrix, reciprocal_to_real_cell
-from nanobrag_torch.models.crystal import Crystal
-from nanobrag_torch.models.detector import Detector
+from nanobrag_torch import (BeamConfig, Crystal, CrystalConfig, Detector, DetectorConfig, DetectorConvention, Simulator,
+                            StructureFactors, read_hkl_file, read_mosflm_matrix, reciprocal_to_real_cell,
+                            tutorial_data_paths)
 from nanobrag_torch.plotting import color_limits, show_detector_image, show_residual
-from nanobrag_torch.simulator import Simulator
 
 # %%
 # 1. Load real crystallographic data
@@ -166,6 +162,7 @@ print(f"  mosaic_spread_deg = {INIT_MOSAIC}° (error: {abs(INIT_MOSAIC - TRUE_MO
 # One detector object serves every simulation; each simulator gets a fresh crystal built
 # from the current parameters, which may be plain numbers or tensors that require grad.
 detector = Detector(detector_config, device=device, dtype=dtype)
+structure_factors = StructureFactors(hkl_grid, hkl_meta, default_F=0.0, dtype=dtype, device=device)
 
 
 def create_simulator(phi_deg, mosaic_deg, n_cells=TRUE_N_CELLS):
@@ -176,10 +173,8 @@ def create_simulator(phi_deg, mosaic_deg, n_cells=TRUE_N_CELLS):
         phi_start_deg=phi_deg,
         mosaic_spread_deg=mosaic_deg,
     )
-    crystal = Crystal(crystal_config, beam_config=beam_config, device=device, dtype=dtype)
-    crystal.hkl_data = hkl_grid.to(device=device, dtype=dtype)
-    crystal.hkl_metadata = hkl_meta
-    return Simulator(crystal=crystal, detector=detector, beam_config=beam_config, device=device, dtype=dtype)
+    crystal = Crystal(crystal_config, structure_factors, device=device, dtype=dtype)
+    return Simulator(crystal, detector, beam_config)
 
 
 with torch.no_grad():

@@ -1,4 +1,4 @@
-"""Refinement of physical parameters against an observed image: :func:`refine`.
+"""Refinement of physical parameters against an observed image: :func:`~nanobrag_torch.refine.refine`.
 
 The refinement maximises the likelihood of the observed photon counts under the simulated
 image, from a starting point that may be far outside the basin of the likelihood, and

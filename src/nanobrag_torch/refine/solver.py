@@ -24,7 +24,7 @@ class PixelObjective:
     Parameters
     ----------
     model : ExperimentModel
-    likelihood : Likelihood
+    likelihood : Poisson, Gaussian or MeanSquaredError
     observed : tensor (spixels · fpixels,)
         Observed counts, flat, float64.
     pixels : tensor (n,)
