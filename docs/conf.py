@@ -24,6 +24,22 @@ extensions = [
     "sphinx.ext.viewcode",
     "myst_parser",
     "sphinx_gallery.gen_gallery",
+    "gallery_api",
+    "package_refs",
+]
+
+# Every cross-reference must resolve (-W turns a missing target into an error). Bare names of
+# the package in docstrings are resolved by sphinxext/package_refs.py; the build runs
+# offline, without intersphinx, so other projects' names are left unlinked.
+nitpicky = True
+nitpick_ignore_regex = [
+    # NumPy-style type fields are prose ("tensor (slow, fast)", "tuple of 3 floats",
+    # "int, optional"), and Sphinx tries to link every word of them: only a capitalised
+    # (dotted) name can be a class; lower-case words, numbers, dimension letters and
+    # phrases are not
+    ("py:class", r"(?![A-Z]\w+(\.\w+)*$).*"),
+    # other projects' objects: the build is offline, without intersphinx inventories
+    ("py:.*", r"(torch|numpy|matplotlib|pathlib|os|enum)(\..+)?|Path|PathLike"),
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
@@ -59,7 +75,7 @@ sphinx_gallery_conf = {
         "../examples/gradients",
         "../examples/extensions",
     ],
-    "within_subsection_order": "FileNameSortKey",
+    "within_subsection_order": "gallery_order.ReadingOrder",
     "image_scrapers": ("matplotlib", "gallery_artifacts.scrape_gifs"),
     "reset_modules": ("matplotlib", "gallery_artifacts.remove_artifacts"),
     "reset_modules_order": "both",
@@ -67,6 +83,13 @@ sphinx_gallery_conf = {
     "download_all_examples": True,
     "remove_config_comments": True,
     "min_reported_time": 0,
+    # backreferences: every API page lists the examples that use the object (the
+    # ``minigallery`` in docs/_templates/autosummary), and every example page lists the API
+    # it uses (sphinxext/gallery_api.py); names are kept with their full module path,
+    # the path of the API pages, even when the package re-exports them
+    "doc_module": ("nanobrag_torch",),
+    "backreferences_dir": "generated/backreferences",
+    "prefer_full_module": {r"^nanobrag_torch\."},
     "matplotlib_animations": False,
     "show_memory": False,
 }

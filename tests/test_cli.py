@@ -1,11 +1,15 @@
 """The nanobragg command: option matching, C's input quirks, auto rules and one-line errors."""
 
+import io
 import os
 
 import pytest
 
-from nanobrag_torch.cli import main, parse_args, scan_arguments
-from nanobrag_torch.cli.options import library_message
+import numpy as np
+
+from nanobrag_torch.cli import main, parse_args, run, scan_arguments
+from nanobrag_torch.cli.options import OPTIONS, library_message
+from nanobrag_torch.io.smv import write_smv
 from nanobrag_torch.config import ConfigError, CrystalShape, DetectorConvention, DetectorPivot
 
 BASE = ["-cell", "70", "80", "90", "75", "85", "95", "-default_F", "100", "-N", "5", "-lambda", "1.0",
@@ -89,10 +93,8 @@ def test_integer_options_truncate_like_atoi_with_a_warning():
     assert any("-N 2.5" in w and "using 2" in w for w in plan.warnings)
 
 
-def test_N_zero_means_one_cell_and_interpolation_auto():
-    plan = plan_for("-N", "0")
-    assert tuple(plan.crystal.N_cells) == (1, 1, 1)
-    assert plan.crystal.interpolate is True
+def test_interpolation_auto_from_the_raw_N():
+    assert plan_for("-N", "2").crystal.interpolate is True
     assert plan_for().crystal.interpolate is False
 
 
@@ -139,7 +141,6 @@ def test_beam_centre_mapping_per_convention():
     (["-osc", "2", "-phistep", "0.3"], 7, 2.1, 2.0),
     (["-phisteps", "4"], 4, 1.0, 1.0),
     (["-phisteps", "4", "-phistep", "0.5"], 2, 1.0, 0.5),
-    (["-phisteps", "0", "-osc", "3"], 1, 3.0, 3.0),
 ])
 def test_phi_auto_rules(flags, steps, library_osc, header_osc):
     plan = plan_for("-phi", "1", *flags)
@@ -219,20 +220,28 @@ def test_shapes_and_seeds():
     (BASE + ["-fdet_vector", "1", "0"], "-fdet_vector needs 3 values, got 2"),
     (BASE + ["-floatfile", "-nopgm"], "-floatfile needs a file name, got the option '-nopgm'"),
     (BASE + ["stray"], "unexpected argument 'stray'"),
-    (BASE + ["-pixel", "0"], "-pixel 0 is not physical"),
-    (BASE + ["-distance", "-5"], "-distance -5 is not physical"),
-    (BASE + ["-lambda", "0"], "-lambda 0 is not physical"),
-    (BASE + ["-energy", "-100"], "-energy"),
-    (BASE + ["-N", "-2"], "-Na -2 is not physical"),
-    (BASE + ["-detpixels", "-5"], "-detpixels -5 must not be negative"),
-    (BASE + ["-close_distance", "0"], "-close_distance 0 is not physical"),
+    (BASE + ["-pixel", "0"], "-pixel 0 is not physical: the pixel size must be > 0 mm"),
+    (BASE + ["-lambda", "0"], "-lambda 0 is not physical: the wavelength must be > 0 Å"),
+    (BASE + ["-energy", "-100"], "-energy -100 is not physical: the wavelength must be > 0 Å"),
+    (BASE + ["-close_distance", "0"], "-close_distance 0 is not physical: the distance must be > 0 mm"),
+    (BASE[:-4] + ["-detsize", "0.01"], "the detector has 0 x 0 pixels: -detsize 0.01 x 0.01 mm is less than half a pixel"),
+    (BASE + ["-detpixels", "100000"], "the detector has 100000 x 100000 pixels, more than 2147483647"),
     (["-default_F", "100", "-N", "5"], "no crystal: give -cell"),
     (["-cell", "70", "80", "90", "90", "90", "90"], "no structure factors"),
     (BASE + ["-mat", "missing.mat"], "-mat missing.mat: no such file"),
     (BASE + ["-hkl", "missing.hkl"], "-hkl missing.hkl: no such file"),
     (BASE + ["-sourcefile", "missing.txt"], "-sourcefile missing.txt: no such file"),
     (BASE + ["-roi", "50", "60", "0", "5"], "-roi 50 60 0 5 selects no pixel"),
+    (BASE + ["-cell", "20", "20", "20", "60", "60", "120"], "-cell: CrystalConfig.cell_gamma = 120.0 is invalid: with "
+                                                            "cell_alpha = 60 and cell_beta = 60 the angles make no unit cell"),
     (BASE + ["-floatfile", "no/such/folder/f.bin"], "cannot write no/such/folder/f.bin: folder"),
+    (BASE + ["-intfile", ""], "-intfile needs a file name, got ''"),
+    (BASE + ["-default_F", "1e200"], "pixel (fast 0, slow 0) of the image is inf photons, which single-precision files "
+                                     "cannot hold"),
+    (BASE + ["-seed", "99999999999999999999"], "-seed: NoiseConfig.seed = 99999999999999999999 is invalid: must be "
+                                               "within ±2**62"),
+    (BASE + ["-floatfile", "intimage.img"], "-floatfile intimage.img and -intfile intimage.img are the same file"),
+    (BASE + ["-beam_vector", "0", "0", "1"], "the beam runs parallel to the detector plane"),
 ])
 def test_errors_are_one_line_with_status_2(argv, expected, capsys, empty_cwd):
     message = error_of(argv, capsys)
@@ -240,9 +249,68 @@ def test_errors_are_one_line_with_status_2(argv, expected, capsys, empty_cwd):
     assert os.listdir(empty_cwd) == []
 
 
-def test_library_config_errors_name_the_flag_of_the_field(capsys, empty_cwd):
-    message = error_of(BASE + ["-phi", "1e400"], capsys)
-    assert message == "nanobragg: error: -phi: CrystalConfig.phi_start_deg = inf is invalid: must be finite"
+# Every value at or below zero that has no physical meaning is an error naming it as given; where
+# nanoBragg C silently does something else with it, the message says what.
+@pytest.mark.parametrize("extra, expected", [
+    (["-detpixels", "0"], "-detpixels 0 is not physical: a pixel count must be >= 1 (nanoBragg C would silently "
+                          "take the size from -detsize, 102.4 mm: 1024 pixels)"),
+    (["-detpixels_y", "-5"], "-detpixels_y -5 is not physical: a pixel count must be >= 1 (nanoBragg C would "
+                             "silently render no pixel)"),
+    (["-N", "0"], "-N 0 is not physical: the number of unit cells must be >= 1 (nanoBragg C would silently "
+                  "use 1 cell)"),
+    (["-Nc", "-2"], "-Nc -2 is not physical: the number of unit cells must be >= 1"),
+    (["-distance", "-5"], "-distance -5 is not physical: the distance must be > 0 mm (nanoBragg C would silently "
+                          "use 5 mm, its absolute value)"),
+    (["-distance", "0"], "-distance 0 is not physical: the distance must be > 0 mm"),
+    (["-mosaic", "0.5", "-mosaic_domains", "0"], "-mosaic_domains 0 is not physical: the number of mosaic domains "
+                                                 "must be >= 1 (nanoBragg C would silently use 10 domains"),
+    (["-phisteps", "0"], "-phisteps 0 is not physical: the number of phi steps must be >= 1 (nanoBragg C would "
+                         "silently use 1 step)"),
+    (["-osc", "3", "-phisteps", "-1"], "-phisteps -1 is not physical: the number of phi steps must be >= 1 "
+                                       "(nanoBragg C would silently choose 2 steps itself"),
+    (["-oversample", "0"], "-oversample 0 is not physical: the oversampling must be >= 1 (nanoBragg C would "
+                           "silently choose it from the crystal size"),
+    (["-xtalsize", "-1"], "-xtalsize -1 is not physical: a crystal size must be >= 0 mm"),
+    (["-mosaic", "-1"], "-mosaic -1 is not physical: the mosaic spread must be >= 0 degrees"),
+    (["-divsteps", "0"], "-divsteps 0 is not physical: the number of divergence steps must be >= 1"),
+    (["-detector_abs", "-3"], "-detector_abs -3 is not physical: the attenuation depth must be > 0 µm"),
+    (["-scale", "0"], "-scale 0 is not physical: the integer-image scale must be > 0"),
+    (["-energy", "1e-320"], "-energy 1e-320 is not physical: the wavelength must be finite and > 0 Å"),
+])
+def test_non_physical_values_are_errors_saying_what_c_would_do(extra, expected, capsys, empty_cwd):
+    assert error_of(BASE + extra, capsys).startswith(f"nanobragg: error: {expected}")
+    assert os.listdir(empty_cwd) == []
+
+
+NUMERIC_FLAGS = sorted({o.key for o in OPTIONS if o.kind in ("float", "int", "cell", "misset", "number_or_inf")})
+
+
+@pytest.mark.parametrize("flag", NUMERIC_FLAGS)
+@pytest.mark.parametrize("text", ["nan", "inf", "-inf", "1e999"])
+def test_every_numeric_flag_refuses_nan_and_inf(flag, text, capsys, empty_cwd):
+    if flag == "-detector_abs" and "inf" in text:
+        return  # C's "absorb nothing", accepted
+    option = next(o for o in OPTIONS if o.key == flag)
+    message = error_of(BASE + [flag] + [text] * (1 if option.kind == "cell" else option.nargs), capsys)
+    if flag == "-cell" and text.startswith("-"):
+        assert message.startswith("nanobragg: error: -cell needs the cell")  # the cell stops at a '-'
+    else:
+        assert message == f"nanobragg: error: {flag} {text} is not a finite number"
+    assert os.listdir(empty_cwd) == []
+
+
+def test_header_values_are_checked_and_named_with_their_file(capsys, empty_cwd):
+    header = {"HEADER_BYTES": "512", "SIZE1": "4", "SIZE2": "4", "PIXEL_SIZE": "0.1", "DISTANCE": "-7"}
+    write_smv("in.img", np.zeros((4, 4), dtype=np.uint16), header)
+    argv = ["-cell", "70", "80", "90", "90", "90", "90", "-default_F", "1", "-img", "in.img"]
+    assert error_of(argv, capsys) == (
+        "nanobragg: error: -img in.img header DISTANCE=-7 is not physical: the distance must be > 0 mm "
+        "(nanoBragg C would silently use 7 mm, its absolute value)")
+    for text in ("nan", "far"):
+        write_smv("in.img", np.zeros((4, 4), dtype=np.uint16), {**header, "DISTANCE": text})
+        assert error_of(argv, capsys) == (
+            f"nanobragg: error: -img in.img: header DISTANCE={text} is not a finite number")
+    assert sorted(os.listdir(empty_cwd)) == ["in.img"]
 
 
 def test_library_message_maps_config_fields_and_names_files():
@@ -272,6 +340,23 @@ def test_output_path_that_is_a_directory(capsys, empty_cwd):
 def test_singular_matrix_is_an_error(capsys, empty_cwd):
     (empty_cwd / "flat.mat").write_text("1 0 1\n0 1 1\n0 0 0\n")
     assert "-mat flat.mat" in error_of(["-mat", "flat.mat", "-default_F", "1"], capsys)
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.mark.parametrize("flags, stream, shown", [
+    ([], io.StringIO, False),
+    ([], Terminal, True),
+    (["-progress"], io.StringIO, True),
+    (["-noprogress"], Terminal, False),
+])
+def test_progress_bar_on_a_terminal_or_when_asked(flags, stream, shown, empty_cwd):
+    err = stream()
+    assert run(parse_args(BASE + ["-nonoise", "-nopgm"] + flags), out=io.StringIO(), err=err) == 0
+    assert ("nanobragg: 100%" in err.getvalue() and "256/256" in err.getvalue()) is shown, err.getvalue()
 
 
 def test_help_lists_options(capsys):

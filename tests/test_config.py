@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 
 import numpy as np
@@ -40,6 +41,18 @@ from nanobrag_torch.config import (BeamConfig, ConfigError, CrystalConfig, Detec
     (BeamConfig, {"dispersion_percent": -1.0}, "dispersion_percent", "dispersion_percent", "-1.0"),
     (BeamConfig, {"sources": [((0, 0, 0), 1.0)]}, "sources", "sources[0] position", "(0, 0, 0)"),
     (NoiseConfig, {"intfile_scale": 0.0}, "intfile_scale", "intfile_scale", "0.0"),
+    (CrystalConfig, {"mosaic_domains": 0}, "mosaic_domains", "mosaic_domains", "0"),
+    (DetectorConfig, {"detector_thicksteps": -1}, "detector_thicksteps", "detector_thicksteps", "-1"),
+    (BeamConfig, {"hdivsteps": 0}, "hdivsteps", "hdivsteps", "0"),
+    (BeamConfig, {"dispersion_steps": 0}, "dispersion_steps", "dispersion_steps", "0"),
+    (BeamConfig, {"hdivstep_mrad": 0.0}, "hdivstep_mrad", "hdivstep_mrad", "0.0"),
+    (BeamConfig, {"polarization_axis": (1e-200, 0, 0)}, "polarization_axis", "polarization_axis", "(1e-200, 0, 0)"),
+    (DetectorConfig, {"detector_abs_um": float("inf")}, "detector_abs_um", "detector_abs_um", "inf"),
+    (NoiseConfig, {"seed": 1.5}, "seed", "seed", "1.5"),
+    (CrystalConfig, {"cell_alpha": 60, "cell_beta": 60, "cell_gamma": 120}, "cell_gamma", "cell_gamma", "120"),
+    (CrystalConfig, {"cell_alpha": 100, "cell_beta": 175}, "cell_beta", "cell_beta", "175"),
+    (CrystalConfig, {"N_cells": (1, None, 1)}, "N_cells", "N_cells[1]", "None"),
+    (DetectorConfig, {"distance_mm": "far"}, "distance_mm", "distance_mm", "'far'"),
 ])
 def test_invalid_values_raise_naming_field_and_value(cls, kwargs, field, shown_field, value):
     with pytest.raises(ConfigError) as error:
@@ -47,6 +60,65 @@ def test_invalid_values_raise_naming_field_and_value(cls, kwargs, field, shown_f
     assert isinstance(error.value, ValueError)
     assert (error.value.config, error.value.field) == (cls.__name__, field)
     assert str(error.value).startswith(f"{cls.__name__}.{shown_field} = {value} is invalid: ")
+
+
+SCALAR, TRIPLE, VECTOR, MATRIX, ROI, SOURCES = "scalar", "triple", "vector", "matrix", "roi", "sources"
+NUMERIC_FIELDS = {
+    CrystalConfig: {"cell_a": SCALAR, "cell_b": SCALAR, "cell_c": SCALAR, "cell_alpha": SCALAR,
+                    "cell_beta": SCALAR, "cell_gamma": SCALAR, "N_cells": TRIPLE, "misset_deg": TRIPLE,
+                    "phi_start_deg": SCALAR, "osc_range_deg": SCALAR, "phi_steps": SCALAR, "spindle_axis": VECTOR,
+                    "mosaic_spread_deg": SCALAR, "mosaic_domains": SCALAR, "mosaic_seed": SCALAR,
+                    "mosflm_a_star": MATRIX, "mosflm_b_star": MATRIX, "mosflm_c_star": MATRIX,
+                    "default_F": SCALAR, "fudge": SCALAR},
+    DetectorConfig: {"distance_mm": SCALAR, "close_distance_mm": SCALAR, "pixel_size_mm": SCALAR,
+                     "fpixels": SCALAR, "spixels": SCALAR, "beam_center_f": SCALAR, "beam_center_s": SCALAR,
+                     "detector_rotx_deg": SCALAR, "detector_roty_deg": SCALAR, "detector_rotz_deg": SCALAR,
+                     "detector_twotheta_deg": SCALAR, "twotheta_axis": VECTOR, "custom_fdet_vector": VECTOR,
+                     "custom_sdet_vector": VECTOR, "custom_odet_vector": VECTOR, "custom_beam_vector": VECTOR,
+                     "pix0_override_m": VECTOR, "oversample": SCALAR, "detector_thick_um": SCALAR,
+                     "detector_thicksteps": SCALAR, "detector_abs_um": SCALAR, "roi": ROI},
+    BeamConfig: {"wavelength_A": SCALAR, "fluence": SCALAR, "flux": SCALAR, "exposure": SCALAR,
+                 "beamsize_mm": SCALAR, "polarization_factor": SCALAR, "polarization_axis": VECTOR,
+                 "hdivrange_mrad": SCALAR, "vdivrange_mrad": SCALAR, "hdivstep_mrad": SCALAR,
+                 "vdivstep_mrad": SCALAR, "hdivsteps": SCALAR, "vdivsteps": SCALAR, "dispersion_percent": SCALAR,
+                 "dispersion_steps": SCALAR, "sources": SOURCES, "water_size_um": SCALAR, "dmin_A": SCALAR},
+    NoiseConfig: {"seed": SCALAR, "adc_offset_adu": SCALAR, "intfile_scale": SCALAR},
+}
+
+
+def with_value(field, kind, value):
+    """Config keyword arguments that put ``value`` into one element of ``field``."""
+    if kind == TRIPLE:
+        return {field: (1, value, 1)}
+    if kind == VECTOR:
+        return {field: (0.0, value, 1.0)}
+    if kind == MATRIX:
+        return {"mosflm_a_star": (1, 0, 0), "mosflm_b_star": (0, 1, 0), "mosflm_c_star": (0, 0, 1),
+                field: (1.0, value, 1.0)}
+    if kind == ROI:
+        return {field: (0, value, 0, 1)}
+    if kind == SOURCES:
+        return {field: [((value, 0.0, 1.0), 1.0)]}
+    return {field: value}
+
+
+NOT_NUMERIC = {"shape", "interpolate", "detector_convention", "detector_pivot", "oversample_omega", "oversample_polar",
+               "oversample_thick", "curved_detector", "point_pixel", "mask", "nopolar", "round_div"}
+
+
+def test_the_table_names_every_numeric_field():
+    for cls, table in NUMERIC_FIELDS.items():
+        assert set(table) == {f.name for f in dataclasses.fields(cls)} - NOT_NUMERIC, cls.__name__
+
+
+@pytest.mark.parametrize("cls, field, kind", [(cls, field, kind) for cls, table in NUMERIC_FIELDS.items()
+                                              for field, kind in table.items()])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_nan_and_inf_are_refused_in_every_numeric_field(cls, field, kind, value):
+    with pytest.raises(ConfigError) as error:
+        cls(**with_value(field, kind, value))
+    assert (error.value.config, error.value.field) == (cls.__name__, field)
+    assert repr(value) in str(error.value)
 
 
 def test_config_error_carries_the_value_and_survives_pickling():

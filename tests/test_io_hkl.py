@@ -51,13 +51,15 @@ def test_indices_written_as_integral_floats_are_accepted(tmp_path):
     ("1 2 3 nan", "finite"),
     ("inf 2 3 4", "finite"),
     ("# a comment", "expected four numbers"),
+    ("1 2 \xff 4", "not a text file"),
+    ("1 2 3000000000 4", "reflection 1 2 3000000000 makes the table 2 x 3 x 3000000001"),
 ])
 def test_bad_lines_name_file_and_line(tmp_path, line, message):
     path = tmp_path / "bad.hkl"
-    path.write_text(f"0 0 0 1\n{line}\n")
+    path.write_bytes(f"0 0 0 1\n\n{line}\n".encode("latin-1"))
     with pytest.raises(ValueError, match=message) as error:
         read_hkl_file(path)
-    assert "bad.hkl:2:" in str(error.value)
+    assert "bad.hkl:3:" in str(error.value)
 
 
 def test_empty_file(tmp_path):
@@ -105,6 +107,8 @@ def test_fdump_round_trip_of_the_tutorial_table(tmp_path):
 @pytest.mark.parametrize("content, message", [
     (b"not a dump", "not an Fdump"),
     (b"0 0 0 0 0 0\n\f" + b"\0" * 8, "expected 64"),
+    (b"0 -1 0 0 0 0\n\f", "h_max = -1 below h_min = 0"),
+    (b"0 1 0 0 0 0\n\f" + np.array([0, 0, 0, 0, np.nan, 0, 0, 0, 0, 0, 0, 0]).tobytes(), r"F\(1 0 0\) = nan"),
 ])
 def test_bad_fdump_is_refused(tmp_path, content, message):
     path = tmp_path / "Fdump.bin"

@@ -43,12 +43,15 @@ def test_matrix_columns_are_the_vectors_divided_by_the_wavelength(tmp_path):
 @pytest.mark.parametrize("text, message", [
     ("1 2 3 4 5 6 7 8", "nine numbers, found 8"),
     ("", "nine numbers, found 0"),
-    ("1 2 3 4 five 6 7 8 9", "'five'"),
+    ("1 2 3\n4 five 6 7 8 9", "bad.mat:2: expected nine numbers, found 'five'"),
+    ("1 2 3\n4 5 6\n7 nan 9", "bad.mat:3: 'nan' is not a finite number"),
+    ("1 2 3 4 1e999 6 7 8 9", "bad.mat:1: '1e999' is not a finite number"),
+    ("1 2 3 4 \xff 6", "bad.mat:1: not a text file"),
     ("1 2 3 2 4 6 0 0 1", "singular"),
 ])
 def test_bad_matrix_files_name_the_file_and_the_problem(tmp_path, text, message):
     path = tmp_path / "bad.mat"
-    path.write_text(text)
+    path.write_bytes(text.encode("latin-1"))
     with pytest.raises(ValueError, match=message) as error:
         read_mosflm_matrix(path, 1.0)
     assert "bad.mat" in str(error.value)

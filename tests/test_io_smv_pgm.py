@@ -49,7 +49,10 @@ def test_smv_header_grows_in_512_byte_steps(tmp_path):
 
 @pytest.mark.parametrize("content, message", [
     (b"P5 this is a pgm", "not an SMV image"),
-    (b"{\nHEADER_BYTES=512;\n}\f".ljust(512), "lacks"),
+    (b"{\nHEADER_BYTES=512;\n}\f".ljust(512), "needs SIZE1, an integer >= 1$"),
+    (b"{\nHEADER_BYTES=512;\nSIZE1=0;\nSIZE2=4;\n}\f".ljust(512), "needs SIZE1, an integer >= 1; it has SIZE1=0"),
+    (b"{\nHEADER_BYTES=-512;\nSIZE1=1;\nSIZE2=4;\n".ljust(512), "no closing"),
+    (b"{\nHEADER_BYTES=16;\nSIZE1=1;\nSIZE2=1;\n}\f".ljust(512), "runs to byte 39, past the HEADER_BYTES=16"),
     (b"{\nHEADER_BYTES=512;\nSIZE1=4;\nSIZE2=4;\n}\f".ljust(512) + b"\0" * 10, "expected 32"),
 ])
 def test_bad_smv_files_are_refused(tmp_path, content, message):

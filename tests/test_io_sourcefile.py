@@ -39,6 +39,9 @@ def test_empty_file_has_no_sources(tmp_path):
     ("-1 0 0 1 1e-10 7", "more than five"),
     ("0 0 0", "zero vector"),
     ("-1 0 0 1 -5", "must be > 0"),
+    ("-1 0 0 1 1e300", "must be > 0 \\(and finite in Å\\)"),
+    ("-1 nan 0", "not finite"),
+    ("1e-200 0 0", "zero vector, or its squared length"),
 ])
 def test_bad_lines_name_file_and_line(tmp_path, line, message):
     path = tmp_path / "s.txt"

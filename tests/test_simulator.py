@@ -12,7 +12,7 @@ import torch
 
 from nanobrag_torch import (Beam, BeamConfig, Crystal, CrystalConfig, CrystalShape, Detector, DetectorConfig,
                             Simulator, StructureFactors)
-from nanobrag_torch.simulator import FUSED_KERNEL_INPUTS, R_E_SQR_M2, PreparedRun
+from nanobrag_torch.simulator import FUSED_KERNEL_INPUTS, MAX_KEPT_BYTES, R_E_SQR_M2, PreparedRun
 
 
 def simulate(crystal=None, detector=None, beam=None, dtype=torch.float64, c_quirks=False, **run):
@@ -31,6 +31,19 @@ def test_chunking_does_not_change_the_image():
     _, chunked = simulate(pixel_batch_size=7)
     assert whole.shape == (40, 48)
     torch.testing.assert_close(chunked, whole, rtol=1e-13, atol=0)
+
+
+def test_a_large_run_recomputes_chunks_even_through_the_fused_kernel():
+    """What the fused kernel's chunks keep for the backward pass is bounded: beyond
+    MAX_KEPT_BYTES the chunks are recomputed instead."""
+    simulator, _ = simulate()
+    prepared = simulator.prepare()
+    crystal_gradient = dataclasses.replace(prepared, miller_matrix=prepared.miller_matrix.clone().requires_grad_())
+    assert prepared.kept_bytes_per_pixel() == 8 * 8  # one sub-pixel, layer and source; 8 float64 numbers
+    largest_kept = MAX_KEPT_BYTES // prepared.kept_bytes_per_pixel()
+    assert not crystal_gradient.recomputes_chunks(largest_kept)
+    assert crystal_gradient.recomputes_chunks(largest_kept + 1)
+    assert not prepared.recomputes_chunks(10 ** 12)  # no gradient: nothing to keep
 
 
 def test_progress_reports_every_chunk():

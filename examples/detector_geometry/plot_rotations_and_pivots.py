@@ -17,8 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from nanobrag_torch.config import DetectorConfig, DetectorPivot
-from nanobrag_torch.models.detector import Detector
+from nanobrag_torch import Detector, DetectorConfig, DetectorPivot
 
 # %%
 # Seen from above
@@ -47,7 +46,7 @@ for ax, pivot in zip(axes, (DetectorPivot.BEAM, DetectorPivot.SAMPLE)):
     for twotheta, color in zip((0.0, 20.0, 40.0), ("tab:blue", "tab:orange", "tab:green")):
         config = DetectorConfig(distance_mm=100.0, pixel_size_mm=1.0, fpixels=100, spixels=100,
                                 detector_pivot=pivot, detector_twotheta_deg=twotheta)
-        g = Detector(config).geometry
+        g = Detector(config).geometry()
         edge = slow_edge(g, config.spixels, 1e-3)
         ax.plot(edge[:, 0], edge[:, 1], color=color, lw=3, label=f"2θ = {twotheta:.0f}°")
         hit = beam_hit(g)
@@ -91,7 +90,7 @@ rotations = {"no rotation": {}, "rotx = 10°": dict(detector_rotx_deg=10.0),
              "roty = 10°": dict(detector_roty_deg=10.0), "rotz = 10°": dict(detector_rotz_deg=10.0)}
 for ax, (title, rotation) in zip(axes, rotations.items()):
     config = DetectorConfig(distance_mm=100.0, pixel_size_mm=1.0, fpixels=100, spixels=100, **rotation)
-    g = Detector(config).geometry
+    g = Detector(config).geometry()
     f, s, p0 = g.fdet.numpy(), g.sdet.numpy(), g.pix0_m.numpy()
     corners = 1000 * np.array([p0, p0 + 0.1 * f, p0 + 0.1 * f + 0.1 * s, p0 + 0.1 * s, p0])
     ax.fill(-corners[:, 1], corners[:, 2], color="lightgray", edgecolor="gray")

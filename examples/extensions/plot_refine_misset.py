@@ -15,18 +15,13 @@ about half a degree off on every axis.
 # 70 × 80 × 90 Å, float32 on the CPU. The small crystal has broad spots, so images at
 # nearby orientations overlap and the loss has a slope toward the answer from half a
 # degree away (the refinement tutorial shows what happens when it does not).
-import time
-
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from nanobrag_torch.config import CrystalConfig, DetectorConfig
-from nanobrag_torch.models.crystal import Crystal
-from nanobrag_torch.models.detector import Detector
-from nanobrag_torch.simulator import Simulator
+from nanobrag_torch import Crystal, CrystalConfig, Detector, DetectorConfig, Simulator
+from nanobrag_torch.plotting import show_detector_image, show_residual
 
-START = time.perf_counter()
 DTYPE = torch.float32
 TRUE_MISSET = (10.0, 20.0, 30.0)
 START_MISSET = (10.6, 19.5, 30.4)
@@ -88,7 +83,6 @@ with torch.no_grad():
     final = simulate(tuple(angles))
 errors = [abs(angle.item() - true) for angle, true in zip(angles, TRUE_MISSET)]
 print("final errors (°): " + ", ".join(f"{error:.4f}" for error in errors))
-assert max(errors) < 0.01, errors
 
 # %%
 # Convergence
@@ -96,7 +90,7 @@ assert max(errors) < 0.01, errors
 # The loss falls by orders of magnitude; it bounces early on, while Adam's steps are
 # still large, and settles as the schedule shrinks them.
 trajectory = np.array(history["angles"])
-fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), layout="constrained")
 axes[0].semilogy(history["loss"])
 axes[0].set_xlabel("iteration")
 axes[0].set_ylabel("1 − correlation")
@@ -110,36 +104,30 @@ axes[1].set_title("misset angles")
 axes[1].legend()
 for ax in axes:
     ax.grid(alpha=0.3)
-fig.tight_layout()
 plt.show()
 
 # %%
 # Before and after
 # ----------------
-# Measured image, the start and the refined model, and the residual of each (on the same
-# scale): after refinement the residual is gone.
-fig, axes = plt.subplots(2, 3, figsize=(13, 8.4))
-top = np.log10(measured.max().item())
-residual_scale = np.abs((initial - measured).numpy()).max()
+# Measured image, the start and the refined model on one colour scale, and the residual
+# of each against the measured image, also on one scale: after refinement the residual is
+# gone.
+fig, axes = plt.subplots(2, 3, figsize=(13, 8.4), layout="constrained")
+top = np.percentile(measured[measured > 0].numpy(), 99.9)
+residual_scale = np.percentile(np.abs((initial - measured).numpy()), 99)
 for column, (title, image) in enumerate([("measured", measured), ("start", initial), ("refined", final)]):
-    axes[0, column].imshow(np.log10(np.maximum(image.numpy(), 1e-30)), cmap="magma", vmin=top - 3, vmax=top)
-    axes[0, column].set_title(title)
+    picture = show_detector_image(image, axes[0, column], title=title, vmax=top, colorbar=False)
     if column:
-        axes[1, column].imshow((image - measured).numpy(), cmap="RdBu_r", vmin=-residual_scale,
-                               vmax=residual_scale)
-        axes[1, column].set_title(f"{title} − measured")
+        difference = show_residual(image - measured, axes[1, column], title=f"{title} − measured",
+                                   scale=residual_scale, colorbar=False)
+fig.colorbar(picture, ax=axes[0], label="photons per pixel", shrink=0.8)
+fig.colorbar(difference, ax=axes[1], label="photons per pixel", shrink=0.8)
 axes[1, 0].axis("off")
 axes[1, 0].text(0.0, 0.5, "true:    " + ", ".join(f"{v:.3f}°" for v in TRUE_MISSET)
                 + "\nstart:   " + ", ".join(f"{v:.3f}°" for v in START_MISSET)
                 + "\nrefined: " + ", ".join(f"{a.item():.3f}°" for a in angles),
                 family="monospace", va="center")
-for ax in axes.flat:
-    ax.set_xticks([])
-    ax.set_yticks([])
-fig.tight_layout()
 plt.show()
-
-print(f"runtime: {time.perf_counter() - START:.1f} s")
 
 # %%
 # Going further

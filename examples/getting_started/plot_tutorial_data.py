@@ -15,9 +15,7 @@ range of Miller indices, and the amplitudes.
 import matplotlib.pyplot as plt
 import numpy as np
 
-from nanobrag_torch.datasets import tutorial_data_paths
-from nanobrag_torch.io.hkl import read_hkl_file
-from nanobrag_torch.io.mosflm import read_mosflm_matrix, reciprocal_to_real_cell
+from nanobrag_torch import read_hkl_file, read_mosflm_matrix, reciprocal_to_real_cell, tutorial_data_paths
 
 # %%
 # Where the files are

@@ -16,18 +16,12 @@ spread and wavelength — against central finite differences, then
 # Gradient checks are done in float64: a central difference with step h has a truncation
 # error of order h² and a rounding error of order ε/h, and only double precision leaves a
 # range of h where both are small.
-import time
-
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from nanobrag_torch.config import BeamConfig, CrystalConfig, DetectorConfig
-from nanobrag_torch.models.crystal import Crystal
-from nanobrag_torch.models.detector import Detector
-from nanobrag_torch.simulator import Simulator
+from nanobrag_torch import BeamConfig, Crystal, CrystalConfig, Detector, DetectorConfig, Simulator
 
-START = time.perf_counter()
 DTYPE = torch.float64
 
 # %%
@@ -105,7 +99,6 @@ for name in NOMINAL:
     errors[name] = abs(autograd[name] - finite[name]) / abs(finite[name])
     print(f"{name:20}{NOMINAL[name]:>10g}{STEPS[name]:>10.0e}{autograd[name]:>16.6e}{finite[name]:>16.6e}"
           f"{errors[name]:>12.1e}")
-assert all(error < 1e-5 for error in errors.values()), errors
 
 # %%
 # The loss along each parameter, and the tangent
@@ -156,21 +149,21 @@ ax.set_title("phi_start_deg")
 ax.grid(alpha=0.3, which="both")
 fig.tight_layout()
 plt.show()
-assert min(step_errors) < 1e-7
+best = int(np.argmin(step_errors))
+print(f"best agreement: {step_errors[best]:.1e} at h = {steps[best]:.0e}°")
 
 # %%
 # gradcheck
 # ---------
 # :func:`torch.autograd.gradcheck` checks the derivative of the whole image, not only of
 # one loss: it compares the Jacobian from autograd with one from finite differences (in
-# ``fast_mode``, projected on random vectors), for all five parameters at once. A 16 × 16
-# detector keeps it quick.
+# ``fast_mode``, projected on random vectors), for all five parameters at once, and
+# returns whether they agree within its default tolerances (``raise_exception=False``: it
+# reports instead of raising). A 16 × 16 detector keeps it quick.
 inputs = tuple(torch.tensor(value, dtype=DTYPE, requires_grad=True) for value in NOMINAL.values())
-passed = torch.autograd.gradcheck(lambda *x: simulate(*x, pixels=16), inputs, fast_mode=True)
+passed = torch.autograd.gradcheck(lambda *x: simulate(*x, pixels=16), inputs, fast_mode=True,
+                                  raise_exception=False)
 print(f"gradcheck over {', '.join(NOMINAL)}: {passed}")
-assert passed
-
-print(f"runtime: {time.perf_counter() - START:.1f} s")
 
 # %%
 # What the test suite checks
@@ -183,6 +176,6 @@ print(f"runtime: {time.perf_counter() - START:.1f} s")
 # plain autograd, finite gradients at special points (phi = 0, zero mosaic spread, a pixel
 # exactly on the beam), and the refinement tutorial's own derivatives against central
 # differences in float32 and float64. The list, with tolerances, is on the page
-# *Differentiable parameters*.
+# :doc:`/differentiable_parameters`.
 
 # sphinx_gallery_thumbnail_number = 1

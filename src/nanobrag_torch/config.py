@@ -12,6 +12,7 @@ with ``requires_grad=True``; the simulated image is then differentiable with res
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Optional, Sequence, Tuple, Union
@@ -20,6 +21,16 @@ import torch
 
 Scalar = Union[float, torch.Tensor]
 """A Python number or a 0-d tensor (possibly requiring grad)."""
+
+DEFAULT_CELL_LENGTH_A = 100.0
+"""Unit-cell length of :class:`CrystalConfig` when neither it nor a MOSFLM matrix is given (Å)."""
+DEFAULT_CELL_ANGLE_DEG = 90.0
+"""Unit-cell angle of :class:`CrystalConfig` when not given (degrees)."""
+NOISE_SEED_LIMIT = 2 ** 62
+"""Largest magnitude of a noise seed: the generator's arithmetic is in 64-bit integers."""
+MIN_RELATIVE_CELL_VOLUME = 1e-6
+"""Cell volume over a·b·c below which three cell angles are refused as making no cell (an
+exactly flat cell, such as 60°, 60°, 120°, computes to about 1e-8, not 0)."""
 
 
 class ConfigError(ValueError):
@@ -85,10 +96,14 @@ class CrystalShape(Enum):
 
 
 def _value(x: Scalar) -> float:
-    """Plain float of a number or tensor, for validation only (never on the way to the image)."""
+    """Plain float of a number or tensor, for validation only (never on the way to the image);
+    NaN for anything else (None, a string), which every check refuses."""
     if isinstance(x, torch.Tensor):
         return float(x.detach().reshape(-1)[0]) if x.numel() == 1 else float("nan")
-    return float(x)
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def _describe(value: Any) -> str:
@@ -110,8 +125,20 @@ def _positive(cls: str, name: str, value: Scalar, element: str = "") -> None:
     _require(cls, name, value, math.isfinite(v) and v > 0, "must be a finite number > 0", element)
 
 
+def _non_negative(cls: str, name: str, value: Scalar, element: str = "") -> None:
+    v = _value(value)
+    _require(cls, name, value, math.isfinite(v) and v >= 0, "must be a finite number >= 0", element)
+
+
 def _finite(cls: str, name: str, value: Scalar, element: str = "") -> None:
     _require(cls, name, value, math.isfinite(_value(value)), "must be finite", element)
+
+
+def _integer(cls: str, name: str, value: Any, minimum: Optional[int] = None, element: str = "") -> None:
+    """Require a Python or NumPy integer (not a bool, not a float) of at least ``minimum``."""
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    ok = ok and (minimum is None or value >= minimum)
+    _require(cls, name, value, ok, "must be an integer" + (f" >= {minimum}" if minimum is not None else ""), element)
 
 
 def _vector3(cls: str, name: str, value: Any, nonzero: bool = True, element: str = "") -> None:
@@ -126,7 +153,27 @@ def _vector3(cls: str, name: str, value: Any, nonzero: bool = True, element: str
         ok = len(comps) == 3
     _require(cls, name, value, ok and all(math.isfinite(c) for c in comps), "must be three finite numbers", element)
     if nonzero:
-        _require(cls, name, value, any(c != 0 for c in comps), "must not be the zero vector", element)
+        _require(cls, name, value, 0 < sum(c * c for c in comps) < math.inf,
+                 "must not be the zero vector, nor so short or long that its squared length is 0 or inf", element)
+
+
+def _cell_angles_make_a_cell(cls: str, config: "CrystalConfig") -> None:
+    """Three angles make a cell when each is less than the sum of the other two and the three add
+    up to less than 360°: then ``V / (a b c) = 2 √(sin(s) sin(s − α) sin(s − β) sin(s − γ))``
+    with ``s = (α + β + γ) / 2`` is real and positive; it must reach
+    :data:`MIN_RELATIVE_CELL_VOLUME`. The at_fault of the angles given is named at fault."""
+    names = ("cell_alpha", "cell_beta", "cell_gamma")
+    given = {name: getattr(config, name) for name in names}
+    degrees = {name: DEFAULT_CELL_ANGLE_DEG if value is None else _value(value) for name, value in given.items()}
+    half_sum = math.radians(sum(degrees.values())) / 2
+    factor = math.sin(half_sum) * math.prod(math.sin(half_sum - math.radians(v)) for v in degrees.values())
+    at_fault = max((name for name in names if given[name] is not None), key=lambda name: degrees[name], default=None)
+    if at_fault is None:  # the default angles make a cell
+        return
+    others = " and ".join(f"{name} = {degrees[name]:g}" for name in names if name != at_fault)
+    _require(cls, at_fault, given[at_fault], factor > 0 and 2 * math.sqrt(factor) >= MIN_RELATIVE_CELL_VOLUME,
+             f"with {others} the angles make no unit cell (each must be less than the sum of the other two, "
+             f"and the three less than 360 degrees)")
 
 
 @dataclass
@@ -216,6 +263,7 @@ class CrystalConfig:
             if value is not None:
                 v = _value(value)
                 _require(name, angle, value, 0 < v < 180, "must be between 0 and 180 degrees")
+        _cell_angles_make_a_cell(name, self)
         _require(name, "N_cells", self.N_cells, len(self.N_cells) == 3, "needs three values")
         for i, n in enumerate(self.N_cells):
             _positive(name, "N_cells", n, f"[{i}]")
@@ -224,17 +272,13 @@ class CrystalConfig:
             _finite(name, "misset_deg", angle, f"[{i}]")
         _finite(name, "phi_start_deg", self.phi_start_deg)
         _finite(name, "osc_range_deg", self.osc_range_deg)
-        _require(name, "phi_steps", self.phi_steps, int(self.phi_steps) == self.phi_steps and self.phi_steps >= 1,
-                 "must be an integer >= 1")
+        _integer(name, "phi_steps", self.phi_steps, 1)
         if self.spindle_axis is not None:
             _vector3(name, "spindle_axis", self.spindle_axis)
-        spread = _value(self.mosaic_spread_deg)
-        _require(name, "mosaic_spread_deg", self.mosaic_spread_deg, math.isfinite(spread) and spread >= 0,
-                 "must be >= 0")
-        _require(name, "mosaic_domains", self.mosaic_domains,
-                 int(self.mosaic_domains) == self.mosaic_domains and self.mosaic_domains >= 1,
-                 "must be an integer >= 1")
-        _require(name, "default_F", self.default_F, math.isfinite(_value(self.default_F)), "must be finite")
+        _non_negative(name, "mosaic_spread_deg", self.mosaic_spread_deg)
+        _integer(name, "mosaic_domains", self.mosaic_domains, 1)
+        _integer(name, "mosaic_seed", self.mosaic_seed)
+        _finite(name, "default_F", self.default_F)
         _require(name, "shape", self.shape, isinstance(self.shape, CrystalShape), "must be a CrystalShape")
         _positive(name, "fudge", self.fudge)
 
@@ -344,9 +388,7 @@ class DetectorConfig:
             _positive(name, "close_distance_mm", self.close_distance_mm)
         _positive(name, "pixel_size_mm", self.pixel_size_mm)
         for count in ("fpixels", "spixels"):
-            value = getattr(self, count)
-            _require(name, count, value, isinstance(value, (int,)) and not isinstance(value, bool) and value >= 1,
-                     "must be an integer >= 1")
+            _integer(name, count, getattr(self, count), 1)
         for centre in ("beam_center_f", "beam_center_s"):
             if getattr(self, centre) is not None:
                 _finite(name, centre, getattr(self, centre))
@@ -367,20 +409,15 @@ class DetectorConfig:
         if self.pix0_override_m is not None:
             _vector3(name, "pix0_override_m", self.pix0_override_m, nonzero=False)
         if self.oversample is not None:
-            _require(name, "oversample", self.oversample,
-                     int(self.oversample) == self.oversample and self.oversample >= 1,
-                     "must be an integer >= 1, or None for automatic")
-        _require(name, "detector_thick_um", self.detector_thick_um,
-                 math.isfinite(_value(self.detector_thick_um)) and _value(self.detector_thick_um) >= 0, "must be >= 0")
-        _require(name, "detector_thicksteps", self.detector_thicksteps,
-                 int(self.detector_thicksteps) == self.detector_thicksteps and self.detector_thicksteps >= 1,
-                 "must be an integer >= 1")
+            _integer(name, "oversample", self.oversample, 1)
+        _non_negative(name, "detector_thick_um", self.detector_thick_um)
+        _integer(name, "detector_thicksteps", self.detector_thicksteps, 1)
         if self.detector_abs_um is not None:
-            _require(name, "detector_abs_um", self.detector_abs_um,
-                     _value(self.detector_abs_um) > 0, "must be > 0 (use None for the thickness)")
+            _positive(name, "detector_abs_um", self.detector_abs_um)
         if self.roi is not None:
-            ok = len(self.roi) == 4 and all(int(v) == v for v in self.roi)
-            _require(name, "roi", self.roi, ok, "must be four integers (fmin, fmax, smin, smax)")
+            _require(name, "roi", self.roi, len(self.roi) == 4, "must be four integers (fmin, fmax, smin, smax)")
+            for i, bound in enumerate(self.roi):
+                _integer(name, "roi", bound, element=f"[{i}]")
             fmin, fmax, smin, smax = self.roi
             _require(name, "roi", self.roi, 0 <= fmin <= fmax and 0 <= smin <= smax,
                      "needs 0 <= fmin <= fmax and 0 <= smin <= smax")
@@ -414,7 +451,7 @@ class BeamConfig:
     polarization_axis : tuple of 3 numbers, optional
         E-vector direction. Default: the detector convention's axis.
     hdivrange_mrad, vdivrange_mrad, hdivstep_mrad, vdivstep_mrad : float, optional
-        Horizontal and vertical divergence ranges and steps, in mrad.
+        Horizontal and vertical divergence ranges (≥ 0) and steps (> 0), in mrad.
     hdivsteps, vdivsteps : int, optional
         Number of divergence points per direction. Missing values are chosen as nanoBragg does.
     round_div : bool
@@ -460,30 +497,29 @@ class BeamConfig:
         _positive(name, "wavelength_A", self.wavelength_A)
         if self.fluence is not None:
             _positive(name, "fluence", self.fluence)
-        v = _value(self.flux)
-        _require(name, "flux", self.flux, math.isfinite(v) and v >= 0, "must be >= 0")
+        _non_negative(name, "flux", self.flux)
         _positive(name, "exposure", self.exposure)
         _positive(name, "beamsize_mm", self.beamsize_mm)
         _finite(name, "polarization_factor", self.polarization_factor)
         if self.polarization_axis is not None:
             _vector3(name, "polarization_axis", self.polarization_axis)
-        for rng_name in ("hdivrange_mrad", "vdivrange_mrad", "hdivstep_mrad", "vdivstep_mrad"):
-            value = getattr(self, rng_name)
-            if value is not None:
-                _require(name, rng_name, value, math.isfinite(value) and value >= 0, "must be >= 0")
+        for range_name in ("hdivrange_mrad", "vdivrange_mrad"):
+            if getattr(self, range_name) is not None:
+                _non_negative(name, range_name, getattr(self, range_name))
+        for step_name in ("hdivstep_mrad", "vdivstep_mrad"):
+            if getattr(self, step_name) is not None:
+                _positive(name, step_name, getattr(self, step_name))
         for count in ("hdivsteps", "vdivsteps", "dispersion_steps"):
-            value = getattr(self, count)
-            if value is not None:
-                _require(name, count, value, int(value) == value and value >= 0, "must be an integer >= 0")
-        _require(name, "dispersion_percent", self.dispersion_percent,
-                 math.isfinite(self.dispersion_percent) and self.dispersion_percent >= 0, "must be >= 0")
+            if getattr(self, count) is not None:
+                _integer(name, count, getattr(self, count), 1)
+        _non_negative(name, "dispersion_percent", self.dispersion_percent)
         if self.sources is not None:
             _require(name, "sources", self.sources, len(self.sources) >= 1, "needs at least one source")
             for i, (position, wavelength) in enumerate(self.sources):
                 _vector3(name, "sources", position, element=f"[{i}] position")
                 _positive(name, "sources", wavelength, f"[{i}] wavelength_A")
-        _require(name, "water_size_um", self.water_size_um, self.water_size_um >= 0, "must be >= 0")
-        _require(name, "dmin_A", self.dmin_A, self.dmin_A >= 0, "must be >= 0")
+        _non_negative(name, "water_size_um", self.water_size_um)
+        _non_negative(name, "dmin_A", self.dmin_A)
 
     @property
     def fluence_photons_per_m2(self) -> Scalar:
@@ -515,7 +551,10 @@ class NoiseConfig:
     intfile_scale: Optional[float] = None
 
     def __post_init__(self) -> None:
-        _require("NoiseConfig", "adc_offset_adu", self.adc_offset_adu,
-                 math.isfinite(self.adc_offset_adu), "must be finite")
+        if self.seed is not None:
+            _integer("NoiseConfig", "seed", self.seed)
+            _require("NoiseConfig", "seed", self.seed, abs(self.seed) <= NOISE_SEED_LIMIT,
+                     "must be within ±2**62, the range of the noise generator's 64-bit arithmetic")
+        _finite("NoiseConfig", "adc_offset_adu", self.adc_offset_adu)
         if self.intfile_scale is not None:
             _positive("NoiseConfig", "intfile_scale", self.intfile_scale)

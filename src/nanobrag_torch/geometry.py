@@ -23,6 +23,11 @@ def as_tensor(value: Any, device: Optional[torch.device], dtype: torch.dtype) ->
     return torch.as_tensor(value, device=device, dtype=dtype)
 
 
+def same_device(a: torch.device, b: torch.device) -> bool:
+    """Same device type and index; a device without an index (``cuda``) matches any index."""
+    return a.type == b.type and (a.index is None or b.index is None or a.index == b.index)
+
+
 def unit(vector: torch.Tensor) -> torch.Tensor:
     """``vector / |vector|`` along the last axis."""
     return vector / torch.linalg.vector_norm(vector, dim=-1, keepdim=True)

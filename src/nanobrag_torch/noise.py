@@ -1,10 +1,10 @@
 """Integer images made from a float image: nanoBragg's Poisson noise image and noiseless SMV image.
 
 The Poisson deviates are those of the single-precision Numerical Recipes routines that nanoBragg C
-uses (``ran1``, ``poidev``, ``gaussdev``, ``gammln``, spec §10.3), so that the same seed and the
+uses (``ran1``, ``poidev``, ``gaussdev``, ``gammln``), so that the same seed and the
 same float image give the same noise image as the C program, bit for bit. The generator is
 sequential, so the image is drawn pixel by pixel by a compiled loop
-(:mod:`nanobrag_torch._noise_kernels`, numba, compiled once and cached on disk). numba is imported
+(``nanobrag_torch._noise_kernels``, numba, compiled once and cached on disk). numba is imported
 the first time a deviate is drawn, never by runs without a noise image.
 """
 
@@ -16,8 +16,9 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from .config import NOISE_SEED_LIMIT
+
 _MAX_ADU = 65535.0
-_SEED_LIMIT = 2 ** 62
 
 
 def _kernels() -> ModuleType:
@@ -31,7 +32,7 @@ def _checked_seed(seed: int) -> int:
         value = int(seed)
     except (TypeError, ValueError, OverflowError):
         raise ValueError(f"noise seed must be an integer, got {seed!r}") from None
-    if abs(value) > _SEED_LIMIT:
+    if abs(value) > NOISE_SEED_LIMIT:
         raise ValueError(f"noise seed {value} is outside ±2**62, the range of the generator's "
                          "64-bit integer arithmetic")
     return value
@@ -116,7 +117,7 @@ def _roi_bounds(shape: Tuple[int, int], roi: Optional[Tuple[int, int, int, int]]
 
 def noise_image(float_image: np.ndarray, seed: int, adc_offset: float = 40.0,
                 roi: Optional[Tuple[int, int, int, int]] = None) -> Tuple[np.ndarray, float, int]:
-    """nanoBragg's Poisson noise image (``-noisefile``, spec §10.3).
+    """nanoBragg's Poisson noise image (``-noisefile``).
 
     For every pixel inside the ROI, in slow-major order, a Poisson deviate of the float value
     (photons) is drawn, the ADC offset added, values above 65535 clamped (counted as overloads)
@@ -168,7 +169,7 @@ def noise_image(float_image: np.ndarray, seed: int, adc_offset: float = 40.0,
 
 def int_image(float_image: np.ndarray, scale: float, adc_offset: float = 40.0,
               roi: Optional[Tuple[int, int, int, int]] = None) -> np.ndarray:
-    """nanoBragg's noiseless integer image (``-intfile``, spec §10.4).
+    """nanoBragg's noiseless integer image (``-intfile``).
 
     Inside the ROI: ``floor(float · scale + adc + 0.5)`` with the value clamped to [0, 65535]
     before rounding (the rounding is done in single precision, as C's ``floorf``). Outside: 0.

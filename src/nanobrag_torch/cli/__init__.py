@@ -22,15 +22,20 @@ documentation).
 Deliberate differences from C, all failing loudly instead of silently:
 
 * an unknown option, a stray argument, a missing or non-numeric value is an error
-  (C ignores unknown arguments and reads a missing number as 0);
-* non-physical values are errors: ``-pixel``, ``-distance``, ``-close_distance``,
-  ``-lambda``/``-energy`` ≤ 0, negative pixel counts, negative ``-N`` (``-N 0`` keeps C's
-  meaning, one cell: every N ≤ 1 is one cell);
+  (C ignores unknown arguments and reads a missing number as 0), and so is a value that is
+  not finite (``nan``, ``inf``, ``1e999``), on any flag and in an ``-img``/``-mask`` header;
+* a value outside its physical range is an error naming it as it was given, with what C
+  would have done instead where C silently substitutes something: a pixel size, distance or
+  wavelength ≤ 0, a pixel count, ``-N``, mosaic domains, phi steps, oversampling or any other
+  count ≤ 0 (``-detpixels 0``: C takes the size from ``-detsize``; ``-N 0``: C uses one cell;
+  ``-distance -5``: C uses 5 mm), a negative size, spread, range or thickness. The table is
+  :data:`~nanobrag_torch.cli.plan.PHYSICAL_BOUNDS`;
 * an unreadable input file, a malformed matrix or HKL file, no ``-cell``/``-mat``, no
   structure factors, or an unwritable output path is an error before anything is simulated.
 
-Every error is one line ``nanobragg: error: ...`` on stderr and exit status 2; no output file
-is touched (outputs are written to a temporary name and renamed).
+Every error is one line ``nanobragg: error: ...`` on stderr (and nothing else: the warnings
+of a run are printed once its inputs have been read) and exit status 2; no output file is
+touched (outputs are written to a temporary name and renamed).
 """
 
 from __future__ import annotations
@@ -65,7 +70,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return run(parse_args(argv))
     except UsageError as error:
         message = str(error)
-    except (ValueError, OSError, RuntimeError) as error:
+    except (ValueError, OSError, RuntimeError, MemoryError) as error:
         message = library_message(error)
     except KeyboardInterrupt:
         print(f"\n{PROGRAM}: interrupted", file=sys.stderr)

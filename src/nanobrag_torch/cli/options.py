@@ -8,6 +8,7 @@ Options are matched as C matches them: an argument selects every option whose te
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ class UsageError(Exception):
 # --------------------------------------------------------------------------- value parsing
 _C_FLOAT_PREFIX = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _C_INT_PREFIX = re.compile(r"\s*[+-]?\d+")
+_INTEGER = re.compile(r"[+-]?\d+")
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
@@ -71,7 +73,10 @@ class DetectorAbsorption(Enum):
 class RawArgs:
     """nanoBragg C's option variables after parsing, in C's units and with C's "unset" markers.
 
-    ``None`` means "not given" (C's NaN or −1 defaults). Lengths are in mm, angles in degrees.
+    ``None`` means "not given" (C's NaN, 0 or −1 defaults). Lengths are in mm, angles in degrees.
+    ``origins`` records, for each field set from the command line or an ``-img``/``-mask``
+    header, where its value came from (``"-detpixels_x 0"``, ``"-img a.img header
+    PIXEL_SIZE=0"``), so that an error about the value can name it as it was given.
     """
 
     Na: int = 1
@@ -96,45 +101,44 @@ class RawArgs:
     detector_absorption: DetectorAbsorption = DetectorAbsorption.NOT_GIVEN
     detector_abs_um: Optional[float] = None
     detector_thick_um: float = 0.0
-    detector_thicksteps: int = -1
+    detector_thicksteps: Optional[int] = None
     twotheta: float = 0.0
     rot: List[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
     detsize_f: float = 102.4
     detsize_s: float = 102.4
-    fpixels: int = 0
-    spixels: int = 0
+    fpixels: Optional[int] = None
+    spixels: Optional[int] = None
     curved: bool = False
     pixel: float = 0.1
     point_pixel: bool = False
     polar: float = 0.0
     nopolar: bool = False
-    oversample: int = -1
+    oversample: Optional[int] = None
     oversample_thick: bool = False
     oversample_polar: bool = False
     oversample_omega: bool = False
     roi: Optional[List[int]] = None
     wavelength_A: float = 1.0
-    wavelength_flag: str = "-lambda"
     fluence: float = DEFAULT_FLUENCE
     flux: float = 0.0
     exposure: float = 1.0
     beamsize_mm: float = 0.1
     mosaic_spread: Optional[float] = None
-    mosaic_domains: int = -1
+    mosaic_domains: Optional[int] = None
     dispersion: float = 0.0
-    dispsteps: int = -1
+    dispsteps: Optional[int] = None
     hdivrange: Optional[float] = None
     vdivrange: Optional[float] = None
     hdivstep: Optional[float] = None
     vdivstep: Optional[float] = None
-    hdivsteps: int = -1
-    vdivsteps: int = -1
+    hdivsteps: Optional[int] = None
+    vdivsteps: Optional[int] = None
     round_div: bool = True
     adc: float = 40.0
     phi0: float = 0.0
     osc: Optional[float] = None
     phistep: Optional[float] = None
-    phisteps: int = -1
+    phisteps: Optional[int] = None
     dmin: float = 0.0
     matfile: Optional[str] = None
     hklfile: Optional[str] = None
@@ -149,9 +153,9 @@ class RawArgs:
     noisefile: str = "noiseimage.img"
     write_pgm: bool = True
     calculate_noise: bool = True
-    intfile_scale: float = 0.0
-    pgm_scale: float = 0.0
-    progress: bool = True
+    intfile_scale: Optional[float] = None
+    pgm_scale: Optional[float] = None
+    progress: Optional[bool] = None
     interpolate: Optional[bool] = None
     shape: CrystalShape = CrystalShape.SQUARE
     fudge: float = 1.0
@@ -160,6 +164,7 @@ class RawArgs:
     misset_seed: Optional[int] = None
     water_um: float = 0.0
     ignored: List[str] = field(default_factory=list)
+    origins: Dict[str, str] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- option table
@@ -181,7 +186,9 @@ class Option:
     nargs : int
         Values read after the argument (``-cell`` reads up to 6, stopping at a ``-``).
     kind : str
-        ``"float"``, ``"int"``, ``"str"`` (a file name or a word) or ``"flag"``.
+        ``"float"``, ``"int"``, ``"str"`` (a file name), ``"word"``, ``"cell"`` (1 to 6 numbers),
+        ``"misset"`` (3 numbers or ``random``), ``"number_or_inf"`` (a number, or a word
+        containing ``inf``) or ``"flag"``.
     apply : callable
         ``apply(raw, values)`` sets the C variables; may return :data:`STOP`.
     """
@@ -300,13 +307,15 @@ def _apply_pix0(raw, values):
 
 
 def _apply_detector_abs(raw, values):
-    word = values[0]
-    if "inf" in word or _c_atof(word) == 0.0:
+    depth = values[0]
+    if isinstance(depth, str):  # the word C reads as "absorb nothing", or a value read leniently
+        depth = 0.0 if "inf" in depth else _c_atof(depth)
+    if depth == 0.0:
         raw.detector_thick_um = 0.0
         raw.detector_abs_um = None
         raw.detector_absorption = DetectorAbsorption.NOTHING
     else:
-        raw.detector_abs_um = _c_atof(word)
+        raw.detector_abs_um = depth
         raw.detector_absorption = DetectorAbsorption.DEPTH
 
 
@@ -341,13 +350,7 @@ def _apply_oversample_flag(name):
     return apply
 
 
-def _apply_lambda(raw, values):
-    raw.wavelength_A = values[0]
-    raw.wavelength_flag = "-lambda"
-
-
 def _apply_energy(raw, values):
-    raw.wavelength_flag = "-energy"
     raw.wavelength_A = KEV_ANGSTROM / values[0] if values[0] != 0 else 0.0
 
 
@@ -427,7 +430,7 @@ OPTIONS: Tuple[Option, ...] = (
     _opt("-pix0_vector", 3, "float", _apply_pix0),
     _opt("-distance", 1, "float", _beam_pivot("distance")),
     _opt("-close_distance", 1, "float", _sample_pivot("close_distance")),
-    _opt("-detector_abs", 1, "word", _apply_detector_abs),
+    _opt("-detector_abs", 1, "number_or_inf", _apply_detector_abs),
     _opt("-detector_thick", 1, "float", _set("detector_thick_um"), rule=15),
     _opt("-detector_thicksteps", 1, "int", _set("detector_thicksteps"), "-thicksteps"),
     _opt("-twotheta", 1, "float", _apply_twotheta),
@@ -450,7 +453,7 @@ OPTIONS: Tuple[Option, ...] = (
     _opt("-oversample_omega", 0, "flag", _apply_oversample_flag("oversample_omega")),
     _opt("-oversample", 1, "int", _set("oversample")),
     _opt("-roi", 4, "int", lambda raw, values: setattr(raw, "roi", list(values))),
-    _opt("-lambda", 1, "float", _apply_lambda, "-wave"),
+    _opt("-lambda", 1, "float", _set("wavelength_A"), "-wave"),
     _opt("-energy", 1, "float", _apply_energy),
     _opt("-fluence", 1, "float", _set("fluence")),
     _opt("-flux", 1, "float", _set("flux")),
@@ -545,6 +548,8 @@ def _strict_values(option: Option, arg: str, argv: Sequence[str], i: int, warnin
     if len(texts) < option.nargs:
         raise UsageError(f"{arg} needs {option.nargs} value{'s' if option.nargs > 1 else ''}, "
                          f"got {len(texts)}")
+    if option.kind == "number_or_inf":
+        return [texts[0] if "inf" in texts[0] else _strict_float(arg, texts[0])]
     if option.kind in ("str", "word"):
         if texts[0].startswith("-"):
             raise UsageError(f"{arg} needs a {'file name' if option.kind == 'str' else 'value'}, "
@@ -556,15 +561,23 @@ def _strict_values(option: Option, arg: str, argv: Sequence[str], i: int, warnin
 
 
 def _strict_float(flag: str, text: str) -> float:
-    if not _is_number(text):
+    """A decimal number, finite (``nan``, ``inf`` and overflowing numbers such as ``1e999`` are
+    refused: C's ``atof`` would pass them on into the image)."""
+    try:
+        value: Optional[float] = float(text)
+    except ValueError:
+        value = None
+    if value is not None and not math.isfinite(value):
+        raise UsageError(f"{flag} {text} is not a finite number")
+    if value is None or not _is_number(text):
         raise UsageError(f"{flag} needs a number, got '{text}'")
-    return float(text)
+    return value
 
 
 def _strict_int(flag: str, text: str, warnings: List[str]) -> int:
     value = _strict_float(flag, text)
     integer = _c_atoi(text)
-    if integer != value:
+    if not _INTEGER.fullmatch(text) and integer != value:
         warnings.append(f"{flag} {text}: nanoBragg reads an integer here (C atoi); using {integer}")
     return integer
 
@@ -580,7 +593,7 @@ def _lenient_values(option: Option, argv: Sequence[str], i: int) -> Optional[lis
     texts = list(argv[i + 1:i + 1 + option.nargs])
     if len(texts) < option.nargs:
         return None
-    if option.kind in ("str", "word"):
+    if option.kind in ("str", "word", "number_or_inf"):
         return texts
     convert = _c_atoi if option.kind == "int" else _c_atof
     return [convert(t) for t in texts]
@@ -626,12 +639,14 @@ def scan_arguments(argv: Sequence[str], raw: Optional[RawArgs] = None) -> Tuple[
         consumed.update(range(i + 1, i + 1 + len(values)))
         for option in matched:
             if option is primary:
-                outcome = option.apply(raw, values)
+                outcome = _apply_recording_origins(option, raw, values, " ".join(argv[i:i + 1 + len(values)]))
             else:
                 secondary = _lenient_values(option, argv, i)
                 if secondary is None:
                     continue
-                outcome = option.apply(raw, secondary)
+                typed = " ".join(argv[i:i + 1 + len(secondary)])
+                outcome = _apply_recording_origins(option, raw, secondary,
+                                                   f"{typed} (read as {option.key} by substring)")
                 if option.key not in _SILENT_SECONDARY:
                     shown = " ".join(str(v) for v in secondary)
                     warnings.append(f"{arg} also acts as {option.key}{' ' + shown if shown else ''} "
@@ -641,8 +656,20 @@ def scan_arguments(argv: Sequence[str], raw: Optional[RawArgs] = None) -> Tuple[
     return raw, warnings
 
 
+def _apply_recording_origins(option: Option, raw: RawArgs, values: list, origin: str) -> Optional[str]:
+    """Apply an option and record ``origin`` in ``raw.origins`` for every field it changed."""
+    before = {name: copy.copy(value) for name, value in vars(raw).items() if name not in ("ignored", "origins")}
+    outcome = option.apply(raw, values)
+    for name, value in before.items():
+        if getattr(raw, name) != value:
+            raw.origins[name] = origin
+    return outcome
+
+
 # --------------------------------------------------------------------------- library errors
 CONFIG_FIELD_FLAGS: Dict[str, str] = {
+    "cell_a": "-cell", "cell_b": "-cell", "cell_c": "-cell", "cell_alpha": "-cell", "cell_beta": "-cell",
+    "cell_gamma": "-cell",
     "distance_mm": "-distance", "close_distance_mm": "-close_distance", "pixel_size_mm": "-pixel",
     "fpixels": "-detpixels", "spixels": "-detpixels", "beam_center_f": "-Xbeam/-Ybeam",
     "beam_center_s": "-Xbeam/-Ybeam", "oversample": "-oversample", "detector_thick_um": "-detector_thick",
@@ -653,7 +680,7 @@ CONFIG_FIELD_FLAGS: Dict[str, str] = {
     "dmin_A": "-dmin", "N_cells": "-N", "misset_deg": "-misset", "phi_start_deg": "-phi",
     "osc_range_deg": "-osc", "phi_steps": "-phisteps", "mosaic_spread_deg": "-mosaic",
     "mosaic_domains": "-mosaic_domains", "default_F": "-default_F", "fudge": "-fudge",
-    "adc_offset_adu": "-adc", "intfile_scale": "-scale", "sources": "-sourcefile",
+    "adc_offset_adu": "-adc", "intfile_scale": "-scale", "seed": "-seed", "mosaic_seed": "-mosaic_seed", "sources": "-sourcefile",
     "spindle_axis": "-spindle_axis", "twotheta_axis": "-twotheta_axis", "polarization_axis": "-polar_vector",
 }
 """The flag that sets each library config field, to name it in an error about the field."""

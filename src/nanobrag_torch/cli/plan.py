@@ -4,21 +4,22 @@ library configurations."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..config import BeamConfig, CrystalConfig, DetectorConfig, DetectorConvention, NoiseConfig
 from ..conventions import CONVENTIONS, c_header_beam_center, command_line_pivot, default_beam_center_mm
 from ..io.mosflm import read_mosflm_matrix, reciprocal_to_real_cell
-from ..io.smv import read_smv
+from ..io.smv import read_smv, read_smv_header
 from ..io.sourcefile import read_sourcefile
 from ..rng import random_misset_deg
-from .options import KEV_ANGSTROM, DetectorAbsorption, RawArgs, UsageError, looks_like_option, scan_arguments
+from .options import DetectorAbsorption, RawArgs, UsageError, looks_like_option, scan_arguments
 
 
 # --------------------------------------------------------------------------- the plan
@@ -46,12 +47,13 @@ class Plan:
     fdump_in : str or None
         Fdump cache to read when no ``-hkl`` is given and the cache exists.
     outputs : Outputs
-    pgm_scale : float
-        ``-pgmscale`` (≤ 0: automatic).
+    pgm_scale : float or None
+        ``-pgmscale`` (None: automatic).
     header : dict
         C values that only reach the SMV header and the summary (Xbeam, Ybeam, phi0, osc, ...).
-    progress : bool
-        ``-noprogress`` not given.
+    progress : bool or None
+        True after ``-progress``, False after ``-noprogress``, None (neither): a progress bar
+        only when stderr is a terminal.
     warnings : list of str
         Lines for stderr (C quirks reproduced, ignored options).
     """
@@ -63,9 +65,9 @@ class Plan:
     hklfile: Optional[str]
     fdump_in: Optional[str]
     outputs: Outputs
-    pgm_scale: float
+    pgm_scale: Optional[float]
     header: Dict[str, float]
-    progress: bool
+    progress: Optional[bool]
     warnings: List[str]
 
 
@@ -78,7 +80,8 @@ def _require_file(flag: str, path: str) -> None:
 
 def _header_defaults(raw: RawArgs, argv: Sequence[str]) -> Tuple[RawArgs, Optional[np.ndarray]]:
     """Defaults from ``-mask`` and ``-img`` SMV headers (size, pixel, distance, wavelength, beam
-    centre, phi), read before the options as C does."""
+    centre, phi), read before the options as C does. Only the mask's pixels are read: ``-img``
+    takes just the header, as C does."""
     mask = None
     files = {}
     for i, arg in enumerate(argv[:-1]):
@@ -91,99 +94,219 @@ def _header_defaults(raw: RawArgs, argv: Sequence[str]) -> Tuple[RawArgs, Option
         path = files[flag]
         _require_file(flag, path)
         try:
-            data, header = read_smv(path)
+            if flag == "-mask":
+                mask, header = read_smv(path)
+            else:
+                header = read_smv_header(path)
         except (ValueError, OSError) as error:
             raise UsageError(f"{flag} {path}: not a readable SMV image ({error})") from None
-        _apply_smv_header(raw, header, flip_y=(flag == "-mask"))
-        if flag == "-mask":
-            mask = np.asarray(data)
+        _apply_smv_header(raw, header, f"{flag} {path}", flip_y=(flag == "-mask"))
     return raw, mask
 
 
-def _apply_smv_header(raw: RawArgs, header: Dict[str, str], flip_y: bool) -> None:
-    def number(key):
-        try:
-            return float(header[key])
-        except (KeyError, ValueError):
-            return None
+_SMV_HEADER_FIELDS = (("SIZE1", "fpixels"), ("SIZE2", "spixels"), ("PIXEL_SIZE", "pixel"), ("DISTANCE", "distance"),
+                      ("CLOSE_DISTANCE", "close_distance"), ("WAVELENGTH", "wavelength_A"), ("BEAM_CENTER_X", "Xbeam"),
+                      ("BEAM_CENTER_Y", "Ybeam"), ("ORGX", "ORGX"), ("ORGY", "ORGY"), ("PHI", "phi0"),
+                      ("OSC_RANGE", "osc"))
+"""The SMV header keys that nanoBragg C reads from ``-img`` and ``-mask``, and the option each sets."""
 
-    if number("SIZE1") is not None:
-        raw.fpixels = int(number("SIZE1"))
-    if number("SIZE2") is not None:
-        raw.spixels = int(number("SIZE2"))
-    if number("PIXEL_SIZE") is not None:
-        raw.pixel = number("PIXEL_SIZE")
+
+def _apply_smv_header(raw: RawArgs, header: Dict[str, str], source: str, flip_y: bool) -> None:
+    """Set the options of an SMV header, recording ``source`` (``"-img a.img"``) as their origin.
+
+    A key that is absent is skipped; a value that is not a finite number is an error (C would
+    read a word as 0, and pass NaN or inf on). ``-mask`` headers count BEAM_CENTER_Y from the
+    other edge (C's quirk)."""
+    values = {}
+    for key, name in _SMV_HEADER_FIELDS:
+        if key not in header:
+            continue
+        try:
+            value = float(header[key])
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise UsageError(f"{source}: header {key}={header[key]} is not a finite number")
+        values[name] = (int(value) if name in ("fpixels", "spixels") else value, f"{source} header {key}={header[key]}")
+    for name, (value, origin) in values.items():
+        setattr(raw, name, value)
+        raw.origins[name] = origin
     raw.detsize_f = raw.pixel * raw.fpixels
     raw.detsize_s = raw.pixel * raw.spixels
-    for key, name in (("DISTANCE", "distance"), ("CLOSE_DISTANCE", "close_distance"),
-                      ("WAVELENGTH", "wavelength_A"), ("BEAM_CENTER_X", "Xbeam"), ("ORGX", "ORGX"),
-                      ("ORGY", "ORGY"), ("PHI", "phi0"), ("OSC_RANGE", "osc")):
-        if number(key) is not None:
-            setattr(raw, name, number(key))
-    if number("BEAM_CENTER_Y") is not None:
-        raw.Ybeam = raw.detsize_s - number("BEAM_CENTER_Y") if flip_y else number("BEAM_CENTER_Y")
+    if "Ybeam" in values and flip_y:
+        raw.Ybeam = raw.detsize_s - raw.Ybeam
+
+
+# --------------------------------------------------------------------------- physical bounds
+@dataclass(frozen=True)
+class PhysicalBound:
+    """The physical range of one numeric option.
+
+    Attributes
+    ----------
+    field : str
+        The :class:`RawArgs` attribute (each element of it, for a list); None there means not
+        given, and is not checked.
+    what : str
+        What the value is, for the message (``"the pixel size"``).
+    unit : str
+        Its unit, for the message (``"mm"``; empty for a count).
+    minimum : float
+        The value must be above it, or at least it with ``inclusive``.
+    inclusive : bool
+    c_instead : callable (raw, value) -> str or None, optional
+        What nanoBragg C silently does with such a value instead of stopping (``"use 1 cell"``),
+        or None where C runs on with it.
+    """
+
+    field: str
+    what: str
+    unit: str
+    minimum: float
+    inclusive: bool
+    c_instead: Optional[Callable[[RawArgs, float], Optional[str]]] = None
+
+    def problem(self, raw: RawArgs) -> Optional[str]:
+        """The error message for the value of ``raw``, or None if it is within bounds."""
+        value = getattr(raw, self.field)
+        for element in (value if isinstance(value, list) else [value]):
+            if element is None or (math.isfinite(element) and (element >= self.minimum if self.inclusive
+                                                                else element > self.minimum)):
+                continue
+            origin = raw.origins.get(self.field, f"{self.field} {element:g}")
+            bound = (f"{'' if math.isfinite(element) else 'finite and '}{'>=' if self.inclusive else '>'} "
+                     f"{self.minimum:g}{' ' + self.unit if self.unit else ''}")
+            instead = self.c_instead(raw, element) if self.c_instead is not None else None
+            return (f"{origin} is not physical: {self.what} must be {bound}"
+                    + (f" (nanoBragg C would silently {instead})" if instead else ""))
+        return None
+
+
+def _c_pixels_instead(size_field: str) -> Callable[[RawArgs, float], str]:
+    def instead(raw: RawArgs, value: float) -> str:
+        if value < 0:
+            return "render no pixel"
+        size = getattr(raw, size_field)
+        return f"take the size from -detsize, {size:g} mm: {_c_pixel_count(size, raw.pixel)} pixels"
+    return instead
+
+
+def _c_phisteps_instead(raw: RawArgs, value: float) -> str:
+    if value == 0:
+        return "use 1 step"
+    steps = _resolve_phi(dataclasses.replace(raw, phisteps=None))[0]
+    return f"choose {steps} step{'s' if steps > 1 else ''} itself, as without -phisteps"
+
+
+def _c_domains_instead(raw: RawArgs, value: float) -> str:
+    domains = _resolve_mosaic(dataclasses.replace(raw, mosaic_domains=None), [])[0]
+    return f"use {domains} domain{'s' if domains > 1 else ''}, as without -mosaic_domains"
+
+
+def _ignored(consequence: str) -> Callable[[RawArgs, float], str]:
+    return lambda raw, value: f"ignore it: {consequence}"
+
+
+_AUTOMATIC = _ignored("it chooses the value itself, as if it were not given")
+
+PHYSICAL_BOUNDS: Tuple[PhysicalBound, ...] = (
+    PhysicalBound("pixel", "the pixel size", "mm", 0, False),
+    PhysicalBound("fpixels", "a pixel count", "", 1, True, _c_pixels_instead("detsize_f")),
+    PhysicalBound("spixels", "a pixel count", "", 1, True, _c_pixels_instead("detsize_s")),
+    PhysicalBound("detsize_f", "the detector size", "mm", 0, False),
+    PhysicalBound("detsize_s", "the detector size", "mm", 0, False),
+    PhysicalBound("distance", "the distance", "mm", 0, False,
+                  lambda raw, value: f"use {-value:g} mm, its absolute value" if value < 0 else None),
+    PhysicalBound("close_distance", "the distance", "mm", 0, False),
+    PhysicalBound("wavelength_A", "the wavelength", "Å", 0, False),
+    PhysicalBound("Na", "the number of unit cells", "", 1, True, lambda raw, value: "use 1 cell"),
+    PhysicalBound("Nb", "the number of unit cells", "", 1, True, lambda raw, value: "use 1 cell"),
+    PhysicalBound("Nc", "the number of unit cells", "", 1, True, lambda raw, value: "use 1 cell"),
+    PhysicalBound("sample_mm", "a crystal size", "mm", 0, True, _ignored("the number of cells comes from -N")),
+    PhysicalBound("mosaic_spread", "the mosaic spread", "degrees", 0, True, _ignored("one domain, no mosaicity")),
+    PhysicalBound("mosaic_domains", "the number of mosaic domains", "", 1, True, _c_domains_instead),
+    PhysicalBound("phisteps", "the number of phi steps", "", 1, True, _c_phisteps_instead),
+    PhysicalBound("phistep", "the phi step", "degrees", 0, False, _AUTOMATIC),
+    PhysicalBound("osc", "the oscillation range", "degrees", 0, True, _AUTOMATIC),
+    PhysicalBound("oversample", "the oversampling", "", 1, True,
+                  lambda raw, value: "choose it from the crystal size, as without -oversample"),
+    PhysicalBound("detector_thick_um", "the sensor thickness", "µm", 0, True),
+    PhysicalBound("detector_thicksteps", "the number of sensor layers", "", 1, True, _AUTOMATIC),
+    PhysicalBound("detector_abs_um", "the attenuation depth", "µm", 0, False),
+    PhysicalBound("dispersion", "the spectral dispersion", "%", 0, True, _AUTOMATIC),
+    PhysicalBound("dispsteps", "the number of wavelengths", "", 1, True, _AUTOMATIC),
+    PhysicalBound("hdivrange", "the divergence range", "mrad", 0, True, _AUTOMATIC),
+    PhysicalBound("vdivrange", "the divergence range", "mrad", 0, True, _AUTOMATIC),
+    PhysicalBound("hdivstep", "the divergence step", "mrad", 0, False, _AUTOMATIC),
+    PhysicalBound("vdivstep", "the divergence step", "mrad", 0, False, _AUTOMATIC),
+    PhysicalBound("hdivsteps", "the number of divergence steps", "", 1, True, _AUTOMATIC),
+    PhysicalBound("vdivsteps", "the number of divergence steps", "", 1, True, _AUTOMATIC),
+    PhysicalBound("fluence", "the fluence", "photons/m^2", 0, False),
+    PhysicalBound("flux", "the flux", "photons/s", 0, True),
+    PhysicalBound("exposure", "the exposure time", "s", 0, False, _ignored("-fluence is used, not -flux")),
+    PhysicalBound("beamsize_mm", "the beam size", "mm", 0, False,
+                  lambda raw, value: "ignore it: -fluence is used, not -flux" if value < 0 else None),
+    PhysicalBound("water_um", "the water thickness", "µm", 0, True),
+    PhysicalBound("dmin", "the resolution limit", "Å", 0, True, _ignored("no resolution cut")),
+    PhysicalBound("fudge", "the shape factor -fudge", "", 0, False),
+    PhysicalBound("intfile_scale", "the integer-image scale", "", 0, False, _AUTOMATIC),
+    PhysicalBound("pgm_scale", "the PGM scale", "", 0, False, _AUTOMATIC),
+)
+"""Every numeric option with a physical range, in the order they are checked: a value outside
+is an error naming it as it was given (flag or header), with what nanoBragg C does instead."""
+
+MAX_PIXELS = 2 ** 31 - 1
+"""The most pixels a detector may have: nanoBragg C counts them in a C ``int``."""
 
 
 def _check_physical(raw: RawArgs) -> None:
-    """Reject values that have no physical meaning (C would run on and write nonsense)."""
-    checks = (
-        ("-pixel", raw.pixel, raw.pixel > 0),
-        ("-distance", raw.distance, raw.distance > 0),
-        (raw.wavelength_flag, raw.wavelength_A, raw.wavelength_A > 0 and math.isfinite(raw.wavelength_A)),
-        ("-detpixels", raw.fpixels, raw.fpixels >= 0),
-        ("-detpixels", raw.spixels, raw.spixels >= 0),
-        ("-detsize", raw.detsize_f, raw.detsize_f > 0),
-        ("-detsize", raw.detsize_s, raw.detsize_s > 0),
-        ("-dispersion", raw.dispersion, raw.dispersion >= 0),
-        ("-water", raw.water_um, raw.water_um >= 0),
-        ("-dmin", raw.dmin, raw.dmin >= 0),
-        ("-fudge", raw.fudge, raw.fudge > 0),
-    )
-    for flag, value, ok in checks:
-        if not ok:
-            shown = f"{KEV_ANGSTROM / value:g} eV" if flag == "-energy" and value else f"{value:g}"
-            raise UsageError(f"{flag} {shown} is not physical (must be > 0)"
-                             if flag not in ("-detpixels", "-dispersion", "-water", "-dmin")
-                             else f"{flag} {shown} must not be negative")
-    if raw.close_distance is not None and raw.close_distance <= 0:
-        raise UsageError(f"-close_distance {raw.close_distance:g} is not physical (must be > 0)")
-    for name in ("Na", "Nb", "Nc"):
-        if getattr(raw, name) < 0:
-            raise UsageError(f"-{name} {getattr(raw, name)} is not physical "
-                             f"(cells must be >= 0; 0 and 1 both mean one cell)")
+    """Stop at the first value outside its :data:`PHYSICAL_BOUNDS`."""
+    for bound in PHYSICAL_BOUNDS:
+        problem = bound.problem(raw)
+        if problem is not None:
+            raise UsageError(problem)
+
+
+def _c_pixel_count(size_mm: float, pixel_mm: float) -> int:
+    """C's pixel count of a detector size: ``ceil(size / pixel − ½)``."""
+    count = size_mm / pixel_mm - 0.5
+    if not count < MAX_PIXELS:
+        raise UsageError(f"a detector {size_mm:g} mm wide in pixels of {pixel_mm:g} mm has more than "
+                         f"{MAX_PIXELS} pixels (nanoBragg C's limit)")
+    return int(math.ceil(count))
 
 
 def _pixel_counts(raw: RawArgs) -> Tuple[int, int, float, float]:
     """fpixels, spixels and the detector sizes (mm) as C fills them in: pixel counts win over
     sizes, and a size gives ``ceil(size / pixel − ½)`` pixels."""
-    detsize_f = raw.pixel * raw.fpixels if raw.fpixels else raw.detsize_f
-    detsize_s = raw.pixel * raw.spixels if raw.spixels else raw.detsize_s
-    fpixels = int(math.ceil(detsize_f / raw.pixel - 0.5))
-    spixels = int(math.ceil(detsize_s / raw.pixel - 0.5))
+    detsize_f = raw.pixel * raw.fpixels if raw.fpixels is not None else raw.detsize_f
+    detsize_s = raw.pixel * raw.spixels if raw.spixels is not None else raw.detsize_s
+    fpixels, spixels = _c_pixel_count(detsize_f, raw.pixel), _c_pixel_count(detsize_s, raw.pixel)
     if fpixels < 1 or spixels < 1:
-        raise UsageError(f"the detector has {fpixels} x {spixels} pixels: check -detsize/-detpixels/-pixel")
+        raise UsageError(f"the detector has {fpixels} x {spixels} pixels: -detsize {detsize_f:g} x {detsize_s:g} mm "
+                         f"is less than half a pixel of {raw.pixel:g} mm")
+    if fpixels * spixels > MAX_PIXELS:
+        raise UsageError(f"the detector has {fpixels} x {spixels} pixels, more than {MAX_PIXELS} "
+                         f"(nanoBragg C's limit)")
     return fpixels, spixels, detsize_f, detsize_s
 
 
 def _resolve_phi(raw: RawArgs) -> Tuple[int, float, float]:
     """(phi steps, C's osc, step) in degrees, completed from the given ones by nanoBragg's rules."""
-    osc = raw.osc if raw.osc is not None else -1.0
-    step = raw.phistep if raw.phistep is not None else -1.0
-    steps = raw.phisteps
-    if steps < 0:
-        if osc < 0:
-            if step <= 0:
+    osc, step, steps = raw.osc, raw.phistep, raw.phisteps
+    if steps is None:
+        if osc is None:
+            if step is None:
                 return 1, 0.0, 0.0
             return 2, step, step
-        if step <= 0:
+        if step is None:
             return 2, osc, osc / 2.0
         return int(math.ceil(osc / step)), osc, step
-    steps = max(steps, 1)
-    if osc < 0:
-        if step <= 0:
+    if osc is None:
+        if step is None:
             return steps, 1.0, 1.0 / steps
         return 2, step, step
-    if step < 0:
+    if step is None:
         return steps, osc, osc / steps
     return steps, osc, step
 
@@ -191,9 +314,11 @@ def _resolve_phi(raw: RawArgs) -> Tuple[int, float, float]:
 def _resolve_mosaic(raw: RawArgs, warnings: List[str]) -> Tuple[int, float]:
     """(domains, spread in degrees): a spread without a count gives 10 domains, no spread one."""
     spread = raw.mosaic_spread
-    if spread is None or spread <= 0:
+    if spread is None or spread == 0:
+        if raw.mosaic_domains is not None and raw.mosaic_domains > 1:
+            warnings.append(f"-mosaic_domains {raw.mosaic_domains} without a mosaic spread: 1 domain, as nanoBragg C")
         return 1, 0.0
-    if raw.mosaic_domains <= 0:
+    if raw.mosaic_domains is None:
         warnings.append(f"-mosaic {spread:g} without -mosaic_domains: 10 domains, as nanoBragg C")
         return 10, spread
     return raw.mosaic_domains, spread
@@ -208,8 +333,8 @@ def _resolve_thickness(raw: RawArgs, warnings: List[str]) -> Dict[str, object]:
     if raw.detector_absorption is DetectorAbsorption.NOTHING:
         raise UsageError("-detector_abs 0 (or inf) given before -detector_thick: nanoBragg C then "
                          "absorbs nothing in a thick sensor and writes an all-zero image")
-    layers = max(raw.detector_thicksteps, 2) if raw.detector_thicksteps > 0 else 2
-    spacing = thick / (layers - 1) if raw.detector_thicksteps > 0 else thick / 2.0
+    layers = max(raw.detector_thicksteps, 2) if raw.detector_thicksteps is not None else 2
+    spacing = thick / (layers - 1) if raw.detector_thicksteps is not None else thick / 2.0
     warnings.append(f"sensor of {thick:g} um in {layers} layers {spacing:g} um apart (they span "
                     f"{spacing * layers:g} um), and only the last layer's capture fraction multiplies "
                     f"the sum: nanoBragg C's quirks, reproduced")
@@ -279,8 +404,8 @@ def _fluence(raw: RawArgs) -> float:
     """Fluence in photons/m²: from flux·exposure/beamsize² when a flux is given."""
     beamsize_m = raw.beamsize_mm / 1000.0
     fluence = raw.fluence
-    if raw.flux != 0.0 and raw.exposure > 0 and beamsize_m >= 0:
-        fluence = raw.flux * raw.exposure / beamsize_m / beamsize_m if beamsize_m > 0 else math.inf
+    if raw.flux > 0:
+        fluence = raw.flux * raw.exposure / beamsize_m / beamsize_m
     if not (math.isfinite(fluence) and fluence > 0):
         raise UsageError(f"the fluence is {fluence:g} photons/m^2: check -fluence, or -flux, -exposure "
                          f"and -beamsize")
@@ -325,20 +450,19 @@ def _read_matrix(path: str, wavelength_A: float) -> Dict[str, object]:
 
 
 def _cells_from_sample(raw: RawArgs, orientation: Dict[str, object], warnings: List[str]) -> Tuple[int, int, int]:
-    """Na, Nb, Nc: sample sizes (clipped by the beam) override -N; every N ≤ 1 is 1."""
+    """Na, Nb, Nc: sample sizes (clipped by the beam) override -N."""
     sample = list(raw.sample_mm)
-    if raw.beamsize_mm >= 0:
-        for axis, word in ((1, "high"), (2, "wide")):
-            if raw.beamsize_mm < sample[axis]:
-                warnings.append(f"clipping sample ({sample[axis] / 1000:g} m {word}) with beam "
-                                f"({raw.beamsize_mm / 1000:g} m), as nanoBragg C")
-                sample[axis] = raw.beamsize_mm
+    for axis, word in ((1, "high"), (2, "wide")):
+        if raw.beamsize_mm < sample[axis]:
+            warnings.append(f"clipping sample ({sample[axis] / 1000:g} m {word}) with beam "
+                            f"({raw.beamsize_mm / 1000:g} m), as nanoBragg C")
+            sample[axis] = raw.beamsize_mm
     counts = [raw.Na, raw.Nb, raw.Nc]
     if any(s > 0 for s in sample):
         for axis, length_A in enumerate(_cell_lengths_A(orientation)):
             if sample[axis] > 0:
                 counts[axis] = int(math.ceil(sample[axis] / (length_A * 1e-7)))
-    return tuple(max(n, 1) for n in counts)
+    return tuple(counts)
 
 
 def _cell_lengths_A(orientation: Dict[str, object]) -> Tuple[float, float, float]:
@@ -443,22 +567,19 @@ def parse_args(argv: Sequence[str]) -> Plan:
         detector_twotheta_deg=raw.twotheta, twotheta_axis=vectors.get("twotheta_axis"),
         custom_fdet_vector=vectors.get("fdet"), custom_sdet_vector=vectors.get("sdet"),
         custom_odet_vector=vectors.get("odet"), custom_beam_vector=vectors.get("beam"),
-        oversample=raw.oversample if raw.oversample > 0 else None,
+        oversample=raw.oversample,
         oversample_omega=raw.oversample_omega, oversample_polar=raw.oversample_polar,
         oversample_thick=raw.oversample_thick, curved_detector=raw.curved, point_pixel=raw.point_pixel,
         roi=_roi(raw, fpixels, spixels), mask=mask, **_resolve_thickness(raw, warnings))
     beam = BeamConfig(
         wavelength_A=raw.wavelength_A, fluence=fluence, polarization_factor=raw.polar, nopolar=raw.nopolar,
         polarization_axis=vectors.get("polar"),
-        hdivrange_mrad=_given(raw.hdivrange, 0.0), vdivrange_mrad=_given(raw.vdivrange, 0.0),
-        hdivstep_mrad=_given(raw.hdivstep, 1e-300), vdivstep_mrad=_given(raw.vdivstep, 1e-300),
-        hdivsteps=raw.hdivsteps if raw.hdivsteps >= 0 else None,
-        vdivsteps=raw.vdivsteps if raw.vdivsteps >= 0 else None, round_div=raw.round_div,
-        dispersion_percent=raw.dispersion, dispersion_steps=raw.dispsteps if raw.dispsteps >= 0 else None,
+        hdivrange_mrad=raw.hdivrange, vdivrange_mrad=raw.vdivrange, hdivstep_mrad=raw.hdivstep,
+        vdivstep_mrad=raw.vdivstep, hdivsteps=raw.hdivsteps, vdivsteps=raw.vdivsteps, round_div=raw.round_div,
+        dispersion_percent=raw.dispersion, dispersion_steps=raw.dispsteps,
         sources=_sources(raw, convention_beam), water_size_um=raw.water_um, dmin_A=raw.dmin)
     seed = raw.seed if raw.seed is not None else int(time.time())
-    noise = NoiseConfig(seed=seed, adc_offset_adu=raw.adc,
-                        intfile_scale=raw.intfile_scale if raw.intfile_scale > 0 else None)
+    noise = NoiseConfig(seed=seed, adc_offset_adu=raw.adc, intfile_scale=raw.intfile_scale)
     warnings += _quirk_warnings(raw, phi_steps, bool(raw_interpolate), structure[0] is not None or
                                 structure[1] is not None)
     warnings += raw.ignored
@@ -479,11 +600,6 @@ def _library_seed(seed: Optional[int], default: int) -> int:
     if seed is None:
         return default
     return seed if seed > 0 else 1
-
-
-def _given(value: Optional[float], minimum: float) -> Optional[float]:
-    """A raw range/step value for BeamConfig: None when C counts it as not given (below minimum)."""
-    return value if value is not None and value >= minimum else None
 
 
 def _roi(raw: RawArgs, fpixels: int, spixels: int) -> Optional[Tuple[int, int, int, int]]:

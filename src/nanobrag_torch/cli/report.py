@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import sys
 from dataclasses import dataclass
-from typing import Dict
+from typing import Dict, Optional
 
 import numpy as np
 import torch
@@ -78,9 +78,9 @@ def smv_header(plan: Plan, geometry: DetectorGeometry, fpixels: int, spixels: in
     }
 
 
-def pgm_scale(requested: float, statistics: Statistics, int_scale: float) -> float:
-    """PGM scale: ``-pgmscale`` if > 0, else 250/(5·rmsd), else the integer-image scale."""
-    if requested > 0:
+def pgm_scale(requested: Optional[float], statistics: Statistics, int_scale: float) -> float:
+    """PGM scale: ``-pgmscale`` if given, else 250/(5·rmsd), else the integer-image scale."""
+    if requested is not None:
         return requested
     if statistics.rmsd > 0:
         return 250.0 / (5.0 * statistics.rmsd)

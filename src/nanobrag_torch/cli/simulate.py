@@ -3,12 +3,15 @@ progress bar, and write the files."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from typing import List, Optional, Sequence, Tuple
+import warnings
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from ..io.hkl import read_fdump, read_hkl_file, write_fdump
 from ..models.crystal import Crystal
@@ -20,9 +23,17 @@ from .plan import Outputs, Plan
 from .report import print_setup, write_outputs
 
 
-def _check_writable(paths: Sequence[str]) -> None:
-    """Fail before simulating if an output file could not be written."""
-    for path in paths:
+def _check_writable(outputs: Sequence[Tuple[str, str]]) -> None:
+    """Fail before simulating if an output file, given as (flag, path), could not be written, or
+    if two outputs are the same file (the later would silently replace the earlier)."""
+    seen = {}
+    for flag, path in outputs:
+        if not path:
+            raise UsageError(f"{flag} needs a file name, got ''")
+        same = seen.setdefault(os.path.realpath(path), (flag, path))
+        if same != (flag, path):
+            raise UsageError(f"{same[0]} {same[1]} and {flag} {path} are the same file: one output would "
+                             f"replace the other")
         folder = os.path.dirname(os.path.abspath(path))
         if os.path.isdir(path):
             raise UsageError(f"cannot write {path}: it is a directory")
@@ -32,9 +43,11 @@ def _check_writable(paths: Sequence[str]) -> None:
             raise UsageError(f"cannot write {path}: permission denied")
 
 
-def _output_paths(outputs: Outputs) -> List[str]:
-    paths = [outputs.floatfile, outputs.intfile, outputs.pgmfile, outputs.noisefile, outputs.fdump]
-    return [p for p in paths if p is not None]
+def _output_paths(outputs: Outputs) -> List[Tuple[str, str]]:
+    """(flag, path) of every file the run writes."""
+    named = (("-floatfile", outputs.floatfile), ("-intfile", outputs.intfile), ("-pgmfile", outputs.pgmfile),
+             ("-noisefile", outputs.noisefile), ("-dump", outputs.fdump))
+    return [(flag, path) for flag, path in named if path is not None]
 
 
 def build_simulator(plan: Plan, device="cpu", dtype=None) -> Tuple[Simulator, Optional[Tuple[torch.Tensor, Metadata]]]:
@@ -77,22 +90,39 @@ def _read_structure_factors(plan: Plan) -> Optional[Tuple[torch.Tensor, Metadata
     return None
 
 
-class _ProgressBar:
-    """A one-line progress meter on stderr, drawn only when stderr is a terminal."""
+@contextlib.contextmanager
+def progress_bar(stream, requested: Optional[bool]) -> Iterator[Optional[Callable[[int, int], None]]]:
+    """A tqdm progress bar of the rendered pixels, for :meth:`Simulator.run`'s ``progress``.
 
-    def __init__(self, stream) -> None:
-        self.stream = stream
-        self.last = -1
+    Parameters
+    ----------
+    stream : text stream
+        Where the bar is drawn (the command's stderr).
+    requested : bool or None
+        True (``-progress``): always; False (``-noprogress``): never; None: only when ``stream``
+        is a terminal, so that logs, pipes and the documentation's captured output never get one.
 
-    def __call__(self, done: int, total: int) -> None:
-        percent = int(100 * done / max(total, 1))
-        if percent != self.last:
-            self.last = percent
-            bar = "#" * (percent // 4)
-            self.stream.write(f"\r{PROGRAM}: [{bar:<25}] {percent:3d}% of {total} pixels")
-            if done >= total:
-                self.stream.write("\n")
-            self.stream.flush()
+    Yields
+    ------
+    callable or None
+        ``update(done_pixels, total_pixels)``, or None when no bar is drawn.
+    """
+    show = requested if requested is not None else stream.isatty()
+    if not show:
+        yield None
+        return
+    bars: List[tqdm] = []
+
+    def update(done: int, total: int) -> None:
+        if not bars:  # the total is known from the first report on
+            bars.append(tqdm(total=total, file=stream, desc=PROGRAM, unit="pixel", unit_scale=True))
+        bars[0].update(done - bars[0].n)
+
+    try:
+        yield update
+    finally:
+        for bar in bars:
+            bar.close()
 
 
 def run(plan: Plan, out=None, err=None) -> int:
@@ -103,21 +133,41 @@ def run(plan: Plan, out=None, err=None) -> int:
     plan : Plan
     out, err : text streams, optional
         Summary and warnings/progress streams (default stdout and stderr).
+
+    Everything that can fail on the inputs (the outputs' folders, the structure factors, the
+    set-up) is done before the plan's warnings are printed, so that a failing run prints only
+    its error line. The library's warnings during the run become warning lines too.
     """
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
-    for line in plan.warnings:
-        print(f"{PROGRAM}: warning: {line}", file=err)
     _check_writable(_output_paths(plan.outputs))
     simulator, structure = build_simulator(plan)
+    with torch.no_grad():
+        prepared = simulator.prepare()
+    for line in plan.warnings:
+        print(f"{PROGRAM}: warning: {line}", file=err)
     if plan.outputs.fdump is not None:
         print(f"writing dump file for next time: {plan.outputs.fdump}", file=out)
         write_fdump(plan.outputs.fdump, *structure)
-    progress = _ProgressBar(err) if plan.progress and err.isatty() else None
-    with torch.no_grad():
-        prepared = simulator.prepare()
-        print_setup(plan, simulator, prepared, out)
+    print_setup(plan, simulator, prepared, out)
+    with progress_bar(err, plan.progress) as progress, warnings.catch_warnings(record=True) as caught, \
+            torch.no_grad():
+        warnings.simplefilter("always")
         image = simulator.run(progress=progress, prepared=prepared)
-    floats = image.detach().cpu().numpy().astype(np.float32)
-    write_outputs(plan, prepared, floats, out)
+    for warning in caught:
+        print(f"{PROGRAM}: warning: {warning.message}", file=err)
+    write_outputs(plan, prepared, _float_image(image), out)
     return 0
+
+
+def _float_image(image: torch.Tensor) -> np.ndarray:
+    """The rendered image in single precision, as the files hold it; an error naming the first
+    pixel that is not finite there (the intensity overflowed), before any file is written."""
+    values = image.detach().cpu().numpy()
+    finite = np.isfinite(values) & (np.abs(values) <= np.finfo(np.float32).max)
+    if not finite.all():
+        slow, fast = np.argwhere(~finite)[0]
+        raise UsageError(f"pixel (fast {fast}, slow {slow}) of the image is {values[slow, fast]:g} photons, which "
+                         f"single-precision files cannot hold: check -fluence or -flux, -default_F and the "
+                         f"amplitudes of -hkl")
+    return values.astype(np.float32)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 from typing import Dict, Tuple, Union
@@ -10,8 +11,13 @@ import numpy as np
 import torch
 
 from .atomic import atomic_write
+from .text import read_text
 
 Metadata = Dict[str, int]
+
+MAX_TABLE_ENTRIES = 1 << 28
+"""The most entries (h range × k range × l range) of a table read from a file: 2 GiB of float64.
+A reflection far from the others would otherwise ask for more memory than any machine has."""
 
 
 def read_hkl_file(path: Union[str, Path], default_F: float = 0.0) -> Tuple[torch.Tensor, Metadata]:
@@ -37,10 +43,12 @@ def read_hkl_file(path: Union[str, Path], default_F: float = 0.0) -> Tuple[torch
     FileNotFoundError
         The file does not exist.
     ValueError
-        A line that is not four numbers with integral indices (the message names file and line),
-        or no reflections at all.
+        A line that is not four numbers with integral indices, or whose indices make the table
+        larger than :data:`MAX_TABLE_ENTRIES` (the message names file and line), or no
+        reflections at all.
     """
     table = _read_table(path)
+    _check_table_size(path, table[:, :3])
     indices = table[:, :3].astype(np.int64)
     minimum, maximum = indices.min(axis=0), indices.max(axis=0)
     shape = tuple(int(v) for v in maximum - minimum + 1)
@@ -64,13 +72,35 @@ def _read_table(path) -> np.ndarray:
     return _parse_lines(path)
 
 
+def _check_table_size(path, indices: np.ndarray) -> None:
+    """Refuse indices whose box would exceed :data:`MAX_TABLE_ENTRIES`, naming the line of the
+    reflection farthest out along the widest axis."""
+    spans = [int(high) - int(low) + 1 for low, high in zip(indices.min(axis=0), indices.max(axis=0))]
+    entries = math.prod(spans)
+    if entries <= MAX_TABLE_ENTRIES:
+        return
+    axis = int(np.argmax(spans))
+    row = max((int(np.argmin(indices[:, axis])), int(np.argmax(indices[:, axis]))),
+              key=lambda r: abs(indices[r, axis]))
+    line = _line_of_row(path, row)
+    hkl = " ".join(f"{v:.0f}" for v in indices[row])
+    raise ValueError(f"{path}:{line}: reflection {hkl} makes the table {' x '.join(map(str, spans))} = {entries} "
+                     f"entries, more than {MAX_TABLE_ENTRIES}")
+
+
+def _line_of_row(path, row: int) -> int:
+    """The line number of the ``row``-th reflection (blank lines hold none)."""
+    rows = (number for number, line in enumerate(read_text(path).splitlines(), start=1) if line.split())
+    return next(number for index, number in enumerate(rows) if index == row)
+
+
 def _valid(table: np.ndarray) -> bool:
     return bool(np.isfinite(table).all() and (table[:, :3] == np.round(table[:, :3])).all())
 
 
 def _parse_lines(path) -> np.ndarray:
     rows = []
-    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
         words = line.split()
         if words:
             rows.append(_parse_line(path, number, words))
@@ -144,7 +174,8 @@ def read_fdump(path: Union[str, Path]) -> Tuple[torch.Tensor, Metadata]:
     FileNotFoundError
         The file does not exist.
     ValueError
-        No header line, or a data size that does not match the header's ranges.
+        No header line, a maximum below its minimum, a data size that does not match the
+        header's ranges, or an amplitude that is not finite.
     """
     raw = Path(path).read_bytes()
     end = raw.find(b"\f")
@@ -154,12 +185,18 @@ def read_fdump(path: Union[str, Path]) -> Tuple[torch.Tensor, Metadata]:
         bounds = []
     if end < 0 or len(bounds) != 6:
         raise ValueError(f"{path}: not an Fdump file (no 'h_min h_max k_min k_max l_min l_max' header line)")
-    minimum, maximum = np.array(bounds[0::2]), np.array(bounds[1::2])
-    shape = tuple(int(v) for v in maximum - minimum + 2)
+    minimum, maximum = bounds[0::2], bounds[1::2]
+    for name, low, high in zip("hkl", minimum, maximum):
+        if high < low:
+            raise ValueError(f"{path}: Fdump header has {name}_max = {high} below {name}_min = {low}")
+    shape = tuple(high - low + 2 for low, high in zip(minimum, maximum))
     data = raw[end + 1:]
-    expected = int(np.prod(shape)) * 8
+    expected = math.prod(shape) * 8
     if len(data) != expected:
         raise ValueError(f"{path}: Fdump holds {len(data)} bytes of data, expected {expected} for its ranges")
-    padded = np.frombuffer(data, dtype=np.float64).reshape(shape)
-    grid = padded[:-1, :-1, :-1].copy()
-    return torch.from_numpy(grid), _metadata(minimum, maximum)
+    grid = np.frombuffer(data, dtype=np.float64).reshape(shape)[:-1, :-1, :-1].copy()
+    bad = np.argwhere(~np.isfinite(grid))
+    if len(bad):
+        h, k, l = (int(v) + low for v, low in zip(bad[0], minimum))
+        raise ValueError(f"{path}: F({h} {k} {l}) = {grid[tuple(bad[0])]} is not finite")
+    return torch.from_numpy(grid), _metadata(np.array(minimum), np.array(maximum))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 from typing import Tuple, Union
 
 import numpy as np
+
+from .text import read_text
 
 
 def read_mosflm_matrix(path: Union[str, Path], wavelength_A: float) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -33,30 +36,30 @@ def read_mosflm_matrix(path: Union[str, Path], wavelength_A: float) -> Tuple[np.
     FileNotFoundError
         The file does not exist.
     ValueError
-        Fewer than nine numbers, a word among them, or a singular matrix.
+        Fewer than nine numbers, a word or a number that is not finite among them (the message
+        names the file and line), or a singular matrix.
     """
-    if not wavelength_A > 0:
-        raise ValueError(f"{path}: wavelength_A = {wavelength_A!r} must be > 0")
-    words = Path(path).read_text().split()
+    if not (math.isfinite(wavelength_A) and wavelength_A > 0):
+        raise ValueError(f"{path}: wavelength_A = {wavelength_A!r} must be a finite number > 0")
+    lines = enumerate(read_text(path).splitlines(), start=1)
+    words = list(itertools.islice(((number, word) for number, line in lines for word in line.split()), 9))
     if len(words) < 9:
         raise ValueError(f"{path}: a MOSFLM matrix needs nine numbers, found {len(words)} words")
-    try:
-        numbers = [float(word) for word in words[:9]]
-    except ValueError:
-        bad = next(word for word in words[:9] if not _is_number(word))
-        raise ValueError(f"{path}: expected nine numbers, found {bad!r}") from None
+    numbers = [_finite_number(path, number, word) for number, word in words]
     matrix = np.array(numbers).reshape(3, 3) / wavelength_A
     if not np.isfinite(matrix).all() or abs(np.linalg.det(matrix)) < 1e-300:
         raise ValueError(f"{path}: the matrix is singular (its reciprocal vectors are coplanar)")
     return matrix[:, 0].copy(), matrix[:, 1].copy(), matrix[:, 2].copy()
 
 
-def _is_number(word: str) -> bool:
+def _finite_number(path, line: int, word: str) -> float:
     try:
-        float(word)
+        value = float(word)
     except ValueError:
-        return False
-    return True
+        raise ValueError(f"{path}:{line}: expected nine numbers, found {word!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{path}:{line}: {word!r} is not a finite number")
+    return value
 
 
 def cell_parameters(a, b, c) -> Tuple[float, float, float, float, float, float]:

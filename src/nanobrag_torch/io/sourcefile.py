@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import List, Sequence, Tuple, Union
 
 import numpy as np
+
+from .text import read_text
 
 _DELIMITERS = re.compile(r"[ \t,;:!]+")
 
@@ -36,11 +39,11 @@ def read_sourcefile(path: Union[str, Path], default_position_m: Sequence[float],
     Raises
     ------
     ValueError
-        A line with a word instead of a number, more than five numbers, a zero position or a
-        non-positive wavelength (names the file and line).
+        A line with a word or a number that is not finite, more than five numbers, a zero (or
+        too short or long) position or a non-positive wavelength (names the file and line).
     """
     sources = []
-    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
         words = [w for w in _DELIMITERS.split(line.strip()) if w]
         if not words:
             continue
@@ -51,11 +54,14 @@ def read_sourcefile(path: Union[str, Path], default_position_m: Sequence[float],
                              f"found {line.strip()!r}") from None
         if len(values) > 5:
             raise ValueError(f"{path}:{number}: more than five numbers: {line.strip()!r}")
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError(f"{path}:{number}: a number is not finite: {line.strip()!r}")
         position = np.array(list(values[:3]) + list(default_position_m)[len(values[:3]):], dtype=float)
-        if not np.any(position):
-            raise ValueError(f"{path}:{number}: the source position is the zero vector")
-        if len(values) == 5 and not values[4] > 0:
-            raise ValueError(f"{path}:{number}: wavelength {values[4]!r} m must be > 0")
+        if not 0 < float(position @ position) < math.inf:
+            raise ValueError(f"{path}:{number}: the source position {line.strip()!r} is the zero vector, or its "
+                             f"squared length is not a finite, nonzero number")
         wavelength_A = values[4] * 1e10 if len(values) == 5 else float(default_wavelength_A)
+        if len(values) == 5 and not (math.isfinite(wavelength_A) and wavelength_A > 0):
+            raise ValueError(f"{path}:{number}: wavelength {values[4]!r} m must be > 0 (and finite in Å)")
         sources.append((position, wavelength_A))
     return sources

@@ -33,17 +33,15 @@ def resolve_sampling(count: Optional[int], range_: Optional[float], step: Option
     Parameters
     ----------
     count : int, optional
-        Number of points; ``None`` or <= 0 means not given.
+        Number of points (≥ 1); ``None`` means not given.
     range_ : float, optional
-        Full range; ``None`` means not given (0 counts as given).
+        Full range (≥ 0); ``None`` means not given.
     step : float, optional
-        Step; ``None`` or <= 0 means not given.
+        Step (> 0); ``None`` means not given.
     range_if_only_count : float
         Range used when only the count is given (nanoBragg uses 1: one radian, or 100 %).
     """
-    has_count = count is not None and count > 0
-    has_range = range_ is not None and range_ >= 0
-    has_step = step is not None and step > 0
+    has_count, has_range, has_step = count is not None, range_ is not None, step is not None
     count_value = count if has_count else 0
     range_value = range_ if has_range else -1.0
     step_value = step if has_step else -1.0

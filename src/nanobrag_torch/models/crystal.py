@@ -7,13 +7,10 @@ from typing import Optional, Tuple, Union
 
 import torch
 
-from ..config import BeamConfig, CrystalConfig
-from ..geometry import as_tensor, rotation_about_axis, rotation_xyz, unit
+from ..config import DEFAULT_CELL_ANGLE_DEG, DEFAULT_CELL_LENGTH_A, BeamConfig, CrystalConfig
+from ..geometry import as_tensor, rotation_about_axis, rotation_xyz, same_device, unit
 from ..rng import mosaic_axes_and_factors
 from ..structure_factors import Metadata, StructureFactors
-
-DEFAULT_CELL_LENGTH_A = 100.0
-DEFAULT_CELL_ANGLE_DEG = 90.0
 
 StructureFactorInput = Union[StructureFactors, Tuple[torch.Tensor, Metadata]]
 """A :class:`~nanobrag_torch.structure_factors.StructureFactors`, or the ``(grid, metadata)``
@@ -52,11 +49,13 @@ class Crystal:
         self.config = config
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.dtype = dtype if dtype is not None else torch.float64
+        self._table: Optional[StructureFactors] = None
         if isinstance(structure_factors, StructureFactors):
             if structure_factors.default_F != float(config.default_F):
                 raise ValueError(f"Crystal: structure_factors.default_F = {structure_factors.default_F!r} but "
                                  f"config.default_F = {config.default_F!r}: give the same value, or pass the "
                                  f"(grid, metadata) pair to use config.default_F")
+            self._table = structure_factors
             structure_factors = (structure_factors.grid, structure_factors.metadata)
         self._hkl_data, self._hkl_metadata = structure_factors if structure_factors is not None else (None, None)
 
@@ -73,6 +72,7 @@ class Crystal:
     @hkl_data.setter
     def hkl_data(self, grid: Optional[torch.Tensor]) -> None:
         self._hkl_data = grid
+        self._table = None
 
     @property
     def hkl_metadata(self) -> Optional[Metadata]:
@@ -82,6 +82,7 @@ class Crystal:
     @hkl_metadata.setter
     def hkl_metadata(self, metadata: Optional[Metadata]) -> None:
         self._hkl_metadata = metadata
+        self._table = None
 
     def _t(self, value) -> torch.Tensor:
         return as_tensor(value, self.device, self.dtype)
@@ -195,15 +196,26 @@ class Crystal:
                 angles = angles[torch.tensor(source, device=self.device)]
         return angles
 
-    def mosaic_rotations(self) -> torch.Tensor:
-        """Rotation matrices of the mosaic domains, shape (domains, 3, 3); domain 0 is the identity.
+    def mosaic_rotations(self, spread_deg: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Rotation matrices of the mosaic domains; domain 0 is the identity.
 
         The axes and relative angles come from the seeded generator (bit-compatible with C);
         the spread scales the angles, so the matrices are smooth in ``mosaic_spread_deg``.
+
+        Parameters
+        ----------
+        spread_deg : tensor (S,), optional
+            Spreads to evaluate instead of the configured ``mosaic_spread_deg`` (the orientation
+            search of a refinement tries many at once).
+
+        Returns
+        -------
+        tensor (domains, 3, 3), or (S, domains, 3, 3) for ``spread_deg`` (S,)
         """
         cfg = self.config
         axes, factors = mosaic_axes_and_factors(cfg.mosaic_seed, cfg.mosaic_domains)
-        spread_rad = self._t(cfg.mosaic_spread_deg) * (math.pi / 180.0)
+        spread = cfg.mosaic_spread_deg if spread_deg is None else spread_deg[:, None]
+        spread_rad = self._t(spread) * (math.pi / 180.0)
         axes_t = torch.as_tensor(axes, device=self.device, dtype=self.dtype)
         factors_t = torch.as_tensor(factors, device=self.device, dtype=self.dtype)
         return rotation_about_axis(axes_t, spread_rad * factors_t)
@@ -232,13 +244,18 @@ class Crystal:
 
     def structure_factors(self) -> StructureFactors:
         """The structure factors on the crystal's device and in its dtype, with ``config.default_F``
-        outside the table (the simulator builds them once per run).
+        outside the table (the simulator asks once per run). A ``StructureFactors`` given to the
+        constructor already on that device and in that dtype is used as it is, so that many
+        crystals built from one table (a refinement builds one per evaluation) share it.
 
         Raises
         ------
         ValueError
             :attr:`hkl_data` without :attr:`hkl_metadata`, or a shape that does not match it.
         """
+        table = self._table
+        if table is not None and table.values.dtype == self.dtype and same_device(table.values.device, self.device):
+            return table
         return StructureFactors(self._hkl_data, self._hkl_metadata, float(self.config.default_F), dtype=self.dtype,
                                 device=self.device)
 
@@ -247,4 +264,3 @@ class Crystal:
         a, b, c = self.real_space_vectors_A()
         lengths = torch.stack([torch.linalg.vector_norm(v) for v in (a, b, c)]) * 1e-10
         return lengths * self.n_cells()
-

@@ -126,6 +126,13 @@ class Detector:
         axis. With the SAMPLE pivot, the point closest to the sample of the unrotated detector
         (at the close distance along the normal) turns with it; with the BEAM pivot, the beam
         point stays where the beam meets the detector, at the distance along the beam.
+
+        Raises
+        ------
+        ValueError
+            The beam runs exactly parallel to the detector plane (beam · normal = 0 after the
+            rotations), so that it never meets the detector: nanoBragg C divides by the
+            smallest double instead and renders nonsense.
         """
         cfg = self.config
         beam, fdet0, sdet0, odet0 = self._initial_vectors()
@@ -135,7 +142,10 @@ class Detector:
         twotheta = rotation_about_axis(self.twotheta_axis(), self._t(cfg.detector_twotheta_deg) * (math.pi / 180.0))
         full = twotheta @ rotation
         ratio = dot(beam, rotation @ odet0)
-        ratio = torch.where(ratio == 0, torch.full_like(ratio, torch.finfo(self.dtype).tiny), ratio)
+        if bool(ratio == 0):
+            raise ValueError("DetectorConfig: the beam runs parallel to the detector plane (beam . normal = 0 after "
+                             "detector_rotx/y/z_deg): it never meets the detector; check the beam and detector "
+                             "vectors and rotations")
         if cfg.close_distance_mm is not None:
             close_distance = self._t(cfg.close_distance_mm) * 1e-3
         else:

@@ -1,0 +1,212 @@
+"""Refinable parameters: their names, bounds, and how values enter the configurations.
+
+A parameter is named by its configuration and field, with an index for a field that holds
+three values: ``"crystal.phi_start_deg"``, ``"crystal.misset_deg[0]"``,
+``"detector.distance_mm"``, ``"beam.wavelength_A"``; ``"scale"`` is an overall factor on the
+simulated image. The refinable fields are the continuous fields the simulator is
+differentiable in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import sys
+from dataclasses import dataclass
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import torch
+
+from ..config import BeamConfig, CrystalConfig, DetectorConfig
+
+SCALE = "scale"
+"""Name of the overall scale factor of the simulated image."""
+
+_TINY = sys.float_info.min
+_UNBOUNDED = (-math.inf, math.inf)
+_POSITIVE = (1e-9, math.inf)
+
+# field -> (number of values, or 0 for a scalar; default lower and upper bound)
+REFINABLE_FIELDS: Dict[str, Dict[str, Tuple[int, Tuple[float, float]]]] = {
+    "crystal": {
+        "cell_a": (0, _POSITIVE), "cell_b": (0, _POSITIVE), "cell_c": (0, _POSITIVE),
+        "cell_alpha": (0, (1e-6, 180 - 1e-6)), "cell_beta": (0, (1e-6, 180 - 1e-6)),
+        "cell_gamma": (0, (1e-6, 180 - 1e-6)),
+        "N_cells": (3, (1.0, math.inf)),
+        "misset_deg": (3, _UNBOUNDED),
+        "phi_start_deg": (0, _UNBOUNDED),
+        "osc_range_deg": (0, _UNBOUNDED),
+        "mosaic_spread_deg": (0, (0.0, 180.0)),
+        "mosflm_a_star": (3, _UNBOUNDED), "mosflm_b_star": (3, _UNBOUNDED), "mosflm_c_star": (3, _UNBOUNDED),
+    },
+    "detector": {
+        "distance_mm": (0, _POSITIVE), "close_distance_mm": (0, _POSITIVE), "pixel_size_mm": (0, _POSITIVE),
+        "beam_center_f": (0, _UNBOUNDED), "beam_center_s": (0, _UNBOUNDED),
+        "detector_rotx_deg": (0, _UNBOUNDED), "detector_roty_deg": (0, _UNBOUNDED), "detector_rotz_deg": (0, _UNBOUNDED),
+        "detector_twotheta_deg": (0, _UNBOUNDED),
+        "pix0_override_m": (3, _UNBOUNDED),
+    },
+    "beam": {
+        "wavelength_A": (0, _POSITIVE), "fluence": (0, (_TINY, math.inf)),
+        "polarization_factor": (0, (-1.0, 1.0)),
+    },
+}
+"""Every refinable field, with its default bounds (physical limits: mosaic ≥ 0, N ≥ 1, lengths > 0)."""
+
+ORIENTATION_FIELDS = ("phi_start_deg", "misset_deg")
+"""Crystal fields that only rotate the crystal: the global orientation search moves them."""
+
+NOT_FITTED_TO_SPOT_POSITIONS = ("N_cells", "fluence", "polarization_factor", "mosaic_spread_deg")
+"""Fields the fit of the spot positions leaves to the image likelihood: those that change how
+bright the spots are but not where they are, and the mosaic spread, which moves the spots of
+the rotated domains in a way entangled with which domain a spot belongs to (the orientation
+search sets it)."""
+
+_UNSET_ALLOWED = ("beam_center_f", "beam_center_s")
+"""Fields whose ``None`` (the convention's default) a starting value may replace."""
+
+_NAME = re.compile(r"^(crystal|detector|beam)\.(\w+)(?:\[(\d)\])?$")
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One refined parameter.
+
+    Attributes
+    ----------
+    name : str
+        ``"config.field"`` or ``"config.field[i]"``, or ``"scale"``.
+    config : str
+        ``"crystal"``, ``"detector"``, ``"beam"`` or ``"scale"``.
+    field : str
+        Field of the configuration (``"scale"`` for the scale).
+    index : int or None
+        Position in a three-valued field.
+    lower, upper : float
+        Bounds the refinement keeps the value in.
+    """
+
+    name: str
+    config: str
+    field: str
+    index: Optional[int]
+    lower: float
+    upper: float
+
+    @property
+    def is_orientation(self) -> bool:
+        """True for the crystal's rotation angles (phi and misset)."""
+        return self.config == "crystal" and self.field in ORIENTATION_FIELDS
+
+    @property
+    def is_mosaic_spread(self) -> bool:
+        """True for the crystal's mosaic spread."""
+        return self.config == "crystal" and self.field == "mosaic_spread_deg"
+
+    @property
+    def fitted_to_spot_positions(self) -> bool:
+        """True when the spot-position fit moves the parameter: it moves spots on the detector
+        in a way the positions alone determine (see :data:`NOT_FITTED_TO_SPOT_POSITIONS`)."""
+        return self.config != SCALE and self.field not in NOT_FITTED_TO_SPOT_POSITIONS
+
+
+def parse_parameters(parameters: Mapping[str, float], configs: Mapping[str, object],
+                     bounds: Optional[Mapping[str, Tuple[float, float]]] = None
+                     ) -> Tuple[List[Parameter], torch.Tensor]:
+    """Check the names, attach bounds, and return the parameters and their starting values.
+
+    Parameters
+    ----------
+    parameters : mapping of str to float
+        Starting value of each parameter to refine, by name.
+    configs : mapping
+        ``{"crystal": CrystalConfig, "detector": DetectorConfig, "beam": BeamConfig}``.
+    bounds : mapping of str to (float, float), optional
+        Bounds that replace the defaults, by name (``None`` or ±inf for an open side).
+
+    Returns
+    -------
+    parameters : list of Parameter
+    start : tensor (P,), float64
+
+    Raises
+    ------
+    ValueError
+        No parameters, an unknown or non-refinable name, a non-finite start, a start outside
+        its bounds, a field the configuration leaves unset, or bounds for a name not refined.
+    """
+    if not parameters:
+        raise ValueError("parameters is empty: name at least one parameter to refine, "
+                         "e.g. {'crystal.phi_start_deg': 1.0}")
+    bounds = dict(bounds or {})
+    unknown = set(bounds) - set(parameters)
+    if unknown:
+        raise ValueError(f"bounds given for {sorted(unknown)}, which are not refined (parameters: {sorted(parameters)})")
+    parsed, start = [], []
+    for name, value in parameters.items():
+        parameter = _parameter(name, configs)
+        lower, upper = bounds.get(name, (parameter.lower, parameter.upper))
+        lower = -math.inf if lower is None else float(lower)
+        upper = math.inf if upper is None else float(upper)
+        value = float(value)
+        if not math.isfinite(value):
+            raise ValueError(f"parameters[{name!r}] = {value!r}: the starting value must be finite")
+        if not lower <= value <= upper:
+            raise ValueError(f"parameters[{name!r}] = {value!r} is outside its bounds [{lower:g}, {upper:g}]")
+        parsed.append(dataclasses.replace(parameter, lower=lower, upper=upper))
+        start.append(value)
+    return parsed, torch.tensor(start, dtype=torch.float64)
+
+
+def _parameter(name: str, configs: Mapping[str, object]) -> Parameter:
+    if name == SCALE:
+        return Parameter(SCALE, SCALE, SCALE, None, _TINY, math.inf)
+    match = _NAME.match(name) if isinstance(name, str) else None
+    if match is None:
+        raise ValueError(f"parameter name {name!r} is not 'scale' nor 'crystal.<field>', 'detector.<field>' or "
+                         f"'beam.<field>' (with [0], [1] or [2] for a field of three values)")
+    config, field, index = match.group(1), match.group(2), match.group(3)
+    fields = REFINABLE_FIELDS[config]
+    if field not in fields:
+        raise ValueError(f"parameter {name!r}: {config}.{field} is not a refinable field; refinable {config} "
+                         f"fields: {', '.join(sorted(fields))}")
+    length, (lower, upper) = fields[field]
+    if length and index is None:
+        raise ValueError(f"parameter {name!r}: {config}.{field} holds {length} values; name one, "
+                         f"e.g. '{config}.{field}[0]'")
+    if not length and index is not None:
+        raise ValueError(f"parameter {name!r}: {config}.{field} holds one value; drop the index")
+    if index is not None and int(index) >= length:
+        raise ValueError(f"parameter {name!r}: index {index} is out of range for {config}.{field} "
+                         f"({length} values)")
+    if getattr(configs[config], field) is None and field not in _UNSET_ALLOWED:
+        raise ValueError(f"parameter {name!r}: {config}.{field} is not set in the {config} configuration; "
+                         f"the refinement only moves fields the configuration uses")
+    return Parameter(name, config, field, None if index is None else int(index), lower, upper)
+
+
+def configs_with(configs: Mapping[str, object], parameters: Sequence[Parameter],
+                 values: Sequence[torch.Tensor]) -> Tuple[CrystalConfig, DetectorConfig, BeamConfig]:
+    """The crystal, detector and beam configurations with the refined fields set to ``values``
+    (tensors, possibly carrying gradients or tangents); a configuration without a refined field
+    is returned as it is, and the scale, not a field, is skipped."""
+    updates: Dict[str, Dict[str, object]] = {"crystal": {}, "detector": {}, "beam": {}}
+    for parameter, value in zip(parameters, values):
+        if parameter.config == SCALE:
+            continue
+        changes = updates[parameter.config]
+        if parameter.index is None:
+            changes[parameter.field] = value
+        else:
+            items = changes.setdefault(parameter.field, _as_items(getattr(configs[parameter.config], parameter.field)))
+            items[parameter.index] = value
+    return tuple(dataclasses.replace(configs[name], **{field: tuple(v) if isinstance(v, list) else v
+                                                       for field, v in updates[name].items()})
+                 if updates[name] else configs[name] for name in ("crystal", "detector", "beam"))
+
+
+def _as_items(value) -> List[object]:
+    if isinstance(value, torch.Tensor):
+        return list(value.reshape(-1).unbind())
+    return list(value)

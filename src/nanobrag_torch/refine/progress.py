@@ -1,0 +1,45 @@
+"""The refinement's progress bar: stage, simulator evaluations and loss, through tqdm."""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+
+class Progress:
+    """A progress bar on standard error, or nothing.
+
+    Parameters
+    ----------
+    enabled : bool or None
+        True: always; False: never; None: when standard error is a terminal (so never in a
+        documentation build or a log file). In a notebook, ``tqdm.auto`` draws a widget.
+    """
+
+    def __init__(self, enabled: Optional[bool]):
+        if enabled is None:
+            enabled = sys.stderr.isatty()
+        self._bar = None
+        if enabled:
+            from tqdm.auto import tqdm  # imported only when a bar is drawn
+            self._bar = tqdm(desc="refine", unit=" evaluations", leave=True, file=sys.stderr)
+
+    def stage(self, name: str) -> None:
+        """Show the stage the refinement is in."""
+        if self._bar is not None:
+            self._bar.set_description(f"refine: {name}")
+
+    def evaluation(self) -> None:
+        """Count one simulator evaluation."""
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def loss(self, value: float) -> None:
+        """Show the current loss."""
+        if self._bar is not None:
+            self._bar.set_postfix(loss=f"{value:.6g}")
+
+    def close(self) -> None:
+        """Remove nothing, stop updating."""
+        if self._bar is not None:
+            self._bar.close()

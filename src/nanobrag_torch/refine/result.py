@@ -1,0 +1,63 @@
+"""What a refinement returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List
+
+import torch
+
+
+@dataclass
+class RefinementResult:
+    """The outcome of :func:`nanobrag_torch.refine.refine`.
+
+    Attributes
+    ----------
+    names : list of str
+        The refined parameters, in the order of ``covariance``.
+    values : dict of str to float
+        Estimates.
+    stderr : dict of str to float
+        Standard errors: square roots of the diagonal of ``covariance``.
+    covariance : tensor (P, P), float64
+        Inverse Fisher information of the likelihood at the estimates (for ``"mse"``, scaled by
+        the residual variance).
+    history : list of dict
+        One entry per step: ``{"iteration", "stage", "loss", "values", "pixels"}``: the stage
+        (``"start"``, ``"orientation search"``, ``"spot positions"``, ``"local"``), the loss over
+        that many pixels near the spots, and the parameters' values.
+    converged : bool
+        Whether the last stage met its convergence test.
+    message : str
+        How the refinement ended.
+    evaluations : int
+        Simulator runs used (a forward-mode pass for one Jacobian column counts as one).
+    pixels : int
+        Pixels the final stage evaluated.
+    """
+
+    names: List[str]
+    values: Dict[str, float]
+    stderr: Dict[str, float]
+    covariance: torch.Tensor
+    history: List[Dict[str, object]] = field(default_factory=list)
+    converged: bool = False
+    message: str = ""
+    evaluations: int = 0
+    pixels: int = 0
+
+    @property
+    def correlation(self) -> torch.Tensor:
+        """Correlation matrix of the estimates, (P, P)."""
+        scale = torch.sqrt(torch.diag(self.covariance))
+        return self.covariance / (scale[:, None] * scale[None, :])
+
+    def summary(self) -> str:
+        """A table of estimates and standard errors."""
+        width = max(len(name) for name in self.names)
+        lines = [f"{'parameter':<{width}}  {'estimate':>14}  {'std. error':>11}"]
+        for name in self.names:
+            lines.append(f"{name:<{width}}  {self.values[name]:>14.6g}  {self.stderr[name]:>11.3g}")
+        lines.append(f"{self.message} ({self.evaluations} simulator evaluations, {self.pixels} pixels)")
+        return "\n".join(lines)

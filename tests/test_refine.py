@@ -1,0 +1,286 @@
+"""Refinement (:func:`nanobrag_torch.refine.refine`) on a small experiment, CI-sized.
+
+The experiment: a triclinic-like cell (30 × 35 × 40 Å, β = 95°) of 20³ cells, five mosaic
+domains spread by 0.3°, on a 256 × 256 detector of 0.1 mm pixels at 80 mm, λ = 1 Å, about
+2,900 photons in all, in about 40 spots. Noise images come from the package's own Poisson
+noise (bit-identical to ``nanobragg``'s). The tutorial's capture range (2.5° of orientation,
+a quarter to four times the mosaic spread, 1 mm of distance and 0.5 mm of beam centre at
+231 mm) is tested here at the same angles: the detector errors are scaled by 80/231.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from nanobrag_torch import BeamConfig, CrystalConfig, DetectorConfig, DetectorConvention, Simulator
+from nanobrag_torch import Crystal, Detector, default_beam_center_mm
+from nanobrag_torch.noise import noise_image
+from nanobrag_torch.refine import Gaussian, MeanSquaredError, Poisson, RefinementResult, refine
+from nanobrag_torch.refine.solver import levenberg_marquardt
+
+CRYSTAL = CrystalConfig(cell_a=30.0, cell_b=35.0, cell_c=40.0, cell_alpha=90.0, cell_beta=95.0, cell_gamma=90.0,
+                        misset_deg=(10.0, 20.0, 30.0), N_cells=(20, 20, 20), default_F=100.0,
+                        mosaic_spread_deg=0.3, mosaic_domains=5, mosaic_seed=11)
+DETECTOR = DetectorConfig(distance_mm=80.0, pixel_size_mm=0.1, fpixels=256, spixels=256)
+BEAM = BeamConfig(wavelength_A=1.0, fluence=3e25)
+EXPERIMENT = dict(crystal=CRYSTAL, detector=DETECTOR, beam=BEAM)
+BEAM_CENTRE_MM = default_beam_center_mm(DetectorConvention.MOSFLM, 0.1, 256, 256)
+SCALE_TO_TUTORIAL = 80.0 / 231.27
+"""Detector errors of the tutorial (at 231 mm) scaled to this detector's distance, so that
+they are the same angles."""
+
+TRUTH = {"crystal.phi_start_deg": 0.0, "crystal.mosaic_spread_deg": 0.3,
+         "crystal.misset_deg[0]": 10.0, "crystal.misset_deg[1]": 20.0, "crystal.misset_deg[2]": 30.0,
+         "detector.distance_mm": 80.0, "detector.beam_center_f": BEAM_CENTRE_MM[0],
+         "detector.beam_center_s": BEAM_CENTRE_MM[1], "scale": 1.0}
+
+
+@functools.lru_cache(maxsize=None)
+def expected_image() -> np.ndarray:
+    """The noise-free image (photons per pixel), float64."""
+    simulator = Simulator(Crystal(CRYSTAL), Detector(DETECTOR), BEAM)
+    return simulator.run().numpy()
+
+
+@functools.lru_cache(maxsize=None)
+def counts(seed: int) -> np.ndarray:
+    """A Poisson-noise image of the experiment (photon counts)."""
+    return noise_image(expected_image(), seed=seed, adc_offset=0.0)[0].astype(np.float64)
+
+
+def assert_within(result: RefinementResult, sigmas: float = 5.0):
+    for name in result.names:
+        error = result.values[name] - TRUTH[name]
+        assert abs(error) < sigmas * result.stderr[name], (
+            f"{name}: {result.values[name]:.6g} is {error / result.stderr[name]:.1f} standard errors "
+            f"({result.stderr[name]:.3g}) from the truth {TRUTH[name]:.6g}")
+
+
+# ----------------------------------------------------------------------------- capture range
+FAR_ORIENTATION = {"crystal.misset_deg[0]": 12.5, "crystal.misset_deg[1]": 17.5, "crystal.misset_deg[2]": 32.5,
+                   "crystal.mosaic_spread_deg": 1.2}
+FAR_GEOMETRY = {"crystal.phi_start_deg": -2.5, "crystal.mosaic_spread_deg": 0.075,
+                "detector.distance_mm": 80.0 + 1.0 * SCALE_TO_TUTORIAL,
+                "detector.beam_center_f": BEAM_CENTRE_MM[0] + 0.5 * SCALE_TO_TUTORIAL,
+                "detector.beam_center_s": BEAM_CENTRE_MM[1] - 0.5 * SCALE_TO_TUTORIAL}
+
+
+@pytest.mark.parametrize("start", [FAR_ORIENTATION, FAR_GEOMETRY], ids=["misset+mosaic", "phi+mosaic+detector"])
+def test_poisson_reaches_the_truth_from_far(start):
+    result = refine(counts(5), start, likelihood="poisson", **EXPERIMENT)
+    assert result.converged, result.message
+    assert_within(result)
+
+
+def test_gaussian_with_readout_noise_reaches_the_truth_from_far():
+    readout = 2.0
+    noisy = counts(6) + np.random.default_rng(6).normal(0.0, readout, counts(6).shape)
+    start = {"crystal.phi_start_deg": 2.5, "crystal.mosaic_spread_deg": 0.075}
+    result = refine(noisy.clip(min=0), start, likelihood=Gaussian(readout_noise_photons=readout), **EXPERIMENT)
+    assert result.converged, result.message
+    assert_within(result)
+
+
+@pytest.mark.parametrize("likelihood", ["mse", "poisson"])
+def test_noise_free_image_gives_the_truth_to_1e4_degrees(likelihood):
+    start = {"crystal.phi_start_deg": -2.0, "crystal.mosaic_spread_deg": 0.9}
+    result = refine(expected_image(), start, likelihood=likelihood, **EXPERIMENT)
+    assert result.converged, result.message
+    for name in start:
+        assert abs(result.values[name] - TRUTH[name]) < 1e-4, (name, result.values[name])
+
+
+# ----------------------------------------------------------------------------- error bars
+def test_error_bars_are_calibrated_over_noise_realisations():
+    """(estimate − truth)/stderr over 30 noise seeds has a standard deviation within [0.7, 1.4]
+    for every parameter (30 draws: a calibrated estimator falls outside with probability < 2 %)."""
+    names = ["crystal.phi_start_deg", "crystal.mosaic_spread_deg", "detector.distance_mm", "scale"]
+    pulls = {name: [] for name in names}
+    for seed in range(100, 130):
+        result = refine(counts(seed), {name: TRUTH[name] for name in names}, **EXPERIMENT)
+        for name in names:
+            pulls[name].append((result.values[name] - TRUTH[name]) / result.stderr[name])
+    for name, values in pulls.items():
+        spread = float(np.std(values, ddof=1))
+        assert 0.7 <= spread <= 1.4, f"{name}: pulls have standard deviation {spread:.2f}: {np.round(values, 2)}"
+        assert abs(float(np.mean(values))) < 3 * spread / math.sqrt(len(values)) + 0.2, (name, np.mean(values))
+
+
+def test_standard_errors_are_the_inverse_fisher_information():
+    """The covariance equals the inverse of Σ (∂μ/∂θ)(∂μ/∂θ)ᵀ/μ over the whole detector, with the
+    derivatives taken by central differences in float64 here (the refinement uses forward-mode
+    derivatives in float32 over the pixels near the spots)."""
+    names = ["crystal.phi_start_deg", "crystal.mosaic_spread_deg", "detector.distance_mm"]
+    result = refine(counts(7), {name: TRUTH[name] for name in names}, **EXPERIMENT)
+    steps = {"crystal.phi_start_deg": 1e-4, "crystal.mosaic_spread_deg": 1e-4, "detector.distance_mm": 1e-4}
+
+    def image(**changes):
+        crystal = CrystalConfig(**{**CRYSTAL.__dict__, "phi_start_deg": result.values["crystal.phi_start_deg"],
+                                   "mosaic_spread_deg": result.values["crystal.mosaic_spread_deg"],
+                                   **changes.get("crystal", {})})
+        detector = DetectorConfig(**{**DETECTOR.__dict__, "distance_mm": result.values["detector.distance_mm"],
+                                     **changes.get("detector", {})})
+        return Simulator(Crystal(crystal), Detector(detector), BEAM).run().reshape(-1)
+
+    mu = image()
+    columns = []
+    for name in names:
+        group, field = name.split(".")
+        step = steps[name]
+        plus = image(**{group: {field: result.values[name] + step}})
+        minus = image(**{group: {field: result.values[name] - step}})
+        columns.append((plus - minus) / (2 * step))
+    jacobian = torch.stack(columns, dim=1)
+    fisher = jacobian.T @ (jacobian / (mu + 1e-6)[:, None])
+    expected = torch.sqrt(torch.diag(torch.linalg.inv(fisher)))
+    for name, value in zip(names, expected):
+        assert result.stderr[name] == pytest.approx(float(value), rel=0.05), name
+
+
+# ----------------------------------------------------------------------------- robustness
+def test_bounds_hold_and_replace_the_defaults():
+    start = {"crystal.phi_start_deg": 0.05, "crystal.mosaic_spread_deg": 0.45}
+    result = refine(counts(5), start, bounds={"crystal.mosaic_spread_deg": (0.4, 0.5)}, **EXPERIMENT)
+    assert 0.4 <= result.values["crystal.mosaic_spread_deg"] <= 0.5
+    assert all(0.4 <= entry["values"]["crystal.mosaic_spread_deg"] <= 0.5 for entry in result.history)
+
+
+class _Bowl:
+    """A quadratic loss with a region where the model is not finite, to test the solver."""
+
+    def __init__(self):
+        self.pixels = torch.arange(3)
+        self.observed = torch.zeros(3, dtype=torch.float64)
+
+    def loss(self, x):
+        return math.nan if float(x[0]) > 1.5 else float(((x - 2.0) ** 2).sum())
+
+    def linearize(self, x):
+        return self.loss(x), 2 * (x - 2.0), 2 * torch.eye(x.numel(), dtype=torch.float64), torch.ones(3)
+
+    def covariance(self, matrix, expected, n_parameters):
+        return torch.linalg.inv(matrix)
+
+
+def test_solver_rejects_steps_into_non_finite_losses():
+    """The minimum (2, 2) lies where the loss is NaN: every step into that region is rejected and
+    shrunk, so the solver ends at the edge of the finite region, never at a NaN."""
+    seen = []
+    start = torch.tensor([0.0, 0.0], dtype=torch.float64)
+    result = levenberg_marquardt(_Bowl(), start, torch.full((2,), -math.inf, dtype=torch.float64),
+                                 torch.full((2,), math.inf, dtype=torch.float64),
+                                 on_iteration=lambda x, loss: seen.append(loss))
+    assert seen and all(math.isfinite(loss) for loss in seen)
+    assert seen == sorted(seen, reverse=True)
+    assert math.isfinite(result.loss) and result.loss < _Bowl().loss(start)
+    assert 1.4 < float(result.x[0]) <= 1.5
+
+
+@pytest.mark.parametrize("change,words", [
+    (dict(observed=np.zeros((10, 10))), "observed has shape"),
+    (dict(observed=-np.ones((256, 256))), "negative pixels"),
+    (dict(observed=np.full((256, 256), np.nan)), "non-finite"),
+    (dict(parameters={}), "parameters is empty"),
+    (dict(parameters={"crystal.colour": 1.0}), "not a refinable field"),
+    (dict(parameters={"crystal.default_F": 100.0}), "not a refinable field"),
+    (dict(parameters={"phi": 1.0}), "is not 'scale'"),
+    (dict(parameters={"crystal.misset_deg": 1.0}), "holds 3 values"),
+    (dict(parameters={"crystal.misset_deg[3]": 1.0}), "out of range"),
+    (dict(parameters={"crystal.phi_start_deg[0]": 1.0}), "holds one value"),
+    (dict(parameters={"crystal.phi_start_deg": math.nan}), "must be finite"),
+    (dict(parameters={"crystal.mosaic_spread_deg": -0.1}), "outside its bounds"),
+    (dict(bounds={"crystal.cell_a": (1, 2)}), "not refined"),
+    (dict(mask=np.zeros((256, 256), dtype=bool)), "selects no pixel"),
+    (dict(mask=np.ones((5, 5), dtype=bool)), "mask has shape"),
+    (dict(background=np.ones((3, 3))), "background has shape"),
+    (dict(background=-1.0), "negative"),
+    (dict(likelihood="laplace"), "not one of"),
+])
+def test_bad_inputs_name_the_problem(change, words):
+    arguments = dict(observed=counts(5), parameters={"crystal.phi_start_deg": 0.0}, **EXPERIMENT)
+    arguments.update(change)
+    observed = arguments.pop("observed")
+    parameters = arguments.pop("parameters")
+    with pytest.raises(ValueError, match=words):
+        refine(observed, parameters, **arguments)
+
+
+def test_a_parameter_the_image_does_not_depend_on_is_an_error():
+    detector = DetectorConfig(**{**DETECTOR.__dict__, "pix0_override_m": (0.08, 0.0128, -0.0128)})
+    with pytest.raises(ValueError, match="does not depend on detector.distance_mm"):
+        refine(counts(5), {"detector.distance_mm": 80.0}, crystal=CRYSTAL, detector=detector, beam=BEAM)
+
+
+# ----------------------------------------------------------------------------- the result
+def test_every_field_of_the_result():
+    start = {"crystal.phi_start_deg": 1.0, "crystal.mosaic_spread_deg": 0.2, "scale": 0.8}
+    result = refine(torch.as_tensor(counts(5)), start, likelihood=Poisson(), progress=False, **EXPERIMENT)
+    assert result.names == list(start)
+    assert set(result.values) == set(result.stderr) == set(start)
+    assert all(math.isfinite(v) for v in result.values.values())
+    assert all(0 < s < math.inf for s in result.stderr.values())
+    assert result.covariance.shape == (3, 3) and result.covariance.dtype == torch.float64
+    torch.testing.assert_close(result.covariance, result.covariance.T, rtol=1e-12, atol=0)
+    assert bool((torch.linalg.eigvalsh(result.covariance) > 0).all())
+    torch.testing.assert_close(torch.sqrt(torch.diag(result.covariance)),
+                               torch.tensor([result.stderr[n] for n in result.names], dtype=torch.float64))
+    torch.testing.assert_close(torch.diag(result.correlation), torch.ones(3, dtype=torch.float64))
+    stages = [entry["stage"] for entry in result.history]
+    assert stages[:3] == ["start", "orientation search", "spot positions"] and stages[-1] == "local"
+    assert result.history[0]["values"] == start
+    assert [entry["iteration"] for entry in result.history] == list(range(len(result.history)))
+    assert all(entry["pixels"] > 0 for entry in result.history)
+    assert result.history[-1]["pixels"] == result.pixels
+    local = [entry["loss"] for entry in result.history if entry["stage"] == "local"]
+    assert local == sorted(local, reverse=True)
+    assert result.converged and result.message.startswith("converged")
+    assert result.evaluations > 0 and result.pixels > 0
+    assert "crystal.phi_start_deg" in result.summary()
+
+
+def test_a_mask_and_a_background_are_used():
+    background = 0.5
+    observed = noise_image(expected_image() + background, seed=8, adc_offset=0.0)[0].astype(np.float64)
+    mask = np.ones((256, 256), dtype=bool)
+    mask[:, :40] = False
+    start = {"crystal.phi_start_deg": 0.5, "crystal.mosaic_spread_deg": 0.2}
+    result = refine(observed, start, mask=mask, background=background, **EXPERIMENT)
+    assert_within(result)
+    without = refine(observed, start, mask=mask, **EXPERIMENT)
+    assert without.values != result.values
+
+
+def test_progress_bar_only_when_asked(capsys):
+    start = {"crystal.phi_start_deg": 0.2, "crystal.mosaic_spread_deg": 0.3}
+    refine(counts(5), start, **EXPERIMENT)  # standard error is not a terminal under pytest
+    assert capsys.readouterr().err == ""
+    refine(counts(5), start, progress=True, **EXPERIMENT)
+    drawn = capsys.readouterr().err
+    assert "refine" in drawn and "evaluations" in drawn and "loss=" in drawn
+
+
+def test_an_image_read_with_fabio_can_be_refined(tmp_path):
+    """Another program's image of counts (here a CBF written by fabio, the standard Python reader
+    of detector images) goes into the refinement as fabio reads it."""
+    import fabio
+    from fabio.cbfimage import CbfImage
+
+    path = tmp_path / "counts.cbf"
+    CbfImage(data=counts(9).astype(np.int32)).write(str(path))
+    image = fabio.open(str(path)).data
+    assert image.shape == (256, 256)
+    start = {"crystal.phi_start_deg": 1.5, "crystal.mosaic_spread_deg": 0.6}
+    assert_within(refine(image, start, **EXPERIMENT))
+
+
+def test_parameters_the_image_cannot_tell_apart_are_named():
+    """phi turns the crystal about the spindle (z here), as misset_deg[2] does."""
+    start = {"crystal.phi_start_deg": 0.3, "crystal.misset_deg[2]": 30.0, "crystal.mosaic_spread_deg": 0.3}
+    result = refine(counts(5), start, **EXPERIMENT)
+    assert "cannot tell crystal.phi_start_deg, crystal.misset_deg[2] apart" in result.message
+    assert "mosaic" not in result.message
