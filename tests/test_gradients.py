@@ -256,6 +256,23 @@ def test_cpu_loops_equal_tensor_kernels(dtype):
               tensor_bragg_sum_jvp(q, miller, n_cells, factors, *tangent))
 
 
+@pytest.mark.parametrize("count", [1, 2])
+def test_cpu_loops_leave_torch_thread_count(count):
+    """The compiled loops run on PyTorch's thread count and leave it as it was (numba's OpenMP
+    layer shares it: restoring numba's own count once raised PyTorch's to every CPU)."""
+    generator = torch.Generator().manual_seed(3)
+    grid, metadata = _random_table(generator)
+    factors = StructureFactors(grid, metadata, default_F=7.0, dtype=F64)
+    q = torch.randn((300, 3), generator=generator, dtype=F64)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        bragg_sum_forward(q, torch.eye(3, dtype=F64), torch.tensor([3.0, 4.0, 5.0], dtype=F64), factors)
+        assert torch.get_num_threads() == count
+    finally:
+        torch.set_num_threads(previous)
+
+
 def test_fused_image_gradients_equal_autograd_image_gradients():
     """A structure-factor table that needs a gradient switches the simulator to the autograd path:
     both paths give the same image and the same gradients."""

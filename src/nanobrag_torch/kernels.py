@@ -18,6 +18,7 @@ Two implementations of the value, the gradients and the forward-mode derivative:
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import math
 import os
@@ -66,7 +67,7 @@ def bragg_sum_forward(q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Tens
         return tensor_bragg_sum_forward(q, miller, n_cells, table)
     values, shift = table.padded_box()
     out = np.empty(q.shape[0], dtype=_numpy_dtype(q))
-    with loops.threads(torch.get_num_threads()):
+    with _on_torch_threads(loops):
         loops.forward(_array(q), _axes(miller), _float64(n_cells), values, shift, out)
     return torch.from_numpy(out).to(q.dtype)
 
@@ -86,7 +87,7 @@ def bragg_sum_backward(grad: torch.Tensor, q: torch.Tensor, miller: torch.Tensor
     grad_q = np.empty(q.shape if need_q else (0, 3), dtype=_numpy_dtype(q))
     grad_axes = np.empty((blocks,) + axes.shape)
     grad_n = np.empty((blocks, 3))
-    with loops.threads(torch.get_num_threads()):
+    with _on_torch_threads(loops):
         loops.backward(_array(grad), _array(q), axes, _float64(n_cells), values, shift, need_q,
                        grad_q, grad_axes, grad_n)
     grad_miller = torch.from_numpy(grad_axes.sum(0).reshape(-1, 3).T).to(miller.dtype)
@@ -107,7 +108,7 @@ def bragg_sum_jvp(q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Tensor, 
     axes = _axes(miller)
     tangent_axes = _axes(tangent_miller) if tangent_miller is not None else np.zeros_like(axes)
     out = np.empty(q.shape[0], dtype=_numpy_dtype(q))
-    with loops.threads(torch.get_num_threads()):
+    with _on_torch_threads(loops):
         loops.jvp(_array(q), axes, _float64(n_cells), values, shift,
                   _array(tangent_q) if tangent_q is not None else _array(q), tangent_q is not None,
                   tangent_axes, _float64(tangent_n) if tangent_n is not None else np.zeros(3), out)
@@ -125,6 +126,22 @@ def _cpu_loops(q: torch.Tensor) -> Optional[ModuleType]:
     if not runs_as_loops(q.device):
         return None
     return importlib.import_module("nanobrag_torch._bragg_kernels")
+
+
+@contextlib.contextmanager
+def _on_torch_threads(loops: ModuleType):
+    """Run the compiled ``loops`` on PyTorch's thread count, and leave that count as it was.
+
+    numba's OpenMP threading layer shares the OpenMP thread count with PyTorch: restoring
+    numba's own count on exit (by default the number of CPUs) would otherwise raise PyTorch's
+    count too, for instance from the 1 of ``OMP_NUM_THREADS=1`` to every CPU.
+    """
+    count = torch.get_num_threads()
+    try:
+        with loops.threads(count):
+            yield
+    finally:
+        torch.set_num_threads(count)
 
 
 def _numpy_dtype(t: torch.Tensor) -> np.dtype:
