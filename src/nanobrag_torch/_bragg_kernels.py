@@ -7,7 +7,8 @@ the CPU, so that ``import nanobrag_torch`` never imports numba. The tensor kerne
 :mod:`nanobrag_torch.kernels` (used on other devices) are the reference; the tests check that
 both agree.
 
-The arithmetic is in float64 whatever the dtype of the tensors. The lattice factor is the
+The arithmetic is in float64 whatever the dtype of the tensors; results are stored in the
+dtype of ``q``. The lattice factor is the
 SQUARE one, ``L = Π_axis sin(N π δ) / sin(π δ)`` with ``δ`` the offset of h, k or l from its
 nearest integer ``ceil(h − ½)``; ``sin(π m)`` and ``cos(π m)`` come from :func:`_sin_cos_pi`,
 a polynomial after an exact reduction of ``m`` to [−½, ½], which the compiler vectorises
@@ -15,14 +16,14 @@ a polynomial after an exact reduction of ``m`` to [−½, ½], which the compile
 
 Shared arguments (NumPy arrays, C-contiguous):
 
-``q`` : float64 (E, 3)
-    Scattering vectors (1/m).
+``q`` : float32 or float64 (3, E)
+    Scattering vectors (1/m), components first.
 ``axes`` : float64 (O, 3, 3)
     ``axes[o, j]`` is the real-space vector (m) of axis j (a, b, c) of orientation o, so that
     ``q · axes[o, j]`` is the Miller index of that axis.
 ``n_cells`` : float64 (3,)
     Na, Nb, Nc.
-``values`` : float64 (H, K, L)
+``values`` : float32 or float64 (H, K, L)
     Amplitudes of the padded structure-factor table; an index ``hkl₀`` reads
     ``values[clamp(hkl₀ + shift, 0, shape − 1)]`` (see :class:`nanobrag_torch.structure_factors.StructureFactors`).
 ``shift`` : float64 (3,)
@@ -78,32 +79,41 @@ def _horner(y2, coefficients):
 
 
 @_inline
+def _sin_cos_pi_reduced(r):
+    """``sin(π r)`` and ``cos(π r)`` for |r| ≤ ½: the Taylor polynomials at ``y = π r``."""
+    y = r * math.pi
+    y2 = y * y
+    return y * _horner(y2, _SIN), _horner(y2, _COS)
+
+
+@_inline
 def _sin_cos_pi(m):
     """``sin(π m)`` and ``cos(π m)`` for a real ``m``: ``m = k + r`` with ``k`` the nearest integer
-    (exact), then ``(−1)^k`` times the Taylor polynomials at ``y = π r``, |y| ≤ π/2."""
+    (exact), then ``(−1)^k`` times :func:`_sin_cos_pi_reduced` of ``r``."""
     k = np.floor(m + 0.5)
-    y = (m - k) * math.pi
-    y2 = y * y
+    sin_r, cos_r = _sin_cos_pi_reduced(m - k)
     sign = 1.0 - 2.0 * (k - 2.0 * np.floor(0.5 * k))
-    return sign * y * _horner(y2, _SIN), sign * _horner(y2, _COS)
+    return sign * sin_r, sign * cos_r
 
 
 @_inline
 def _ratio(delta, n):
-    """``sin(N π δ) / sin(π δ)``; its limit ``N`` at ``δ = 0``."""
-    ratio = _sin_cos_pi(n * delta)[0] / _sin_cos_pi(delta)[0]
+    """``sin(N π δ) / sin(π δ)`` for an offset |δ| ≤ ½ from the nearest integer; its limit ``N``
+    at ``δ = 0``."""
+    ratio = _sin_cos_pi(n * delta)[0] / _sin_cos_pi_reduced(delta)[0]
     return n if delta == 0.0 else ratio
 
 
 @_inline
 def _ratio_derivatives(delta, n):
-    """``r = sin(N x) / sin(x)`` at ``x = π δ``, ``∂r/∂x = (N cos(N x) − r cos x) / sin x`` and
-    ``∂r/∂N = x cos(N x) / sin x``; their limits ``N``, 0 and 1 at ``δ = 0``."""
-    sin_x, cos_x = _sin_cos_pi(delta)
+    """``r = sin(N x) / sin(x)`` at ``x = π δ`` (|δ| ≤ ½), ``∂r/∂x = (N cos(N x) − r cos x) / sin x``
+    and ``∂r/∂N = x cos(N x) / sin x``; their limits ``N``, 0 and 1 at ``δ = 0``. One division."""
+    sin_x, cos_x = _sin_cos_pi_reduced(delta)
     sin_nx, cos_nx = _sin_cos_pi(n * delta)
-    ratio = sin_nx / sin_x
-    d_x = (n * cos_nx - ratio * cos_x) / sin_x
-    d_n = math.pi * delta * cos_nx / sin_x
+    inverse_sin_x = 1.0 / sin_x
+    ratio = sin_nx * inverse_sin_x
+    d_x = (n * cos_nx - ratio * cos_x) * inverse_sin_x
+    d_n = math.pi * delta * cos_nx * inverse_sin_x
     zero = delta == 0.0
     return n if zero else ratio, 0.0 if zero else d_x, 1.0 if zero else d_n
 
@@ -124,10 +134,10 @@ def _amplitude(h0, k0, l0, values, shift):
     return values[int(i), int(j), int(k)]
 
 
-@cached_jit(parallel=True, **_OPTIONS)
+@cached_jit(parallel=True, fastmath={"contract"}, **_OPTIONS)
 def forward(q, axes, n_cells, values, shift, out):
-    """``out[e] = Σ_o F(hkl₀)² L(hkl)²`` for every evaluation ``e``; ``out`` float64 (E,)."""
-    count = q.shape[0]
+    """``out[e] = Σ_o F(hkl₀)² L(hkl)²`` for every evaluation ``e``; ``out`` (E,)."""
+    count = q.shape[1]
     for block in prange((count + BLOCK - 1) // BLOCK):
         start = block * BLOCK
         size = min(BLOCK, count - start)
@@ -135,7 +145,7 @@ def forward(q, axes, n_cells, values, shift, out):
         for o in range(axes.shape[0]):
             a = _orientation(axes, o)
             for i in range(size):
-                x, y, z = q[start + i, 0], q[start + i, 1], q[start + i, 2]
+                x, y, z = q[0, start + i], q[1, start + i], q[2, start + i]
                 h = x * a[0] + y * a[1] + z * a[2]
                 k = x * a[3] + y * a[4] + z * a[5]
                 l = x * a[6] + y * a[7] + z * a[8]
@@ -151,21 +161,21 @@ def forward(q, axes, n_cells, values, shift, out):
 def backward(grad, q, axes, n_cells, values, shift, need_q, grad_q, grad_axes, grad_n):
     """Gradients of :func:`forward` given ``grad`` (E,) = ∂loss/∂out.
 
-    ``grad_q`` float64 (E, 3) receives ∂loss/∂q when ``need_q``. ``grad_axes`` float64
+    ``grad_q`` (3, E) receives ∂loss/∂q when ``need_q``. ``grad_axes`` float64
     (blocks, O, 3, 3) and ``grad_n`` float64 (blocks, 3) receive each block's share of
     ∂loss/∂axes and ∂loss/∂n_cells; the caller sums them over the blocks.
     """
-    count = q.shape[0]
+    count = q.shape[1]
     for block in prange((count + BLOCK - 1) // BLOCK):
         start = block * BLOCK
         size = min(BLOCK, count - start)
-        block_grad_q = np.zeros((size, 3))
+        block_grad_q = np.zeros((3, size))
         n_a = n_b = n_c = 0.0
         for o in range(axes.shape[0]):
             a = _orientation(axes, o)
             g0 = g1 = g2 = g3 = g4 = g5 = g6 = g7 = g8 = 0.0
             for i in range(size):
-                x, y, z = q[start + i, 0], q[start + i, 1], q[start + i, 2]
+                x, y, z = q[0, start + i], q[1, start + i], q[2, start + i]
                 h = x * a[0] + y * a[1] + z * a[2]
                 k = x * a[3] + y * a[4] + z * a[5]
                 l = x * a[6] + y * a[7] + z * a[8]
@@ -191,24 +201,24 @@ def backward(grad, q, axes, n_cells, values, shift, need_q, grad_q, grad_axes, g
                 g7 += d_l * y
                 g8 += d_l * z
                 if need_q:
-                    block_grad_q[i, 0] += d_h * a[0] + d_k * a[3] + d_l * a[6]
-                    block_grad_q[i, 1] += d_h * a[1] + d_k * a[4] + d_l * a[7]
-                    block_grad_q[i, 2] += d_h * a[2] + d_k * a[5] + d_l * a[8]
+                    block_grad_q[0, i] += d_h * a[0] + d_k * a[3] + d_l * a[6]
+                    block_grad_q[1, i] += d_h * a[1] + d_k * a[4] + d_l * a[7]
+                    block_grad_q[2, i] += d_h * a[2] + d_k * a[5] + d_l * a[8]
             grad_axes[block, o, 0, 0], grad_axes[block, o, 0, 1], grad_axes[block, o, 0, 2] = g0, g1, g2
             grad_axes[block, o, 1, 0], grad_axes[block, o, 1, 1], grad_axes[block, o, 1, 2] = g3, g4, g5
             grad_axes[block, o, 2, 0], grad_axes[block, o, 2, 1], grad_axes[block, o, 2, 2] = g6, g7, g8
         grad_n[block, 0], grad_n[block, 1], grad_n[block, 2] = n_a, n_b, n_c
         if need_q:
-            for i in range(size):
-                for axis in range(3):
-                    grad_q[start + i, axis] = block_grad_q[i, axis]
+            for axis in range(3):
+                for i in range(size):
+                    grad_q[axis, start + i] = block_grad_q[axis, i]
 
 
-@cached_jit(parallel=True, **_OPTIONS)
+@cached_jit(parallel=True, fastmath={"contract"}, **_OPTIONS)
 def jvp(q, axes, n_cells, values, shift, tangent_q, has_tangent_q, tangent_axes, tangent_n, out):
-    """Directional derivative of :func:`forward` along the tangents ``tangent_q`` (E, 3; read only
-    when ``has_tangent_q``), ``tangent_axes`` (O, 3, 3) and ``tangent_n`` (3,); ``out`` float64 (E,)."""
-    count = q.shape[0]
+    """Directional derivative of :func:`forward` along the tangents ``tangent_q`` (3, E; read only
+    when ``has_tangent_q``), ``tangent_axes`` (O, 3, 3) and ``tangent_n`` (3,); ``out`` (E,)."""
+    count = q.shape[1]
     for block in prange((count + BLOCK - 1) // BLOCK):
         start = block * BLOCK
         size = min(BLOCK, count - start)
@@ -217,7 +227,7 @@ def jvp(q, axes, n_cells, values, shift, tangent_q, has_tangent_q, tangent_axes,
             a = _orientation(axes, o)
             t = _orientation(tangent_axes, o)
             for i in range(size):
-                x, y, z = q[start + i, 0], q[start + i, 1], q[start + i, 2]
+                x, y, z = q[0, start + i], q[1, start + i], q[2, start + i]
                 h = x * a[0] + y * a[1] + z * a[2]
                 k = x * a[3] + y * a[4] + z * a[5]
                 l = x * a[6] + y * a[7] + z * a[8]
@@ -225,7 +235,7 @@ def jvp(q, axes, n_cells, values, shift, tangent_q, has_tangent_q, tangent_axes,
                 d_k = x * t[3] + y * t[4] + z * t[5]
                 d_l = x * t[6] + y * t[7] + z * t[8]
                 if has_tangent_q:
-                    tx, ty, tz = tangent_q[start + i, 0], tangent_q[start + i, 1], tangent_q[start + i, 2]
+                    tx, ty, tz = tangent_q[0, start + i], tangent_q[1, start + i], tangent_q[2, start + i]
                     d_h += tx * a[0] + ty * a[1] + tz * a[2]
                     d_k += tx * a[3] + ty * a[4] + tz * a[5]
                     d_l += tx * a[6] + ty * a[7] + tz * a[8]
