@@ -147,7 +147,9 @@ def polarization_factor(
 
     Written as ``½ (1 + (d·i)² − K ((d·E)² − (d·B)²))`` with ``B = unit(p × i)`` and
     ``E = unit(i × B)``, which is the same quantity without the angle ψ, so it stays smooth
-    on the beam axis. The three projections of all the directions come from one matrix product.
+    on the beam axis. The three projections of all the directions come from one matrix
+    product, and their weighted squares from another (sums over a last axis of length 3 are
+    several times slower on the CPU).
 
     Parameters
     ----------
@@ -169,6 +171,8 @@ def polarization_factor(
     e_axis = torch.linalg.cross(incident, b_axis, dim=-1)
     e_axis = e_axis / torch.linalg.vector_norm(e_axis, dim=-1, keepdim=True)
     frame = torch.stack((incident, e_axis, b_axis), dim=-2)  # (K, 3, 3) or (3, 3): rows i, E, B
-    projections = (diffracted @ frame.reshape(-1, 3).transpose(0, 1)).unflatten(-1, frame.shape[:-1])
-    cos2theta, e_component, b_component = projections.unbind(-1)
-    return 0.5 * (1 + cos2theta * cos2theta - kahn_factor * (e_component * e_component - b_component * b_component))
+    # projections (K, 3, N) or (3, N) of the N directions, each row contiguous
+    projections = (frame.reshape(-1, 3) @ diffracted.reshape(-1, 3).transpose(0, 1)).unflatten(0, frame.shape[:-1])
+    weights = 0.5 * torch.stack((torch.ones_like(kahn_factor), -kahn_factor, kahn_factor))
+    factor = weights @ (projections * projections) + 0.5  # (K, N) or (N,)
+    return factor.movedim(0, -1).reshape(diffracted.shape[:-1] + incident.shape[:-1])

@@ -10,6 +10,7 @@ backward pass instead of keeping its intermediates, which bounds the memory of a
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from dataclasses import dataclass, fields, is_dataclass
@@ -304,6 +305,13 @@ class Simulator:
         tensor (spixels, fpixels), or (n,) when ``pixels`` is given
             Expected photons per pixel (nanoBragg's float image). Pixels outside the ROI or
             masked are 0.
+
+        Notes
+        -----
+        On the CPU, when the compiled loops compute the Bragg sum
+        (:func:`~nanobrag_torch.kernels.runs_as_loops`), they run on ``torch.get_num_threads()``
+        threads and the other tensor operations of the render on one; PyTorch's thread count is
+        restored on return.
         """
         cfg = self.detector.config
         prepared = prepared if prepared is not None else self.prepare()
@@ -312,7 +320,8 @@ class Simulator:
         subset = pixels is not None
         pixels = (self.detector.rendered_pixels() if pixels is None else self._checked_pixels(pixels)).to(self.device)
         orientations = prepared.miller_matrix.shape[1] // 3
-        held_orientations = 1 if prepared.fused and runs_as_loops(self.device) else orientations
+        loops = prepared.fused and runs_as_loops(self.device)
+        held_orientations = 1 if loops else orientations
         evaluations_per_pixel = (prepared.subpixel_offsets.shape[0] * prepared.layer_depths_m.shape[0]
                                  * prepared.n_sources * held_orientations)
         batch = pixel_batch_size or max(1, DEFAULT_EVALUATIONS_PER_CHUNK // evaluations_per_pixel)
@@ -324,20 +333,22 @@ class Simulator:
         # render grew by about 250 bytes per pixel).
         rendered = torch.zeros(total, device=self.device, dtype=self.dtype)
         interpolation_off = False
-        for start in range(0, total, batch):
-            chunk = pixels[start:start + batch]
-            if recompute:
-                value, now_off = checkpoint(self._render_chunk, chunk, prepared, interpolation_off,
-                                            use_reentrant=False)
-            else:
-                value, now_off = self._render_chunk(chunk, prepared, interpolation_off)
-            if now_off and not interpolation_off:
-                warnings.warn("tricubic interpolation switched off for the rest of the image at the first "
-                              "out-of-range lookup (nanoBragg C behaviour)", stacklevel=2)
-            interpolation_off = now_off
-            rendered[start:start + batch] = value
-            if progress is not None:
-                progress(min(start + batch, total), total)
+        threads = torch.get_num_threads()
+        with _tensor_threads(1 if loops else threads):
+            for start in range(0, total, batch):
+                chunk = pixels[start:start + batch]
+                if recompute:
+                    value, now_off = checkpoint(self._render_chunk, chunk, prepared, interpolation_off, threads,
+                                                use_reentrant=False)
+                else:
+                    value, now_off = self._render_chunk(chunk, prepared, interpolation_off, threads)
+                if now_off and not interpolation_off:
+                    warnings.warn("tricubic interpolation switched off for the rest of the image at the first "
+                                  "out-of-range lookup (nanoBragg C behaviour)", stacklevel=2)
+                interpolation_off = now_off
+                rendered[start:start + batch] = value
+                if progress is not None:
+                    progress(min(start + batch, total), total)
         rendered = rendered * scale
         if subset:
             return rendered
@@ -357,47 +368,53 @@ class Simulator:
         return indices.to(torch.int64)
 
     # -------------------------------------------------------------- chunk
-    def _render_chunk(self, pixels: torch.Tensor, p: PreparedRun,
-                      interpolation_off: bool) -> Tuple[torch.Tensor, bool]:
+    def _render_chunk(self, pixels: torch.Tensor, p: PreparedRun, interpolation_off: bool,
+                      threads: int) -> Tuple[torch.Tensor, bool]:
         """Unscaled intensity ``Σ F_cell² F_latt² × factors`` of a chunk of pixels (flat indices),
         and whether C's interpolation switch-off has happened by the end of the chunk (given
-        whether it had before it)."""
+        whether it had before it); the fused kernel's compiled loops run on ``threads``."""
         cfg = self.detector.config
         geometry = p.geometry
         quirks = self.c_quirks
-        slow = torch.div(pixels, cfg.fpixels, rounding_mode="floor")
-        fast = pixels - slow * cfg.fpixels
-        # positions [P, T, S, 3] for T sensor layers and S sub-pixels: pix0 + (slow, fast) distances
-        # along the slow and fast axes (one matrix product, cheaper than a sum over the last axis)
+        # Vectors are held components first: (3, P, T, S) for P pixels, T sensor layers and S
+        # sub-pixels, (3, P, T, S, K) for K sources. Elementwise operations then run along
+        # contiguous pixels (with the three components last, a broadcast or a sum over them
+        # costs several times more on the CPU).
+        index = pixels.to(torch.float64)  # exact: flat indices are far below 2**53
+        slow = torch.floor(index / cfg.fpixels)
+        coords = torch.stack((slow, index - slow * cfg.fpixels)).to(self.dtype)  # (2, P): slow, fast
+        # distances (2, P, S) along the slow and fast axes; positions pix0 + distances @ axes
         pixel_m = geometry.pixel_size_m
-        distance = (torch.stack((slow, fast), dim=-1).to(self.dtype)[:, None, :] + p.subpixel_offsets) * pixel_m
-        position = (geometry.pix0_m + distance @ torch.stack((geometry.sdet, geometry.fdet)))[:, None, :, :]
+        distance = (coords[:, :, None] + p.subpixel_offsets.transpose(0, 1)[:, None, :]) * pixel_m
+        axes = torch.stack((geometry.sdet, geometry.fdet), dim=1)
+        position = torch.addmm(geometry.pix0_m[:, None], axes, distance.flatten(1)).unflatten(1, distance.shape[1:])
+        position = position[:, :, None, :]
         if p.layer_spacing_m > 0:
-            position = position + p.layer_depths_m[None, :, None, None] * geometry.odet
+            position = position + geometry.odet[:, None, None, None] * p.layer_depths_m[:, None]
         if cfg.curved_detector:
-            position = _curve(position, geometry)
-        radius = torch.linalg.vector_norm(position, dim=-1)
-        diffracted = position / radius[..., None]
+            position = _curve(position.movedim(0, -1), geometry).movedim(-1, 0)
+        radius = _length(position)
+        diffracted = position / radius
         if cfg.point_pixel:
             omega = 1.0 / (radius * radius)
         else:
             omega = pixel_m * pixel_m / (radius * radius) * geometry.close_distance_m / radius
         capture = self._capture_fraction(diffracted, p)
-        # scattering vectors [P, T, S, K, 3]
-        q = (diffracted[:, :, :, None, :] - p.incident) / p.wavelength_m[:, None]
+        # scattering vectors (3, P, T, S, K)
+        q = (diffracted[..., None] - p.incident.transpose(0, 1)[:, None, None, None, :]) / p.wavelength_m
         kept = self._dmin_kept(q)
         if self.beam_config.nopolar and not (quirks and cfg.oversample_polar):
-            polar = torch.ones(q.shape[:-1], dtype=self.dtype, device=self.device)
+            polar = torch.ones(q.shape[1:], dtype=self.dtype, device=self.device)
         else:
-            polar = polarization_factor(p.incident, diffracted, p.polarization_axis, p.kahn_factor)
+            polar = polarization_factor(p.incident, diffracted.movedim(0, -1), p.polarization_axis, p.kahn_factor)
         if p.fused:
             # [P, T, S, K, 1]: already summed over the orientations
-            term = bragg_sum(q.reshape(-1, 3), p.miller_matrix, p.n_cells,
-                             p.structure_factors).reshape(q.shape[:-1])[..., None]
+            term = bragg_sum(q.reshape(3, -1).transpose(0, 1), p.miller_matrix, p.n_cells,
+                             p.structure_factors, threads).reshape(q.shape[1:])[..., None]
             f_latt = None
         else:
             # Miller indices [P, T, S, K, O, 3] for O orientations (phi steps × domains)
-            hkl = (q @ p.miller_matrix).unflatten(-1, (-1, 3))
+            hkl = (q.movedim(0, -1) @ p.miller_matrix).unflatten(-1, (-1, 3))
             hkl0 = nearest_index(hkl.detach())
             f_latt = lattice_factor(self.crystal.config.shape, hkl - hkl0, p.n_cells, self.crystal.config.fudge,
                                     p.reciprocal_A)
@@ -410,23 +427,25 @@ class Simulator:
         return self._combine(term, omega, polar, capture, kept, p), interpolation_off
 
     def _capture_fraction(self, diffracted: torch.Tensor, p: PreparedRun) -> torch.Tensor:
-        """Fraction of photons absorbed in each sensor layer, [P, T, S] (1 for no thickness)."""
+        """Fraction of photons absorbed in each sensor layer, [P, T, S] (1 for no thickness), for
+        the unit directions ``diffracted`` (3, P, T, S)."""
         if p.layer_spacing_m <= 0:
             if self.c_quirks and self.detector.config.oversample_thick:
-                return torch.zeros(diffracted.shape[:-1], dtype=self.dtype, device=self.device)
-            return torch.ones(diffracted.shape[:-1], dtype=self.dtype, device=self.device)
-        parallax = (diffracted * p.geometry.odet).sum(-1)
+                return torch.zeros(diffracted.shape[1:], dtype=self.dtype, device=self.device)
+            return torch.ones(diffracted.shape[1:], dtype=self.dtype, device=self.device)
+        parallax = torch.tensordot(p.geometry.odet, diffracted, dims=1)
         mu = p.attenuation_per_m
         depth = p.layer_depths_m[None, :, None]
         return (torch.exp(-depth * mu / parallax)
                 - torch.exp(-(depth + p.layer_spacing_m) * mu / parallax))
 
     def _dmin_kept(self, q: torch.Tensor) -> Optional[torch.Tensor]:
-        """1 where a source passes the resolution cut, 0 where it is skipped; None if no cut."""
+        """1 where a source passes the resolution cut, 0 where it is skipped, [P, T, S, K] for the
+        scattering vectors ``q`` (3, P, T, S, K); None if no cut."""
         dmin_m = self.beam_config.dmin_A * 1e-10
         if dmin_m <= 0:
             return None
-        stol = torch.linalg.vector_norm(q.detach(), dim=-1) / 2
+        stol = _length(q.detach()) / 2
         skipped = (stol > 0) & (dmin_m > 1.0 / (2 * stol))
         return (~skipped).to(self.dtype)
 
@@ -462,10 +481,10 @@ class Simulator:
         weight = capture if cfg.oversample_thick else capture[:, :, :1].expand_as(capture)
         if cfg.oversample_omega:
             weight = weight * omega
-        per_source = term.sum(-1)
+        per_source = _sum_over(term, (-1,))
         if cfg.oversample_polar:
             per_source = per_source * polar
-        total = (per_source.sum(-1) * weight).sum((-1, -2))
+        total = _sum_over(_sum_over(per_source, (-1,)) * weight, (-1, -2))
         if not cfg.oversample_omega:
             total = total * omega[:, 0, 0]
         first_polar = self._first_source(polar, kept)
@@ -484,7 +503,7 @@ class Simulator:
         flagged = cfg.oversample_omega or cfg.oversample_polar or cfg.oversample_thick
         background = p.water_background
         if not flagged:
-            total = term.sum((-1, -2, -3, -4)) + background
+            total = _sum_over(term, (-1, -2, -3, -4)) + background
         else:
             factor = torch.ones_like(term)
             if cfg.oversample_thick:
@@ -509,6 +528,39 @@ class Simulator:
         if not cfg.oversample_omega:
             total = total * omega[:, 0, 0]
         return total
+
+
+@contextlib.contextmanager
+def _tensor_threads(count: int):
+    """Run PyTorch's CPU operations on ``count`` threads, then restore the previous count.
+
+    While the compiled loops render (:func:`nanobrag_torch.kernels.runs_as_loops`), they alone
+    run in parallel, on the caller's thread count: the per-pixel tensor operations around them
+    are small and memory-bound, and their own parallel regions cost more than they save in
+    thread wake-ups and barriers, most of all on a machine shared with other work (on 2 cores
+    under load, each costs milliseconds).
+    """
+    previous = torch.get_num_threads()
+    if count != previous:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        if count != previous:
+            torch.set_num_threads(previous)
+
+
+def _length(vectors: torch.Tensor) -> torch.Tensor:
+    """Euclidean length of vectors held components first, (3, ...) -> (...)."""
+    return (vectors * vectors).sum(0).sqrt()
+
+
+def _sum_over(x: torch.Tensor, dims: Tuple[int, ...]) -> torch.Tensor:
+    """``x.sum(dims)``, as a view when every summed axis has length 1 (a reduction over such
+    axes costs as much as a full pass over ``x``)."""
+    if all(x.shape[d] == 1 for d in dims):
+        return x.squeeze(dims)
+    return x.sum(dims)
 
 
 def _curve(position: torch.Tensor, geometry: DetectorGeometry) -> torch.Tensor:
