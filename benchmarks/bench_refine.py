@@ -62,35 +62,56 @@ def limit(name: str, stderr: float) -> float:
     return max(5 * stderr, floor)
 
 
-def main() -> int:
-    args = parse_args()
+def tutorial_problem(threads: int, seed: int) -> dict:
+    """The tutorial experiment's configurations, structure factors and target images.
+
+    Sets torch's thread count to ``threads``. Returns a dict with ``plan`` (the parsed command
+    line), ``structure_factors`` and ``images``: the noise-free float image (``"noise-free"``)
+    and a Poisson-noise image of it made with ``seed`` (``"noisy"``), as float64 arrays.
+    """
     import numpy as np
     import torch
 
     from nanobrag_torch import read_hkl_file, tutorial_data_paths
     from nanobrag_torch.cli import parse_args as parse_command
-    from nanobrag_torch.noise import noise_image
-    from nanobrag_torch.refine import refine
-    from nanobrag_torch.simulator import Simulator
     from nanobrag_torch.models.crystal import Crystal
     from nanobrag_torch.models.detector import Detector
+    from nanobrag_torch.noise import noise_image
+    from nanobrag_torch.simulator import Simulator
 
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(threads)
     paths = tutorial_data_paths()
     plan = parse_command(["-mat", str(paths.matrix), "-hkl", str(paths.hkl), *SEED_COMMAND])
     structure_factors = read_hkl_file(paths.hkl)
     with torch.no_grad():
         expected = Simulator(Crystal(plan.crystal, structure_factors), Detector(plan.detector), plan.beam).run()
     images = {"noise-free": expected.numpy(),
-              "noisy": noise_image(expected.numpy(), seed=args.seed, adc_offset=0.0)[0].astype(np.float64)}
+              "noisy": noise_image(expected.numpy(), seed=seed, adc_offset=0.0)[0].astype(np.float64)}
+    return {"plan": plan, "structure_factors": structure_factors, "images": images}
+
+
+def refine_case(problem: dict, target: str, start: dict):
+    """Refine ``problem``'s ``target`` image (``"noise-free"`` or ``"noisy"``) from the
+    parameter values ``start``; returns the wall time of ``refine`` (s) and its result."""
+    from nanobrag_torch.refine import refine
+
+    plan = problem["plan"]
+    begin = time.perf_counter()
+    result = refine(problem["images"][target], start, crystal=plan.crystal, detector=plan.detector, beam=plan.beam,
+                    structure_factors=problem["structure_factors"], progress=False)
+    return time.perf_counter() - begin, result
+
+
+def main() -> int:
+    args = parse_args()
+    import torch
+
+    problem = tutorial_problem(args.threads, args.seed)
     print(f"tutorial experiment: 2463x2527 pixels, float32, {torch.get_num_threads()} threads, torch "
-          f"{torch.__version__}; noise image seed {args.seed}: {images['noisy'].sum():.0f} photons")
+          f"{torch.__version__}; noise image seed {args.seed}: {problem['images']['noisy'].sum():.0f} photons")
     failures = 0
     for target, start in [TUTORIAL] + (CASES if args.all else CASES[:1]):
-        begin = time.perf_counter()
-        result = refine(images[target], start, crystal=plan.crystal, detector=plan.detector, beam=plan.beam,
-                        structure_factors=structure_factors, progress=False)
-        seconds = time.perf_counter() - begin
+        seconds, result = refine_case(problem, target, start)
         print(f"\n{target}, start {start}\n  {seconds:.1f} s, {result.evaluations} simulator evaluations, "
               f"{result.pixels} pixels, {result.message}")
         for name in result.names:

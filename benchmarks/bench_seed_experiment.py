@@ -9,16 +9,19 @@ Measures, on the CPU unless ``--device cuda``:
 * peak memory: the process's peak resident set size (CPU) or peak allocated memory (CUDA).
 
 Given ``--c-binary PATH`` (nanoBragg C), it times C on the same experiment in the same run
-(``OMP_NUM_THREADS`` = the torch thread count) and prints the ratios.
+(``OMP_NUM_THREADS`` = the torch thread count) and prints the ratios. With ``--json`` it
+prints the numbers as one JSON object instead (``benchmarks/run_all.py`` reads it). ``--crop N``
+renders only an N × N square at the detector's centre (a smoke test, not a benchmark).
 
 Usage::
 
-    python benchmarks/bench_seed_experiment.py [--repeats 5] [--compile] [--c-binary ./nanoBragg]
+    python benchmarks/bench_seed_experiment.py [--repeats 5] [--compile] [--c-binary ./nanoBragg] [--json] [--crop 256]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import shutil
@@ -49,6 +52,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="torch device (cpu or cuda)")
     parser.add_argument("--compile", action="store_true", help="run the kernels through torch.compile")
     parser.add_argument("--c-binary", help="path of a nanoBragg C binary to time on the same experiment")
+    parser.add_argument("--json", action="store_true", help="print the numbers as one JSON object")
+    parser.add_argument("--crop", type=int, help="render only an N x N square at the detector's centre")
     return parser.parse_args()
 
 
@@ -77,11 +82,19 @@ def build(torch, device, dtype):
         crystal = Crystal(CrystalConfig(
             mosflm_a_star=a_star, mosflm_b_star=b_star, mosflm_c_star=c_star, N_cells=(36, 47, 29),
             spindle_axis=(-1, 0, 0), phi_start_deg=phi, mosaic_spread_deg=mosaic, mosaic_domains=5,
-            mosaic_seed=42), device=device, dtype=dtype)
-        crystal.hkl_data, crystal.hkl_metadata = grid, meta
+            mosaic_seed=42), (grid, meta), device=device, dtype=dtype)
         return Simulator(crystal, detector, beam, device=device, dtype=dtype)
 
     return simulator
+
+
+def centre_square(torch, size: int, spixels: int = 2527, fpixels: int = 2463):
+    """Flat indices of the ``size`` × ``size`` pixels at the centre of the detector."""
+    if not 0 < size <= min(spixels, fpixels):
+        raise ValueError(f"--crop must be between 1 and {min(spixels, fpixels)}, got {size}")
+    slow = torch.arange(size) + (spixels - size) // 2
+    fast = torch.arange(size) + (fpixels - size) // 2
+    return (slow[:, None] * fpixels + fast).flatten()
 
 
 def median_time(function, repeats, synchronize):
@@ -122,20 +135,21 @@ def main() -> int:
     cuda = device.type == "cuda"
     synchronize = torch.cuda.synchronize if cuda else (lambda: None)
     simulator = build(torch, device, dtype)
+    pixels = centre_square(torch, args.crop) if args.crop else None
     with torch.no_grad():
-        target = simulator(0.0, 0.2).run()
+        target = simulator(0.0, 0.2).run(pixels=pixels)
     synchronize()
     first_call_s = time.perf_counter() - start
 
     def forward():
         with torch.no_grad():
-            simulator(0.0, 0.2).run()
+            simulator(0.0, 0.2).run(pixels=pixels)
 
     phi = torch.tensor(0.5, device=device, dtype=dtype, requires_grad=True)
     mosaic = torch.tensor(0.3, device=device, dtype=dtype, requires_grad=True)
 
     def forward_backward():
-        loss = torch.nn.functional.mse_loss(simulator(phi, mosaic).run(), target)
+        loss = torch.nn.functional.mse_loss(simulator(phi, mosaic).run(pixels=pixels), target)
         loss.backward()
 
     forward_backward()  # first backward (and compilation of the backward kernel, when on)
@@ -147,12 +161,19 @@ def main() -> int:
         peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 2 ** 30
 
     threads = torch.get_num_threads()
-    print(f"seed experiment: 2463x2527 pixels, N 36x47x29, 5 mosaic domains, 1 phi step, float32, "
+    c_s = time_c(args.c_binary, args.repeats, threads) if args.c_binary else None
+    if args.json:
+        print(json.dumps({"device": str(device), "threads": threads, "compile": args.compile,
+                          "torch": torch.__version__, "first_call_s": first_call_s, "forward_s": forward_s,
+                          "forward_backward_s": forward_backward_s, "peak_gib": peak_gib, "c_forward_s": c_s,
+                          "crop": args.crop}))
+        return 0
+    area = f"{args.crop}x{args.crop} of 2463x2527" if args.crop else "2463x2527"
+    print(f"seed experiment: {area} pixels, N 36x47x29, 5 mosaic domains, 1 phi step, float32, "
           f"{device}, {threads} threads, torch.compile {'on' if args.compile else 'off'}, torch {torch.__version__}")
     rows = [("first call (import, set-up, first image)", first_call_s),
             ("forward image (median)", forward_s),
             ("forward + backward, MSE wrt phi and mosaic (median)", forward_backward_s)]
-    c_s = time_c(args.c_binary, args.repeats, threads) if args.c_binary else None
     for name, seconds in rows:
         ratio = f"  ({seconds / c_s:.2f}x C forward)" if c_s else ""
         print(f"  {name:<55s} {seconds:7.2f} s{ratio}")
