@@ -25,7 +25,6 @@ determines the two parameters.
 # The rotation is set on the crystal: ``phi_start_deg`` where it begins, ``osc_range_deg``
 # how far it turns and ``phi_steps`` in how many stills it is integrated (the image is
 # their mean).
-import time
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -39,7 +38,6 @@ from nanobrag_torch.plotting import show_detector_image, show_residual
 from nanobrag_torch.refine import refine
 from nanobrag_torch.refine.spots import find_spots
 
-PAGE_START = time.perf_counter()
 DTYPE = torch.float32
 data = tutorial_data_paths()
 WAVELENGTH_A = 0.976800
@@ -189,7 +187,6 @@ ax.set_title("Estimates and their error ellipses")
 ax.legend()
 ax.grid(alpha=0.3)
 plt.show()
-print(f"page runtime: {time.perf_counter() - PAGE_START:.0f} s")
 
 # %%
 # What the oscillation adds

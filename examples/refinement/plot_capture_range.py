@@ -28,7 +28,6 @@ The map answers the question for this experiment: where each method's range ends
 # ``pix0`` moved along the fast and slow axes to the region's first pixel. Every pixel of
 # the region is the same pixel of the full detector, at the same place in the laboratory,
 # so its image is the full image's crop.
-import time
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -40,7 +39,6 @@ from nanobrag_torch import (BeamConfig, Crystal, CrystalConfig, Detector, Detect
 from nanobrag_torch.plotting import show_detector_image
 from nanobrag_torch.refine import refine
 
-PAGE_START = time.perf_counter()
 DTYPE = torch.float32
 data = tutorial_data_paths()
 WAVELENGTH_A = 0.976800
@@ -249,7 +247,6 @@ for phi_start in (-6.0, 6.0):
 
 converged_library = [start for start, (phi, _) in library.items() if abs(phi - TRUE_PHI) < 1e-3]
 print(f"refine within 1e-3 deg: {len(converged_library)} of {len(library)} starts")
-print(f"page runtime: {time.perf_counter() - PAGE_START:.0f} s")
 
 # %%
 # What it means
