@@ -245,6 +245,41 @@ def test_gradients_agree_with_finite_differences(site_dir):
     assert re.search(r"gradcheck over .*: True", printed(page)), f"{page.name}: gradcheck did not pass"
 
 
+def test_capture_range_library_reaches_the_truth_from_every_start_of_the_map(site_dir):
+    """refine() reaches phi within 1e-3° from every start within ±3° of the map (it prints
+    errors near 1e-7°, single-precision rounding), and the map has both methods at every start."""
+    page = find_page(site_dir, "plot_capture_range.html")
+    rows = re.findall(r"(?m)^(plain|refine)\s+([+-]\d+\.\d+)\s+(\d+\.\d+)\s+(\S+)\s+(\S+)$", printed(page))
+    starts = {method: {(float(phi), float(mosaic)) for m, phi, mosaic, _, _ in rows if m == method}
+              for method in ("plain", "refine")}
+    assert len(starts["refine"]) >= 21 and starts["plain"] == starts["refine"], f"{page.name} printed {rows}"
+    phis = {phi for phi, _ in starts["refine"]}
+    assert min(phis) <= -3.0 and max(phis) >= 3.0, f"{page.name}: starting phi only {sorted(phis)}"
+    assert len({mosaic for _, mosaic in starts["refine"]}) >= 3, f"{page.name}: fewer than three starting mosaics"
+    missed = [(phi, mosaic, float(error)) for method, phi, mosaic, error, _ in rows
+              if method == "refine" and abs(float(phi)) <= 3.0 and float(error) >= 1e-3]
+    assert not missed, f"{page.name}: refine() ended ≥ 1e-3° from the truth from (phi, mosaic, error): {missed}"
+    mosaics = [float(mosaic) for method, _, _, _, mosaic in rows if method == "refine"]
+    assert max(abs(m - 0.2) for m in mosaics) < 1e-3, f"{page.name}: refined mosaic spreads {mosaics}"
+
+
+def test_rotation_series_estimates_are_within_three_standard_errors(site_dir):
+    page = find_page(site_dir, "plot_rotation_series.html")
+    rows = re.findall(r"(?m)^(still|oscillation)\s+(phi_start_deg|mosaic_spread_deg)\s+(\S+) ±\s+(\S+)\s+\S+$",
+                      printed(page))
+    truth = {"phi_start_deg": 0.0, "mosaic_spread_deg": 0.2}
+    assert {(exposure, name) for exposure, name, _, _ in rows} == {
+        (exposure, name) for exposure in ("still", "oscillation") for name in truth}, f"{page.name} printed {rows}"
+    for exposure, name, estimate, stderr in rows:
+        estimate, stderr = float(estimate), float(stderr)
+        assert 0 < stderr < 0.05, f"{page.name}: {exposure} {name} standard error {stderr}"
+        assert abs(estimate - truth[name]) < 3 * stderr, (
+            f"{page.name}: {exposure} {name} = {estimate} ± {stderr}, more than 3 standard errors from {truth[name]}")
+    correlations = numbers(page, r"(still|oscillation)\s+correlation\(phi, mosaic\) = (\S+)")
+    assert set(correlations) == {"still", "oscillation"}, f"{page.name} printed correlations {correlations}"
+    assert all(-1 <= value <= 1 for (value,) in correlations.values()), f"{page.name}: {correlations}"
+
+
 def test_site_cites_no_outside_spec(site_dir):
     """The site explains the physics itself (the physics page); it never points readers to a
     specification document they do not have: not in the user guide, the gallery, nor the API
