@@ -173,6 +173,16 @@ def test_tutorial_passes_every_correctness_criterion(site_dir):
             warnings.warn(f"{page.name}: {text} on this machine (reported, not a failure)", stacklevel=1)
 
 
+def test_tutorial_refinement_reaches_the_truth_to_1e4_degrees(site_dir):
+    """The library's refinement on the noise-free target ends within 1e-4° of the truth in both
+    parameters (the results table's last column)."""
+    page = site_dir / TUTORIAL
+    errors = numbers(page, r"(phi_start_deg|mosaic_spread_deg)\s+\|[^|]+\|[^|]+\|[^|]+\|\s+(\S+)")
+    assert set(errors) == {"phi_start_deg", "mosaic_spread_deg"}, f"{page.name}: results table not found: {errors}"
+    for name, (error,) in errors.items():
+        assert error < 1e-4, f"{page.name}: {name} ends {error:.2e}° from the truth"
+
+
 # ------------------------------------------------------------------------------------------
 # What each example printed: the checks that protect what the example shows. Identities are
 # checked in float64 at a tolerance float64 rounding guarantees on any CPU (the same
