@@ -90,14 +90,24 @@ print(f"brightest pixel: expected {expected.max():.1f}, counted {counts.max():.0
 print(f"pixels with at least one photon: {int((counts > 0).sum())} of {counts.size}")
 
 # %%
-# About six thousand photons over six million pixels: most spots hold a few tens of photons,
-# and their shapes are visibly grainy. The box marks a 512 × 512 region we come back to at
-# the end of the page.
+# About six thousand photons over six million pixels. A handful of spots hold hundreds of
+# photons; most hold a few or a few tens, and their shapes are visibly grainy (the zoom, on
+# the right). On the left, the whole detector with the counts summed over blocks of 8 × 8
+# pixels, so that single spots remain visible at this size. The box marks a 512 × 512 region
+# we come back to at the end of the page.
 CROP = (slice(1421, 1421 + 512), slice(938, 938 + 512))
-ZOOM = (slice(1560, 1720), slice(1120, 1280))
+ZOOM = (slice(780, 1020), slice(1380, 1620))
+
+BIN = 8
+rows, cols = counts.shape[0] // BIN, counts.shape[1] // BIN
+binned = counts[:rows * BIN, :cols * BIN].reshape(rows, BIN, cols, BIN).sum(axis=(1, 3))
 
 fig, axes = plt.subplots(1, 3, figsize=(17, 5.8), layout="constrained")
-show_detector_image(counts, axes[0], title="photon counts, whole detector")
+whole = show_detector_image(binned, axes[0], title=f"photon counts in {BIN} × {BIN}-pixel blocks",
+                            label=f"photons per {BIN} × {BIN} pixels")
+whole.set_extent((-0.5, cols * BIN - 0.5, rows * BIN - 0.5, -0.5))
+axes[0].set_xlim(-0.5, cols * BIN - 0.5)
+axes[0].set_ylim(rows * BIN - 0.5, -0.5)
 axes[0].add_patch(Rectangle((CROP[1].start, CROP[0].start), 512, 512, fill=False, ec="w", lw=1))
 top = float(expected[ZOOM].max())
 show_detector_image(expected, axes[1], region=ZOOM, vmax=top, title="expected photons (zoom)")
@@ -124,8 +134,9 @@ for name in NAMES:
 
 # %%
 # Both estimates land within a standard error or so of the truth, and the standard errors
-# are small: under a thousandth of a degree, although each spot holds only tens of photons,
-# because some two hundred spots each constrain the orientation.
+# are small: under a thousandth of a degree, although the whole image holds only six
+# thousand photons, because every one of the nearly one hundred spots with more than a few
+# photons constrains the orientation.
 #
 # The Cramér–Rao bound
 # --------------------
