@@ -194,13 +194,13 @@ for name, limit in zip(NAMES, bound.tolist()):
 # estimator unbiased, the pulls of each parameter follow a normal distribution of mean 0 and
 # standard deviation 1.
 #
-# Forty refinements of the full detector would take half an hour on one CPU core, so the
-# repeats use the 512 × 512 region boxed above, as its own detector: the same geometry,
+# Forty refinements of the full detector would take a quarter of an hour on one CPU core, so
+# the repeats use the 512 × 512 region boxed above, as its own detector: the same geometry,
 # with the beam centre moved so that every pixel sees what the full detector's pixel does
-# (about 1,500 photons in a few tens of spots; the error bars are wider, which is all the
-# crop changes). And each refinement starts at the truth: how far away a start may be is
-# the subject of the capture-range page; here we ask what the refinement does with the noise
-# once it is in the basin of the likelihood. Starting at the truth does not pull the answer
+# (about 1,500 photons in some thirty spots, a few of them bright; the error bars are wider,
+# which is all the crop changes). And each refinement starts at the truth: how far away a
+# start may be is the subject of the capture-range page; here we ask what the refinement does
+# with the noise once it is in the basin of the likelihood. Starting at the truth does not pull the answer
 # to it: the local stage moves to the maximum of each image's likelihood, and stops only when
 # its steps fall below a hundredth of a standard error.
 SEEDS = range(101, 141)
