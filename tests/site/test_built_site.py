@@ -91,7 +91,7 @@ def numbers(page: Path, pattern: str) -> Dict[str, List[float]]:
 
 @pytest.mark.parametrize("page", ["index.html", "api.html", "install.html", "cli.html", "conventions.html",
                                   "physics.html",
-                                  "differentiable_parameters.html", "performance.html",
+                                  "differentiable_parameters.html", "performance.html", "refinement.html",
                                   f"{GALLERY}/index.html", "sg_execution_times.html", TUTORIAL,
                                   f"{GALLERY}/refinement/plot_noise_and_error_bars.html",
                                   f"{GALLERY}/refinement/plot_capture_range.html",
