@@ -17,8 +17,8 @@ determines the two parameters.
 # --------------
 # The tutorial's crystal and detector geometry (``A.mat``, ``scaled.hkl``, 36 × 47 × 29 cells,
 # five mosaic domains spread by 0.2°, the tilted Pilatus in CUSTOM geometry), on a
-# 384 × 768-pixel region of the detector where spots are dense, as in the capture-range
-# example: a detector of its own whose pixels are the same pixels of the full one (its
+# 384 × 768-pixel region of the detector where spots are dense, as in
+# :ref:`sphx_glr_auto_examples_refinement_plot_capture_range.py`: a detector of its own whose pixels are the same pixels of the full one (its
 # corner ``pix0`` moved to the region's first pixel). An oscillation costs ten stills per
 # image, so the region keeps the page short.
 #
