@@ -91,8 +91,12 @@ def numbers(page: Path, pattern: str) -> Dict[str, List[float]]:
 
 @pytest.mark.parametrize("page", ["index.html", "api.html", "install.html", "cli.html", "conventions.html",
                                   "physics.html",
-                                  "differentiable_parameters.html", "performance.html",
-                                  f"{GALLERY}/index.html", "sg_execution_times.html", TUTORIAL])
+                                  "differentiable_parameters.html", "performance.html", "refinement.html",
+                                  f"{GALLERY}/index.html", "sg_execution_times.html", TUTORIAL,
+                                  f"{GALLERY}/refinement/plot_noise_and_error_bars.html",
+                                  f"{GALLERY}/refinement/plot_capture_range.html",
+                                  f"{GALLERY}/extensions/plot_rotation_series.html",
+                                  f"{GALLERY}/refinement/plot_geometry_refinement.html"])
 def test_page_exists(site_dir, page):
     assert (site_dir / page).is_file(), f"{page} is missing from the built site"
 
@@ -173,6 +177,16 @@ def test_tutorial_passes_every_correctness_criterion(site_dir):
             warnings.warn(f"{page.name}: {text} on this machine (reported, not a failure)", stacklevel=1)
 
 
+def test_tutorial_refinement_reaches_the_truth_to_1e4_degrees(site_dir):
+    """The library's refinement on the noise-free target ends within 1e-4° of the truth in both
+    parameters (the results table's last column)."""
+    page = site_dir / TUTORIAL
+    errors = numbers(page, r"(phi_start_deg|mosaic_spread_deg)\s+\|[^|]+\|[^|]+\|[^|]+\|\s+(\S+)")
+    assert set(errors) == {"phi_start_deg", "mosaic_spread_deg"}, f"{page.name}: results table not found: {errors}"
+    for name, (error,) in errors.items():
+        assert error < 1e-4, f"{page.name}: {name} ends {error:.2e}° from the truth"
+
+
 # ------------------------------------------------------------------------------------------
 # What each example printed: the checks that protect what the example shows. Identities are
 # checked in float64 at a tolerance float64 rounding guarantees on any CPU (the same
@@ -243,6 +257,113 @@ def test_gradients_agree_with_finite_differences(site_dir):
     best = number(page, r"best agreement: (\S+) at h")
     assert best < 1e-7, f"{page.name}: best finite-difference agreement {best:.1e}"
     assert re.search(r"gradcheck over .*: True", printed(page)), f"{page.name}: gradcheck did not pass"
+
+
+def test_capture_range_library_reaches_the_truth_from_every_start_of_the_map(site_dir):
+    """refine() reaches phi within 1e-3° from every start within ±3° of the map (it prints
+    errors near 1e-7°, single-precision rounding), and the map has both methods at every start."""
+    page = find_page(site_dir, "plot_capture_range.html")
+    rows = re.findall(r"(?m)^(plain|refine)\s+([+-]\d+\.\d+)\s+(\d+\.\d+)\s+(\S+)\s+(\S+)$", printed(page))
+    starts = {method: {(float(phi), float(mosaic)) for m, phi, mosaic, _, _ in rows if m == method}
+              for method in ("plain", "refine")}
+    assert len(starts["refine"]) >= 21 and starts["plain"] == starts["refine"], f"{page.name} printed {rows}"
+    phis = {phi for phi, _ in starts["refine"]}
+    assert min(phis) <= -3.0 and max(phis) >= 3.0, f"{page.name}: starting phi only {sorted(phis)}"
+    assert len({mosaic for _, mosaic in starts["refine"]}) >= 3, f"{page.name}: fewer than three starting mosaics"
+    missed = [(phi, mosaic, float(error)) for method, phi, mosaic, error, _ in rows
+              if method == "refine" and abs(float(phi)) <= 3.0 and float(error) >= 1e-3]
+    assert not missed, f"{page.name}: refine() ended ≥ 1e-3° from the truth from (phi, mosaic, error): {missed}"
+    mosaics = [float(mosaic) for method, _, _, _, mosaic in rows if method == "refine"]
+    assert max(abs(m - 0.2) for m in mosaics) < 1e-3, f"{page.name}: refined mosaic spreads {mosaics}"
+
+
+def test_rotation_series_estimates_are_within_three_standard_errors(site_dir):
+    page = find_page(site_dir, "plot_rotation_series.html")
+    rows = re.findall(r"(?m)^(still|oscillation)\s+(phi_start_deg|mosaic_spread_deg)\s+(\S+) ±\s+(\S+)\s+\S+$",
+                      printed(page))
+    truth = {"phi_start_deg": 0.0, "mosaic_spread_deg": 0.2}
+    assert {(exposure, name) for exposure, name, _, _ in rows} == {
+        (exposure, name) for exposure in ("still", "oscillation") for name in truth}, f"{page.name} printed {rows}"
+    for exposure, name, estimate, stderr in rows:
+        estimate, stderr = float(estimate), float(stderr)
+        assert 0 < stderr < 0.05, f"{page.name}: {exposure} {name} standard error {stderr}"
+        assert abs(estimate - truth[name]) < 3 * stderr, (
+            f"{page.name}: {exposure} {name} = {estimate} ± {stderr}, more than 3 standard errors from {truth[name]}")
+    correlations = numbers(page, r"(still|oscillation)\s+correlation\(phi, mosaic\) = (\S+)")
+    assert set(correlations) == {"still", "oscillation"}, f"{page.name} printed correlations {correlations}"
+    assert all(-1 <= value <= 1 for (value,) in correlations.values()), f"{page.name}: {correlations}"
+
+
+ESTIMATE = r"(?m)^estimate (\S+): (\S+) ± (\S+) \(truth (\S+),"
+"""A refinement page's line ``estimate NAME: VALUE ± STDERR (truth TRUTH, ...)``."""
+
+
+def assert_estimates_within_error_bars(page: Path, names) -> None:
+    """Every named parameter was printed, with a positive standard error, within 3 of them of the truth."""
+    estimates = numbers(page, ESTIMATE)
+    assert set(estimates) == set(names), f"{page.name} printed estimates of {sorted(estimates)}"
+    for name, (value, stderr, truth) in estimates.items():
+        assert stderr > 0, f"{page.name}: {name} has standard error {stderr}"
+        assert abs(value - truth) < 3 * stderr, \
+            f"{page.name}: {name} = {value} ± {stderr} is {(value - truth) / stderr:+.1f} standard errors from {truth}"
+
+
+def test_noisy_refinement_reaches_the_cramer_rao_bound(site_dir):
+    """One noisy image: the estimates lie within 3 standard errors of the truth, and the standard
+    errors are within 20 % of the Cramér–Rao bound the page computes at the truth."""
+    page = find_page(site_dir, "plot_noise_and_error_bars.html")
+    names = ("crystal.phi_start_deg", "crystal.mosaic_spread_deg")
+    assert_estimates_within_error_bars(page, names)
+    bounds = numbers(page, r"(?m)^bound (\S+) +(\S+) +(\S+) +(\S+)$")
+    assert set(bounds) == set(names), f"{page.name} printed bounds of {sorted(bounds)}"
+    for name, (stderr, bound, _) in bounds.items():
+        assert bound > 0 and abs(stderr / bound - 1) < 0.2, \
+            f"{page.name}: {name}: standard error {stderr} against the Cramér–Rao bound {bound}"
+    difference = number(page, r"same pixels as the full detector: max \|difference\| = (\S+) photons")
+    assert difference < 1e-6, f"{page.name}: the cropped detector differs from the full one by {difference} photons"
+
+
+def test_pulls_over_noise_images_are_unit_normal(site_dir):
+    """The repeats: n ≥ 30 pulls (estimate − truth)/stderr per parameter have a mean within 3/√n
+    (+0.05) of 0 and a standard deviation in [0.65, 1.4] (about 3 standard deviations of the
+    sample standard deviation for 40 draws); the scatter of the estimates and the mean standard
+    error are within those limits and within 20 % of the Cramér–Rao bound."""
+    page = find_page(site_dir, "plot_noise_and_error_bars.html")
+    names = {"crystal.phi_start_deg", "crystal.mosaic_spread_deg"}
+    pulls = numbers(page, r"(?m)^pulls (\S+): mean (\S+), std (\S+) \((\d+) images\)$")
+    assert set(pulls) == names, f"{page.name} printed pulls of {sorted(pulls)}"
+    for name, (mean, spread, count) in pulls.items():
+        assert count >= 30, f"{page.name}: only {count:.0f} noise images"
+        assert abs(mean) < 3 / count ** 0.5 + 0.05, f"{page.name}: {name}: pulls have mean {mean}"
+        assert 0.65 <= spread <= 1.4, f"{page.name}: {name}: pulls have standard deviation {spread}"
+    spreads = numbers(page, r"(?m)^spread (\S+): std of estimates (\S+), mean standard error (\S+), "
+                            r"Cramér–Rao bound (\S+)$")
+    assert set(spreads) == names, f"{page.name} printed spreads of {sorted(spreads)}"
+    for name, (scatter, stderr, bound) in spreads.items():
+        assert abs(stderr / bound - 1) < 0.2, f"{page.name}: {name}: mean standard error {stderr}, bound {bound}"
+        assert 0.65 <= scatter / bound <= 1.4, f"{page.name}: {name}: estimates scatter by {scatter}, bound {bound}"
+
+
+def test_geometry_refinement_recovers_every_parameter(site_dir):
+    """Seven parameters from a wrong start: converged, each within 3 standard errors of the truth;
+    the printed correlation matrix is one (unit diagonal, symmetric to the printed digits, entries
+    in [−1, 1]) and, as the page says, has no strong correlation (all below 0.5 in size)."""
+    page = find_page(site_dir, "plot_geometry_refinement.html")
+    names = [f"crystal.misset_deg[{i}]" for i in range(3)] + [
+        "crystal.mosaic_spread_deg", "detector.distance_mm", "detector.beam_center_f", "detector.beam_center_s"]
+    assert re.search(r"(?m)^converged: True$", printed(page)), f"{page.name}: the refinement did not converge"
+    assert_estimates_within_error_bars(page, names)
+    rows = re.findall(r"(?m)^correlation ((?:crystal|detector)\.\S+) +((?:\S+ ?)+)$", printed(page))
+    assert [name for name, _ in rows] == names, f"{page.name} printed correlation rows {[n for n, _ in rows]}"
+    matrix = [[float(value) for value in row.split()] for _, row in rows]
+    for i, row in enumerate(matrix):
+        assert len(row) == len(names), f"{page.name}: correlation row {names[i]} has {len(row)} entries"
+        assert row[i] == 1.0, f"{page.name}: correlation of {names[i]} with itself is {row[i]}"
+        for j, value in enumerate(row):
+            assert -1.0 <= value <= 1.0 and abs(value - matrix[j][i]) <= 2e-3, \
+                f"{page.name}: correlation {names[i]} / {names[j]} = {value}, transposed {matrix[j][i]}"
+            if i != j:
+                assert abs(value) < 0.5, f"{page.name}: {names[i]} / {names[j]} correlated by {value}"
 
 
 def test_site_cites_no_outside_spec(site_dir):
