@@ -75,5 +75,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print(f"\n{PROGRAM}: interrupted", file=sys.stderr)
         return 130
-    print(f"{PROGRAM}: error: {message}", file=sys.stderr)
+    print(f"{PROGRAM}: error: {_one_line(message)}", file=sys.stderr)
     return ERROR_EXIT
+
+
+def _one_line(message: str) -> str:
+    """``message`` with its control characters (a line break or carriage return inside a bad
+    argument or file name) written as escapes, so that the error stays one line."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in message)
