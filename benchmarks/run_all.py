@@ -47,7 +47,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DATA = ROOT / "src" / "nanobrag_torch" / "data"
-sys.path.insert(0, str(HERE))
+sys.path[:0] = [str(HERE), str(ROOT / "src")]  # the refinement runs here, on this checkout as the children do
 from bench_refine import TUTORIAL, refine_case, tutorial_problem  # noqa: E402
 from bench_seed_experiment import C_ARGS as LIBRARY_EXPERIMENT  # noqa: E402
 
