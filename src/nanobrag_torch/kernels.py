@@ -10,7 +10,7 @@ and recomputes what the backward needs. The lattice factor is
 
 Two implementations of the value, the gradients and the forward-mode derivative:
 
-* on the CPU, compiled loops (:mod:`nanobrag_torch._bragg_kernels`, numba) that make one pass
+* on the CPU, compiled loops (``nanobrag_torch._bragg_kernels``, numba) that make one pass
   over the evaluations without temporaries, in float64 arithmetic whatever the dtype;
 * elsewhere (CUDA), and under ``torch.compile``, tensor expressions (``tensor_bragg_sum_*``),
   which are also the reference that the tests hold the compiled loops to.

@@ -113,7 +113,7 @@ class StructureFactors:
 
     def padded_box(self) -> Tuple[np.ndarray, np.ndarray]:
         """The lookup of :meth:`nearest` as NumPy arrays, for the compiled CPU loops
-        (:mod:`nanobrag_torch._bragg_kernels`; CPU tables only).
+        (``nanobrag_torch._bragg_kernels``; CPU tables only).
 
         Returns
         -------
