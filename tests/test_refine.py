@@ -99,7 +99,8 @@ def test_noise_free_image_gives_the_truth_to_1e4_degrees(likelihood):
 def test_error_bars_are_calibrated_over_noise_realisations():
     """(estimate − truth)/stderr over 30 noise seeds has a standard deviation within [0.7, 1.4]
     for every parameter (30 draws: a calibrated estimator falls outside with probability < 2 %)."""
-    names = ["crystal.phi_start_deg", "crystal.mosaic_spread_deg", "detector.distance_mm", "scale"]
+    names = ["crystal.phi_start_deg", "crystal.mosaic_spread_deg", "detector.distance_mm", "detector.beam_center_f",
+             "detector.beam_center_s", "scale"]
     pulls = {name: [] for name in names}
     for seed in range(100, 130):
         result = refine(counts(seed), {name: TRUTH[name] for name in names}, **EXPERIMENT)
