@@ -1,11 +1,14 @@
 """
-Refining the crystal orientation
-================================
+A refinement loop of your own: the misset angles by gradient descent
+=====================================================================
 
-One of the refinement tutorial's suggested extensions, small enough to run in a second:
-recover a crystal's three misset angles from its still image by gradient descent through
-the simulator. The "measured" image is simulated at the true angles; the refinement starts
-about half a degree off on every axis.
+The library's :func:`~nanobrag_torch.refine.refine` refines the orientation for you (see
+:ref:`sphx_glr_auto_examples_refinement_plot_geometry_refinement.py`). This page shows the
+other way, for a method developer who wants their own loss or optimiser: every parameter of
+the configuration can be a tensor that requires grad, so a loop of a few lines recovers a
+crystal's three misset angles from its still image with a PyTorch optimiser. The "measured"
+image is simulated at the true angles; the refinement starts about half a degree off on every
+axis.
 """
 
 # %%

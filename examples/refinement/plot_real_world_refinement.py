@@ -2,8 +2,8 @@
 Real-world refinement: a Pilatus detector in CUSTOM geometry
 =============================================================
 
-This tutorial refines two physical parameters of a real experiment by gradient descent
-through the simulated diffraction image: the crystal's rotation about the spindle
+This tutorial refines two physical parameters of a real experiment against an image, with
+the derivatives of the simulated diffraction image from automatic differentiation: the crystal's rotation about the spindle
 (``phi_start_deg``) and its mosaic spread (``mosaic_spread_deg``).
 
 It uses real crystallographic data that ship with the package — a MOSFLM orientation
