@@ -1,7 +1,7 @@
 """Readable pure-Python port of nanoBragg's noise routines: the oracle of the compiled ones.
 
 A line-by-line port of C's ``poidev``, ``gaussdev`` and ``gammln`` (Numerical Recipes, float
-precision, spec §10.3) on :class:`nanobrag_torch.rng.Ran1`. Every value C keeps in a ``float`` is
+precision, as nanoBragg C calls them) on :class:`nanobrag_torch.rng.Ran1`. Every value C keeps in a ``float`` is
 rounded to float32 with ``_f32``; ``exp``, ``log``, ``tan`` and ``sqrt`` are double-precision
 calls whose results are rounded when stored. About 10⁵ draws per second, which is why the
 library uses the numba kernels of ``nanobrag_torch._noise_kernels``; ``tests/test_noise.py``
