@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from nanobrag_torch.cli import main, parse_args
@@ -306,8 +306,15 @@ def test_valid_command_lines(argv):
     run_command(argv, VALID_FILES)
 
 
+SMALL_RUN = ["-default_F", "1", "-detpixels", "1", "-oversample", "1", "-seed", "1"]
+
+
 @budget("malformed command lines")
 @given(malformed_command_lines())
+# found by other versions of hypothesis: a cell too small for its reciprocal cell (a clear error
+# now), a divergence range whose square underflows (C's trimming divided by it)
+@example(argv=["-cell", "1e-320", "20", "20", "60", "60", "60", *SMALL_RUN, "-oversample_omega"])
+@example(argv=["-cell", "20", "20", "20", "60", "60", "60", *SMALL_RUN, "-hdivrange", "6.288e-188", "-vdivrange", "1"])
 def test_malformed_command_lines(argv):
     run_command(argv, VALID_FILES)
 

@@ -176,6 +176,25 @@ def _cell_angles_make_a_cell(cls: str, config: "CrystalConfig") -> None:
              f"and the three less than 360 degrees)")
 
 
+def _cell_volume_is_representable(cls: str, config: "CrystalConfig") -> None:
+    """The cell's volume and its inverse (which scales the reciprocal cell) must both be finite,
+    non-zero numbers for every angles that make a cell (``V ≥ a b c ·``
+    :data:`MIN_RELATIVE_CELL_VOLUME`): a length such as 1e-320 Å or 1e300 Å passes the check of
+    its sign but leaves no reciprocal cell to compute with. The length furthest from 1 Å (on a
+    log scale) is named at fault."""
+    names = ("cell_a", "cell_b", "cell_c")
+    given = {name: getattr(config, name) for name in names if getattr(config, name) is not None}
+    if not given:
+        return
+    lengths = [_value(getattr(config, name)) if name in given else DEFAULT_CELL_LENGTH_A for name in names]
+    volume = math.prod(lengths)
+    at_fault = max(given, key=lambda name: abs(math.log(_value(given[name]))))
+    others = " and ".join(f"{name} = {length:g}" for name, length in zip(names, lengths) if name != at_fault)
+    _require(cls, at_fault, given[at_fault], 0 < volume < math.inf and math.isfinite(1 / (volume * MIN_RELATIVE_CELL_VOLUME)),
+             f"with {others} the cell's volume ({volume:g} cubic Å before the angles) is too small or too "
+             f"large to compute its reciprocal cell")
+
+
 @dataclass
 class CrystalConfig:
     """The crystal: unit cell, orientation, rotation, mosaicity, size and shape.
@@ -264,6 +283,7 @@ class CrystalConfig:
                 v = _value(value)
                 _require(name, angle, value, 0 < v < 180, "must be between 0 and 180 degrees")
         _cell_angles_make_a_cell(name, self)
+        _cell_volume_is_representable(name, self)
         _require(name, "N_cells", self.N_cells, len(self.N_cells) == 3, "needs three values")
         for i, n in enumerate(self.N_cells):
             _positive(name, "N_cells", n, f"[{i}]")

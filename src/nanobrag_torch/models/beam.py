@@ -152,6 +152,8 @@ class Beam:
             return False
         even_h = 1 - horizontal.count % 2
         even_v = 1 - vertical.count % 2
-        test = (hdiv * hdiv - horizontal.step ** 2 / 4.0 * even_h) / horizontal.range ** 2
-        test += (vdiv * vdiv - vertical.step ** 2 / 4.0 * even_v) / vertical.range ** 2
+        # C divides by range²; dividing each angle by the range first is the same and cannot
+        # underflow to a division by zero for a range such as 1e-188 rad
+        test = (hdiv / horizontal.range) ** 2 - (horizontal.step / horizontal.range) ** 2 / 4.0 * even_h
+        test += (vdiv / vertical.range) ** 2 - (vertical.step / vertical.range) ** 2 / 4.0 * even_v
         return test * 4.0 > 1.1
