@@ -312,9 +312,12 @@ SMALL_RUN = ["-default_F", "1", "-detpixels", "1", "-oversample", "1", "-seed", 
 @budget("malformed command lines")
 @given(malformed_command_lines())
 # found by other versions of hypothesis: a cell too small for its reciprocal cell (a clear error
-# now), a divergence range whose square underflows (C's trimming divided by it)
+# now), a divergence range whose square underflows (C's trimming divided by it), an oversampling
+# whose sub-pixel table alone took 17 GB (now refused above config.MAX_OVERSAMPLE)
 @example(argv=["-cell", "1e-320", "20", "20", "60", "60", "60", *SMALL_RUN, "-oversample_omega"])
 @example(argv=["-cell", "20", "20", "20", "60", "60", "60", *SMALL_RUN, "-hdivrange", "6.288e-188", "-vdivrange", "1"])
+@example(argv=["-cell", "159", "98", "83", "118", "93", "73", "-default_F", "228", "-detpixels", "8",
+                "-oversample", "2147483648", "-detsize_f", "0.43"])
 def test_malformed_command_lines(argv):
     run_command(argv, VALID_FILES)
 

@@ -28,6 +28,12 @@ DEFAULT_CELL_ANGLE_DEG = 90.0
 """Unit-cell angle of :class:`CrystalConfig` when not given (degrees)."""
 NOISE_SEED_LIMIT = 2 ** 62
 """Largest magnitude of a noise seed: the generator's arithmetic is in 64-bit integers."""
+MAX_OVERSAMPLE = 1000
+"""The most sub-pixels per pixel edge: a million sub-pixels per pixel, far beyond any crystal
+nanoBragg's automatic choice serves, each pixel a million times the work of one. Above it the
+sub-pixel tables alone would exhaust a machine's memory (``-oversample 2147483648`` asked for
+17 GB), and nanoBragg C would loop for ever."""
+
 MIN_RELATIVE_CELL_VOLUME = 1e-6
 """Cell volume over a·b·c below which three cell angles are refused as making no cell (an
 exactly flat cell, such as 60°, 60°, 120°, computes to about 1e-8, not 0)."""
@@ -350,7 +356,8 @@ class DetectorConfig:
         Lab position in metres of the corner of pixel (0, 0). When given, it places the
         detector directly (beam centre and pivot are then not used).
     oversample : int, optional
-        Sub-pixels per pixel edge. ``None`` chooses it from the crystal size as nanoBragg does.
+        Sub-pixels per pixel edge, 1 to :data:`MAX_OVERSAMPLE`. ``None`` chooses it from the crystal
+        size as nanoBragg does.
     oversample_omega, oversample_polar, oversample_thick : bool
         Evaluate the solid angle, polarization or capture fraction for every sub-pixel instead
         of once per pixel.
@@ -430,6 +437,8 @@ class DetectorConfig:
             _vector3(name, "pix0_override_m", self.pix0_override_m, nonzero=False)
         if self.oversample is not None:
             _integer(name, "oversample", self.oversample, 1)
+            _require(name, "oversample", self.oversample, self.oversample <= MAX_OVERSAMPLE,
+                     f"must be at most {MAX_OVERSAMPLE} ({MAX_OVERSAMPLE ** 2:,} sub-pixels per pixel)")
         _non_negative(name, "detector_thick_um", self.detector_thick_um)
         _integer(name, "detector_thicksteps", self.detector_thicksteps, 1)
         if self.detector_abs_um is not None:
