@@ -59,21 +59,21 @@ def _ratio_derivatives(x: torch.Tensor, n_axis: torch.Tensor, ratio: torch.Tenso
 
 
 def bragg_sum_forward(q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Tensor,
-                      table: StructureFactors, threads: Optional[int] = None) -> torch.Tensor:
+                      table: StructureFactors) -> torch.Tensor:
     """``Σ_o F(hkl₀)² L(hkl)²`` (E,) for scattering vectors ``q`` (E, 3, 1/m) and ``miller``
-    (3, 3·O, m); see :func:`bragg_sum` (also for ``threads``)."""
+    (3, 3·O, m); see :func:`bragg_sum`."""
     loops = _cpu_loops(q)
     if loops is None:
         return tensor_bragg_sum_forward(q, miller, n_cells, table)
     values, shift = table.padded_box()
     out = np.empty(q.shape[0], dtype=_numpy_dtype(q))
-    with _on_torch_threads(loops, threads):
+    with _on_torch_threads(loops):
         loops.forward(_components(q), _axes(miller), _float64(n_cells), values, shift, out)
     return torch.from_numpy(out).to(q.dtype)
 
 
 def bragg_sum_backward(grad: torch.Tensor, q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Tensor,
-                       table: StructureFactors, need_n: bool, need_q: bool = True, threads: Optional[int] = None
+                       table: StructureFactors, need_n: bool, need_q: bool = True
                        ) -> Tuple[Optional[torch.Tensor], torch.Tensor, Optional[torch.Tensor]]:
     """Gradients of :func:`bragg_sum_forward` with respect to ``q``, ``miller`` and ``n_cells``
     given ``grad`` (E,) = ∂loss/∂value; the first is None unless ``need_q``, the last None
@@ -87,7 +87,7 @@ def bragg_sum_backward(grad: torch.Tensor, q: torch.Tensor, miller: torch.Tensor
     grad_q = np.empty((3, q.shape[0] if need_q else 0), dtype=_numpy_dtype(q))
     grad_axes = np.empty((blocks,) + axes.shape)
     grad_n = np.empty((blocks, 3))
-    with _on_torch_threads(loops, threads):
+    with _on_torch_threads(loops):
         loops.backward(_array(grad), _components(q), axes, _float64(n_cells), values, shift, need_q,
                        grad_q, grad_axes, grad_n)
     grad_miller = torch.from_numpy(grad_axes.sum(0).reshape(-1, 3).T).to(miller.dtype)
@@ -97,7 +97,7 @@ def bragg_sum_backward(grad: torch.Tensor, q: torch.Tensor, miller: torch.Tensor
 
 def bragg_sum_jvp(q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Tensor, table: StructureFactors,
                   tangent_q: Optional[torch.Tensor], tangent_miller: Optional[torch.Tensor],
-                  tangent_n: Optional[torch.Tensor], threads: Optional[int] = None) -> torch.Tensor:
+                  tangent_n: Optional[torch.Tensor]) -> torch.Tensor:
     """Directional derivative of :func:`bragg_sum_forward` along the tangents of its inputs
     (None: no change), for forward-mode automatic differentiation: the refinement's Jacobian
     columns come from one such pass each."""
@@ -109,7 +109,7 @@ def bragg_sum_jvp(q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Tensor, 
     tangent_axes = _axes(tangent_miller) if tangent_miller is not None else np.zeros_like(axes)
     out = np.empty(q.shape[0], dtype=_numpy_dtype(q))
     components = _components(q)
-    with _on_torch_threads(loops, threads):
+    with _on_torch_threads(loops):
         loops.jvp(components, axes, _float64(n_cells), values, shift,
                   _components(tangent_q) if tangent_q is not None else components, tangent_q is not None,
                   tangent_axes, _float64(tangent_n) if tangent_n is not None else np.zeros(3), out)
@@ -130,9 +130,8 @@ def _cpu_loops(q: torch.Tensor) -> Optional[ModuleType]:
 
 
 @contextlib.contextmanager
-def _on_torch_threads(loops: ModuleType, threads: Optional[int] = None):
-    """Run the compiled ``loops`` on ``threads`` threads (default: PyTorch's count), and leave
-    PyTorch's count as it was.
+def _on_torch_threads(loops: ModuleType):
+    """Run the compiled ``loops`` on PyTorch's thread count, and leave PyTorch's count as it was.
 
     numba's OpenMP threading layer shares the OpenMP thread count with PyTorch: restoring
     numba's own count on exit (by default the number of CPUs) would otherwise raise PyTorch's
@@ -140,7 +139,7 @@ def _on_torch_threads(loops: ModuleType, threads: Optional[int] = None):
     """
     count = torch.get_num_threads()
     try:
-        with loops.threads(threads or count):
+        with loops.threads(count):
             yield
     finally:
         torch.set_num_threads(count)
@@ -226,19 +225,18 @@ def tensor_bragg_sum_jvp(q: torch.Tensor, miller: torch.Tensor, n_cells: torch.T
 
 class _BraggSum(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, miller, n_cells, table, threads):
+    def forward(ctx, q, miller, n_cells, table):
         ctx.save_for_backward(q, miller, n_cells)
         ctx.save_for_forward(q, miller, n_cells)
         ctx.table = table
-        ctx.threads = threads
         if compile_enabled():
             return _compiled_forward()(q, miller, n_cells, table)
-        return bragg_sum_forward(q, miller, n_cells, table, threads)
+        return bragg_sum_forward(q, miller, n_cells, table)
 
     @staticmethod
     def jvp(ctx, tangent_q, tangent_miller, tangent_n, *_):
         q, miller, n_cells = ctx.saved_tensors
-        return bragg_sum_jvp(q, miller, n_cells, ctx.table, tangent_q, tangent_miller, tangent_n, ctx.threads)
+        return bragg_sum_jvp(q, miller, n_cells, ctx.table, tangent_q, tangent_miller, tangent_n)
 
     @staticmethod
     def backward(ctx, grad):
@@ -246,9 +244,8 @@ class _BraggSum(torch.autograd.Function):
         if torch.is_grad_enabled():
             return _differentiable_backward(ctx, grad, q, miller, n_cells)
         grad_q, grad_miller, grad_n = bragg_sum_backward(
-            grad, q, miller, n_cells, ctx.table, need_n=ctx.needs_input_grad[2], need_q=ctx.needs_input_grad[0],
-            threads=ctx.threads)
-        return grad_q, grad_miller if ctx.needs_input_grad[1] else None, grad_n, None, None
+            grad, q, miller, n_cells, ctx.table, need_n=ctx.needs_input_grad[2], need_q=ctx.needs_input_grad[0])
+        return grad_q, grad_miller if ctx.needs_input_grad[1] else None, grad_n, None
 
 
 def bragg_sum_reference(q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Tensor,
@@ -268,11 +265,10 @@ def _differentiable_backward(ctx, grad, q, miller, n_cells):
     inputs = [t for t, need in zip((q, miller, n_cells), needs) if need]
     value = bragg_sum_reference(q, miller, n_cells, ctx.table)
     grads = iter(torch.autograd.grad(value, inputs, grad, create_graph=True))
-    return tuple(next(grads) if need else None for need in needs) + (None, None)
+    return tuple(next(grads) if need else None for need in needs) + (None,)
 
 
-def bragg_sum(q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Tensor, table: StructureFactors,
-              threads: Optional[int] = None) -> torch.Tensor:
+def bragg_sum(q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Tensor, table: StructureFactors) -> torch.Tensor:
     """Differentiable ``Σ_o F_cell(hkl₀)² F_latt(hkl)²`` for the SQUARE shape.
 
     Parameters
@@ -286,15 +282,12 @@ def bragg_sum(q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Tensor, tabl
         Na, Nb, Nc (real values allowed).
     table : StructureFactors
         Structure factors (nearest neighbour; no gradient flows to them).
-    threads : int, optional
-        Threads of the compiled CPU loops, for the value and for its derivatives. Default:
-        ``torch.get_num_threads()`` when they run.
 
     Returns
     -------
     tensor (E,)
     """
-    return _BraggSum.apply(q, miller, n_cells, table, threads)
+    return _BraggSum.apply(q, miller, n_cells, table)
 
 
 _COMPILED_FORWARD = []

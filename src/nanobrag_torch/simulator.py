@@ -10,7 +10,6 @@ backward pass instead of keeping its intermediates, which bounds the memory of a
 
 from __future__ import annotations
 
-import contextlib
 import math
 import warnings
 from dataclasses import dataclass, fields, is_dataclass
@@ -305,13 +304,6 @@ class Simulator:
         tensor (spixels, fpixels), or (n,) when ``pixels`` is given
             Expected photons per pixel (nanoBragg's float image). Pixels outside the ROI or
             masked are 0.
-
-        Notes
-        -----
-        On the CPU, when the compiled loops compute the Bragg sum
-        (:func:`~nanobrag_torch.kernels.runs_as_loops`), they run on ``torch.get_num_threads()``
-        threads and the other tensor operations of the render on one; PyTorch's thread count is
-        restored on return.
         """
         cfg = self.detector.config
         prepared = prepared if prepared is not None else self.prepare()
@@ -333,22 +325,20 @@ class Simulator:
         # render grew by about 250 bytes per pixel).
         rendered = torch.zeros(total, device=self.device, dtype=self.dtype)
         interpolation_off = False
-        threads = torch.get_num_threads()
-        with _tensor_threads(1 if loops else threads):
-            for start in range(0, total, batch):
-                chunk = pixels[start:start + batch]
-                if recompute:
-                    value, now_off = checkpoint(self._render_chunk, chunk, prepared, interpolation_off, threads,
-                                                use_reentrant=False)
-                else:
-                    value, now_off = self._render_chunk(chunk, prepared, interpolation_off, threads)
-                if now_off and not interpolation_off:
-                    warnings.warn("tricubic interpolation switched off for the rest of the image at the first "
-                                  "out-of-range lookup (nanoBragg C behaviour)", stacklevel=2)
-                interpolation_off = now_off
-                rendered[start:start + batch] = value
-                if progress is not None:
-                    progress(min(start + batch, total), total)
+        for start in range(0, total, batch):
+            chunk = pixels[start:start + batch]
+            if recompute:
+                value, now_off = checkpoint(self._render_chunk, chunk, prepared, interpolation_off,
+                                            use_reentrant=False)
+            else:
+                value, now_off = self._render_chunk(chunk, prepared, interpolation_off)
+            if now_off and not interpolation_off:
+                warnings.warn("tricubic interpolation switched off for the rest of the image at the first "
+                              "out-of-range lookup (nanoBragg C behaviour)", stacklevel=2)
+            interpolation_off = now_off
+            rendered[start:start + batch] = value
+            if progress is not None:
+                progress(min(start + batch, total), total)
         rendered = rendered * scale
         if subset:
             return rendered
@@ -368,11 +358,11 @@ class Simulator:
         return indices.to(torch.int64)
 
     # -------------------------------------------------------------- chunk
-    def _render_chunk(self, pixels: torch.Tensor, p: PreparedRun, interpolation_off: bool,
-                      threads: int) -> Tuple[torch.Tensor, bool]:
+    def _render_chunk(self, pixels: torch.Tensor, p: PreparedRun,
+                      interpolation_off: bool) -> Tuple[torch.Tensor, bool]:
         """Unscaled intensity ``Σ F_cell² F_latt² × factors`` of a chunk of pixels (flat indices),
         and whether C's interpolation switch-off has happened by the end of the chunk (given
-        whether it had before it); the fused kernel's compiled loops run on ``threads``."""
+        whether it had before it)."""
         cfg = self.detector.config
         geometry = p.geometry
         quirks = self.c_quirks
@@ -410,7 +400,7 @@ class Simulator:
         if p.fused:
             # [P, T, S, K, 1]: already summed over the orientations
             term = bragg_sum(q.reshape(3, -1).transpose(0, 1), p.miller_matrix, p.n_cells,
-                             p.structure_factors, threads).reshape(q.shape[1:])[..., None]
+                             p.structure_factors).reshape(q.shape[1:])[..., None]
             f_latt = None
         else:
             # Miller indices [P, T, S, K, O, 3] for O orientations (phi steps × domains)
@@ -528,26 +518,6 @@ class Simulator:
         if not cfg.oversample_omega:
             total = total * omega[:, 0, 0]
         return total
-
-
-@contextlib.contextmanager
-def _tensor_threads(count: int):
-    """Run PyTorch's CPU operations on ``count`` threads, then restore the previous count.
-
-    While the compiled loops render (:func:`nanobrag_torch.kernels.runs_as_loops`), they alone
-    run in parallel, on the caller's thread count: the per-pixel tensor operations around them
-    are small and memory-bound, and their own parallel regions cost more than they save in
-    thread wake-ups and barriers, most of all on a machine shared with other work (on 2 cores
-    under load, each costs milliseconds).
-    """
-    previous = torch.get_num_threads()
-    if count != previous:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        if count != previous:
-            torch.set_num_threads(previous)
 
 
 def _length(vectors: torch.Tensor) -> torch.Tensor:
