@@ -10,8 +10,8 @@ import warnings
 import pytest
 import torch
 
-from nanobrag_torch import (Beam, BeamConfig, Crystal, CrystalConfig, CrystalShape, Detector, DetectorConfig,
-                            Simulator, StructureFactors)
+from nanobrag_torch import (Beam, BeamConfig, ConfigError, Crystal, CrystalConfig, CrystalShape, Detector,
+                            DetectorConfig, Simulator, StructureFactors)
 from nanobrag_torch.simulator import FUSED_KERNEL_INPUTS, MAX_KEPT_BYTES, R_E_SQR_M2, PreparedRun
 
 
@@ -280,3 +280,14 @@ def test_recompute_is_decided_by_every_prepared_tensor():
         assert dataclasses.replace(changed, fused=False).recomputes_chunks(), name
     geometry = dataclasses.replace(prepared.geometry, pix0_m=prepared.geometry.pix0_m.clone().requires_grad_())
     assert dataclasses.replace(prepared, geometry=geometry).recomputes_chunks()
+
+
+def test_automatic_oversampling_beyond_the_cap_is_a_config_error():
+    """A 0.1 mm crystal 100 mm away at 1 Å on 0.1 mm pixels: nanoBragg's rule asks for about
+    3,000 sub-pixels per edge (9 million per pixel); refused with the numbers and the way out."""
+    crystal = Crystal(CrystalConfig(cell_a=100, cell_b=100, cell_c=100, N_cells=(10000, 10000, 10000), default_F=1.0))
+    detector = Detector(DetectorConfig(distance_mm=100, pixel_size_mm=0.1, fpixels=4, spixels=4, oversample=None))
+    expected = (r"DetectorConfig.oversample = None is invalid: .* is 300[01] for a 100 µm crystal, "
+                r"more than MAX_OVERSAMPLE = 1000; give a value \(-oversample\)")
+    with pytest.raises(ConfigError, match=expected):
+        Simulator(crystal, detector, BeamConfig(wavelength_A=1.0)).run()

@@ -357,7 +357,8 @@ class DetectorConfig:
         detector directly (beam centre and pivot are then not used).
     oversample : int, optional
         Sub-pixels per pixel edge, 1 to :data:`MAX_OVERSAMPLE`. ``None`` chooses it from the crystal
-        size as nanoBragg does.
+        size as nanoBragg does (the simulator raises a :class:`ConfigError` when that choice exceeds
+        :data:`MAX_OVERSAMPLE`).
     oversample_omega, oversample_polar, oversample_thick : bool
         Evaluate the solid angle, polarization or capture fraction for every sub-pixel instead
         of once per pixel.

@@ -18,7 +18,7 @@ from typing import Callable, Optional, Tuple, TypeVar
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from .config import BeamConfig, CrystalShape
+from .config import MAX_OVERSAMPLE, BeamConfig, ConfigError, CrystalShape
 from .geometry import as_tensor, rotation_about_axis, same_device, unit
 from .kernels import bragg_sum, runs_as_loops
 from .models.beam import Beam
@@ -241,7 +241,8 @@ class Simulator:
 
     def _oversample(self, geometry: DetectorGeometry) -> int:
         """The configured sub-pixels per pixel edge, or nanoBragg's automatic choice
-        ``ceil(3 · crystal size / (λ · distance / pixel))``."""
+        ``ceil(3 · crystal size / (λ · distance / pixel))``, which must not exceed
+        :data:`~nanobrag_torch.config.MAX_OVERSAMPLE` (a ConfigError says so)."""
         configured = self.detector.config.oversample
         if configured is not None:
             return int(configured)
@@ -250,7 +251,13 @@ class Simulator:
             distance = float(geometry.distance_m)
             wavelength = float(self.beam.wavelength_m)
             pixel = float(geometry.pixel_size_m)
-        return max(1, int(math.ceil(3 * size / (wavelength * distance / pixel))))
+        chosen = max(1, int(math.ceil(3 * size / (wavelength * distance / pixel))))
+        if chosen > MAX_OVERSAMPLE:
+            raise ConfigError("DetectorConfig", "oversample", None,
+                              f"nanoBragg's automatic choice ceil(3 · crystal size / (λ · distance / pixel)) is "
+                              f"{chosen} for a {size * 1e6:.4g} µm crystal, more than MAX_OVERSAMPLE = "
+                              f"{MAX_OVERSAMPLE}; give a value (-oversample)")
+        return chosen
 
     def _interpolate(self, factors: StructureFactors) -> bool:
         if not factors.has_table:
