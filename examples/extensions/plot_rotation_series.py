@@ -17,10 +17,11 @@ determines the two parameters.
 # --------------
 # The tutorial's crystal and detector geometry (``A.mat``, ``scaled.hkl``, 36 × 47 × 29 cells,
 # five mosaic domains spread by 0.2°, the tilted Pilatus in CUSTOM geometry), on a
-# 384 × 768-pixel region of the detector where spots are dense, as in
-# :ref:`sphx_glr_auto_examples_refinement_plot_capture_range.py`: a detector of its own whose pixels are the same pixels of the full one (its
-# corner ``pix0`` moved to the region's first pixel). An oscillation costs ten stills per
-# image, so the region keeps the page short.
+# 768 × 768-pixel region of the detector where spots are dense: a detector of its own
+# (:func:`~nanobrag_torch.detector_region`) whose pixels are the same pixels of the full one.
+# An oscillation costs ten stills per image, so the region keeps the page short; it is
+# twice the region of :ref:`sphx_glr_auto_examples_refinement_plot_capture_range.py`, so
+# that the noisy still holds a few dozen spots, as the refinement's search needs.
 #
 # The rotation is set on the crystal: ``phi_start_deg`` where it begins, ``osc_range_deg``
 # how far it turns and ``phi_steps`` in how many stills it is integrated (the image is
@@ -31,8 +32,8 @@ import numpy as np
 import torch
 
 from nanobrag_torch import (BeamConfig, Crystal, CrystalConfig, Detector, DetectorConfig, DetectorConvention, Simulator,
-                            StructureFactors, read_hkl_file, read_mosflm_matrix, reciprocal_to_real_cell,
-                            tutorial_data_paths)
+                            StructureFactors, detector_region, read_hkl_file, read_mosflm_matrix,
+                            reciprocal_to_real_cell, tutorial_data_paths)
 from nanobrag_torch.noise import noise_image
 from nanobrag_torch.plotting import show_detector_image, show_residual
 from nanobrag_torch.refine import refine
@@ -46,17 +47,13 @@ cell = reciprocal_to_real_cell(a_star, b_star, c_star)
 hkl_grid, hkl_meta = read_hkl_file(str(data.hkl), default_F=0.0)
 structure_factors = StructureFactors(hkl_grid, hkl_meta, default_F=0.0, dtype=DTYPE)
 
-PIXEL_MM = 0.172
-FDET = np.array((0.999982, -0.005998, -0.000118))
-SDET = np.array((-0.005998, -0.999970, -0.004913))
-PIX0_MM = np.array((-216.336293, 215.205512, -230.200866))  # pixel (0, 0) of the full detector
-FAST0, SLOW0 = 1248, 688  # the region's first pixel on the full detector
-detector_config = DetectorConfig(
-    distance_mm=231.274660, pixel_size_mm=PIXEL_MM, fpixels=384, spixels=768,
+full_detector = DetectorConfig(
+    distance_mm=231.274660, pixel_size_mm=0.172, fpixels=2463, spixels=2527,
     detector_convention=DetectorConvention.CUSTOM, beam_center_f=217.742295, beam_center_s=213.907080,
-    custom_fdet_vector=tuple(FDET), custom_sdet_vector=tuple(SDET),
+    custom_fdet_vector=(0.999982, -0.005998, -0.000118), custom_sdet_vector=(-0.005998, -0.999970, -0.004913),
     custom_odet_vector=(-0.000088, 0.004914, -0.999988), custom_beam_vector=(0.00051387949, 0.0, -0.99999986),
-    pix0_override_m=tuple((PIX0_MM + PIXEL_MM * (FAST0 * FDET + SLOW0 * SDET)) * 1e-3), oversample=1)
+    oversample=1)
+detector_config = detector_region(full_detector, fast0=1056, slow0=688, fast_pixels=768, slow_pixels=768)
 detector = Detector(detector_config, dtype=DTYPE)
 beam_config = BeamConfig(wavelength_A=WAVELENGTH_A, flux=1e18, exposure=1.0, beamsize_mm=1.0)
 
@@ -203,7 +200,7 @@ plt.show()
 #   averages that slope over the range it sweeps, which flattens it. The mosaic spread is
 #   determined about equally well by both.
 # * **Correlation.** phi and the mosaic spread are nearly uncorrelated in both images: with
-#   two dozen spots at different places on their rocking curves, turning the crystal and
+#   three dozen spots at different places on their rocking curves, turning the crystal and
 #   widening the spread change the image in different ways.
 #
 # What an oscillation is for is coverage: a series of them, each a few tenths of a degree,

@@ -23,19 +23,19 @@ The map answers the question for this experiment: where each method's range ends
 # domains spread by 0.2°, a still at phi 0° on the tilted Pilatus in CUSTOM geometry — but
 # not the whole 2463 × 2527-pixel detector: the map needs dozens of refinements, and a
 # full-size image costs several seconds on one CPU thread. We keep a **region** of it, a
-# 384 × 768-pixel rectangle (a twentieth of the detector) where spots are dense, and give
-# it a detector of its own: the same pixels, the same orientation, and the corner pixel
-# ``pix0`` moved along the fast and slow axes to the region's first pixel. Every pixel of
-# the region is the same pixel of the full detector, at the same place in the laboratory,
-# so its image is the full image's crop.
+# 384 × 768-pixel rectangle (a twentieth of the detector) where spots are dense, as a
+# detector of its own: :func:`~nanobrag_torch.detector_region` keeps the pixels, the
+# orientation and the distance, and moves the beam centre by the region's offset. Every
+# pixel of the region is the same pixel of the full detector, at the same place in the
+# laboratory, so its image is the full image's crop.
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
 from nanobrag_torch import (BeamConfig, Crystal, CrystalConfig, Detector, DetectorConfig, DetectorConvention, Simulator,
-                            StructureFactors, read_hkl_file, read_mosflm_matrix, reciprocal_to_real_cell,
-                            tutorial_data_paths)
+                            StructureFactors, detector_region, read_hkl_file, read_mosflm_matrix,
+                            reciprocal_to_real_cell, tutorial_data_paths)
 from nanobrag_torch.plotting import show_detector_image
 from nanobrag_torch.refine import refine
 
@@ -47,24 +47,12 @@ cell = reciprocal_to_real_cell(a_star, b_star, c_star)
 hkl_grid, hkl_meta = read_hkl_file(str(data.hkl), default_F=0.0)
 structure_factors = StructureFactors(hkl_grid, hkl_meta, default_F=0.0, dtype=DTYPE)
 
-PIXEL_MM = 0.172
-FDET = np.array((0.999982, -0.005998, -0.000118))
-SDET = np.array((-0.005998, -0.999970, -0.004913))
-PIX0_MM = np.array((-216.336293, 215.205512, -230.200866))  # pixel (0, 0) of the full detector
-
-
-def region_detector(fast0, slow0, fast_pixels, slow_pixels):
-    """The pixels [slow0, slow0 + slow_pixels) × [fast0, fast0 + fast_pixels) of the
-    tutorial's Pilatus, as a detector of their own."""
-    pix0_mm = PIX0_MM + PIXEL_MM * (fast0 * FDET + slow0 * SDET)
-    return DetectorConfig(
-        distance_mm=231.274660, pixel_size_mm=PIXEL_MM, fpixels=fast_pixels, spixels=slow_pixels,
-        detector_convention=DetectorConvention.CUSTOM, beam_center_f=217.742295, beam_center_s=213.907080,
-        custom_fdet_vector=tuple(FDET), custom_sdet_vector=tuple(SDET),
-        custom_odet_vector=(-0.000088, 0.004914, -0.999988), custom_beam_vector=(0.00051387949, 0.0, -0.99999986),
-        pix0_override_m=tuple(pix0_mm * 1e-3), oversample=1)
-
-
+full_detector = DetectorConfig(
+    distance_mm=231.274660, pixel_size_mm=0.172, fpixels=2463, spixels=2527,
+    detector_convention=DetectorConvention.CUSTOM, beam_center_f=217.742295, beam_center_s=213.907080,
+    custom_fdet_vector=(0.999982, -0.005998, -0.000118), custom_sdet_vector=(-0.005998, -0.999970, -0.004913),
+    custom_odet_vector=(-0.000088, 0.004914, -0.999988), custom_beam_vector=(0.00051387949, 0.0, -0.99999986),
+    oversample=1)
 beam_config = BeamConfig(wavelength_A=WAVELENGTH_A, flux=1e18, exposure=1.0, beamsize_mm=1.0)
 TRUE_PHI, TRUE_MOSAIC = 0.0, 0.2
 
@@ -84,7 +72,7 @@ def simulate(detector, phi_deg=TRUE_PHI, mosaic_deg=TRUE_MOSAIC):
 
 
 REGION = dict(fast0=1248, slow0=688, fast_pixels=384, slow_pixels=768)
-region_config = region_detector(**REGION)
+region_config = detector_region(full_detector, **REGION)
 region = Detector(region_config, dtype=DTYPE)
 with torch.no_grad():
     observed = simulate(region)
@@ -98,7 +86,7 @@ print(f"photons in the region: {observed.sum().item():.4g}, brightest pixel {obs
 # the simulated or the observed image is bright, wherever they are, so the size of the window
 # changes the cost, not the behaviour the map shows.
 SMALL = dict(fast0=1456, slow0=800, fast_pixels=160, slow_pixels=160)
-small = Detector(region_detector(**SMALL), dtype=DTYPE)
+small = Detector(detector_region(full_detector, **SMALL), dtype=DTYPE)
 with torch.no_grad():
     observed_small = simulate(small)
 

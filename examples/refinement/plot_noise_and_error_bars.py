@@ -35,7 +35,7 @@ import torch
 import torch.autograd.forward_ad as forward_ad
 from matplotlib.patches import Rectangle
 
-from nanobrag_torch import Crystal, Detector, Simulator, read_hkl_file, tutorial_data_paths
+from nanobrag_torch import Crystal, Detector, Simulator, detector_region, read_hkl_file, tutorial_data_paths
 from nanobrag_torch.cli import parse_args
 from nanobrag_torch.noise import noise_image
 from nanobrag_torch.plotting import show_detector_image
@@ -195,25 +195,22 @@ for name, limit in zip(NAMES, bound.tolist()):
 # standard deviation 1.
 #
 # Forty refinements of the full detector would take a quarter of an hour on one CPU core, so
-# the repeats use the 512 × 512 region boxed above, as its own detector: the same geometry,
-# with the beam centre moved so that every pixel sees what the full detector's pixel does
-# (about 1,500 photons in some thirty spots, a few of them bright; the error bars are wider,
-# which is all the crop changes). And each refinement starts at the truth: how far away a
+# the repeats use the 512 × 512 region boxed above as a detector of its own
+# (:func:`~nanobrag_torch.detector_region`): the same geometry, with the beam centre moved so
+# that every pixel sees what the full detector's pixel does. It holds about 1,500 photons in
+# some thirty spots, a few of them bright; the error bars are wider, which is all the crop
+# changes. And each refinement starts at the truth: how far away a
 # start may be is the subject of
 # :ref:`sphx_glr_auto_examples_refinement_plot_capture_range.py`; here we ask what the
 # refinement does with the noise once it is in the basin of the likelihood. Starting at the truth does not pull the answer
 # to it: the local stage moves to the maximum of each image's likelihood, and stops only when
 # its steps fall below a hundredth of a standard error.
 SEEDS = range(101, 141)
-crop_command = list(COMMAND)
-for option, value in [("-detpixels_x", "512"), ("-detpixels_y", "512"),
-                      ("-Xbeam", f"{217.742295 - CROP[1].start * 0.172:.6f}"),
-                      ("-Ybeam", f"{213.907080 - CROP[0].start * 0.172:.6f}")]:
-    crop_command[crop_command.index(option) + 1] = value
-crop = parse_args(crop_command)
+crop_detector = detector_region(plan.detector, fast0=CROP[1].start, slow0=CROP[0].start, fast_pixels=512,
+                                slow_pixels=512)
 with torch.no_grad():
     crop_expected = simulate(TRUTH["crystal.phi_start_deg"], TRUTH["crystal.mosaic_spread_deg"],
-                             detector_config=crop.detector, dtype=torch.float64).numpy()
+                             detector_config=crop_detector, dtype=torch.float64).numpy()
 print(f"cropped detector: {crop_expected.shape[1]} × {crop_expected.shape[0]} pixels, "
       f"{crop_expected.sum():.0f} expected photons")
 print(f"same pixels as the full detector: max |difference| = "
@@ -223,7 +220,7 @@ estimates = {name: [] for name in NAMES}
 errors = {name: [] for name in NAMES}
 for seed in SEEDS:
     crop_counts = noise_image(crop_expected, seed=seed, adc_offset=0.0)[0].astype(np.float64)
-    repeat = refine(crop_counts, TRUTH, crystal=crop.crystal, detector=crop.detector, beam=crop.beam,
+    repeat = refine(crop_counts, TRUTH, crystal=plan.crystal, detector=crop_detector, beam=plan.beam,
                     structure_factors=structure_factors, progress=False)
     for name in NAMES:
         estimates[name].append(repeat.values[name])
@@ -236,7 +233,7 @@ for seed in SEEDS:
 # numbers that summarise them. With 40 draws, the mean of calibrated pulls scatters by about
 # 1/√40 ≈ 0.16 around 0 and their standard deviation by about 1/√78 ≈ 0.11 around 1.
 crop_bound = torch.sqrt(torch.diag(torch.linalg.inv(
-    fisher_information(crop.detector, torch.from_numpy(np.flatnonzero(crop_expected > 1e-6)))))).tolist()
+    fisher_information(crop_detector, torch.from_numpy(np.flatnonzero(crop_expected > 1e-6)))))).tolist()
 pulls = {name: (np.array(estimates[name]) - TRUTH[name]) / np.array(errors[name]) for name in NAMES}
 
 fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), layout="constrained")

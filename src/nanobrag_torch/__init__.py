@@ -27,14 +27,14 @@ from .io.hkl import read_fdump, read_hkl_file
 from .io.mosflm import read_mosflm_matrix, reciprocal_to_real_cell
 from .models.beam import Beam
 from .models.crystal import Crystal
-from .models.detector import Detector
+from .models.detector import Detector, detector_region
 from .simulator import PreparedRun, Simulator
 from .structure_factors import StructureFactors
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Simulator", "PreparedRun", "Crystal", "Detector", "Beam",
+    "Simulator", "PreparedRun", "Crystal", "Detector", "detector_region", "Beam",
     "CrystalConfig", "DetectorConfig", "BeamConfig", "NoiseConfig", "ConfigError",
     "DetectorConvention", "DetectorPivot", "CrystalShape",
     "StructureFactors", "read_hkl_file", "read_fdump", "read_mosflm_matrix", "reciprocal_to_real_cell",

@@ -167,11 +167,35 @@ def beam_center_for_pixel(convention: DetectorConvention, fast_px: float, slow_p
     beam_center_f, beam_center_s : float
         In mm, for :class:`~nanobrag_torch.config.DetectorConfig`.
     """
+    return beam_center_for_point(convention, (fast_px + 0.5) * pixel_size_mm, (slow_px + 0.5) * pixel_size_mm,
+                                 pixel_size_mm, fpixels, spixels)
+
+
+def beam_center_for_point(convention: DetectorConvention, fast: Scalar, slow: Scalar, pixel_size: Scalar,
+                          fpixels: int, spixels: int) -> Tuple[Scalar, Scalar]:
+    """The beam centre that names a point of the detector: the inverse of :func:`beam_point`.
+
+    Plain arithmetic: tensors keep their gradients.
+
+    Parameters
+    ----------
+    convention : DetectorConvention
+    fast, slow : float or tensor
+        The point, from the outer corner of pixel (0, 0) along the fast and slow axes.
+    pixel_size : float or tensor
+        Pixel edge, in the unit of ``fast`` and ``slow``.
+    fpixels, spixels : int
+        Pixels along the fast and slow axes.
+
+    Returns
+    -------
+    beam_center_f, beam_center_s : float or tensor
+        In the unit of ``fast`` and ``slow``.
+    """
     row = CONVENTIONS[convention]
-    shift = pixel_size_mm / 2 if row.half_pixel_added else 0.0
-    return tuple(count * pixel_size_mm - ((px + 0.5) * pixel_size_mm - shift) if far
-                 else (px + 0.5) * pixel_size_mm - shift
-                 for px, count, far in zip((fast_px, slow_px), (fpixels, spixels), row.from_far_edge))
+    shift = pixel_size / 2 if row.half_pixel_added else 0.0
+    return tuple(count * pixel_size - point + shift if far else point - shift
+                 for point, count, far in zip((fast, slow), (fpixels, spixels), row.from_far_edge))
 
 
 def default_beam_center_mm(convention: DetectorConvention, pixel_size_mm: float, fpixels: int,

@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import numbers
+from dataclasses import dataclass, replace
 from typing import Optional, Tuple
 
 import torch
 
 from ..config import DetectorConfig, DetectorConvention, DetectorPivot
-from ..conventions import CONVENTIONS, Convention, beam_point, default_beam_center_mm, detector_pivot
+from ..conventions import (CONVENTIONS, Convention, beam_center_for_point, beam_point, default_beam_center_mm,
+                           detector_pivot)
 from ..geometry import as_tensor, dot, rotation_about_axis, rotation_xyz, unit
 
 
@@ -111,9 +113,7 @@ class Detector:
         """The point the beam centre names, along fast and slow (see
         :func:`~nanobrag_torch.conventions.beam_point`), in metres."""
         cfg = self.config
-        default = default_beam_center_mm(cfg.detector_convention, cfg.pixel_size_mm, cfg.fpixels, cfg.spixels)
-        centre = [self._t(value if value is not None else fallback) * 1e-3
-                  for value, fallback in zip((cfg.beam_center_f, cfg.beam_center_s), default)]
+        centre = [self._t(value) * 1e-3 for value in _beam_center_mm(cfg)]
         return beam_point(cfg.detector_convention, *centre, pixel_m, cfg.fpixels, cfg.spixels)
 
     def geometry(self) -> DetectorGeometry:
@@ -198,3 +198,73 @@ class Detector:
             mask = torch.as_tensor(cfg.mask, device=self.device).reshape(-1)
             index = index[mask[index] != 0]
         return index
+
+
+def _beam_center_mm(config: DetectorConfig) -> Tuple:
+    """The configured beam centre (fast, slow) in mm, each component the convention's default
+    (:func:`~nanobrag_torch.conventions.default_beam_center_mm`) when not given."""
+    default = default_beam_center_mm(config.detector_convention, config.pixel_size_mm, config.fpixels,
+                                     config.spixels)
+    return tuple(value if value is not None else fallback
+                 for value, fallback in zip((config.beam_center_f, config.beam_center_s), default))
+
+
+def detector_region(config: DetectorConfig, fast0: int, slow0: int, fast_pixels: int,
+                    slow_pixels: int) -> DetectorConfig:
+    """A rectangle of a detector's pixels as a detector of its own.
+
+    The region holds the pixels ``[fast0, fast0 + fast_pixels)`` along the fast axis and
+    ``[slow0, slow0 + slow_pixels)`` along the slow axis. Each of them is the same pixel of the
+    full detector, at the same place in the laboratory, so the region's image is the full
+    image's crop: a cheaper target for a refinement, or a detector panel. The beam centre is
+    moved by the region's offset (so it stays a parameter to refine; tensors keep their
+    gradients), a ``pix0_override_m`` along the detector's axes, and the ROI and the mask are
+    cut to the region.
+
+    Parameters
+    ----------
+    config : DetectorConfig
+        The full detector.
+    fast0, slow0 : int
+        The full detector's pixel that is the region's pixel (0, 0).
+    fast_pixels, slow_pixels : int
+        The region's size in pixels.
+
+    Returns
+    -------
+    DetectorConfig
+
+    Raises
+    ------
+    ValueError
+        The rectangle does not lie on the detector, or it lies outside the ROI.
+    """
+    for axis, start, count, total in (("fast", fast0, fast_pixels, config.fpixels),
+                                      ("slow", slow0, slow_pixels, config.spixels)):
+        if not all(isinstance(n, numbers.Integral) and not isinstance(n, bool) for n in (start, count)):
+            raise ValueError(f"detector_region: {axis}0 and {axis}_pixels must be integers, got {start!r} and {count!r}")
+        if not (0 <= start and 1 <= count and start + count <= total):
+            raise ValueError(f"detector_region: {axis} pixels {start} to {start + count - 1} are not on the "
+                             f"detector's {total} {axis} pixels (0 to {total - 1})")
+    fast0, slow0, fast_pixels, slow_pixels = int(fast0), int(slow0), int(fast_pixels), int(slow_pixels)
+    convention, pixel_mm = config.detector_convention, config.pixel_size_mm
+    along_fast, along_slow = beam_point(convention, *_beam_center_mm(config), pixel_mm, config.fpixels, config.spixels)
+    beam_center_f, beam_center_s = beam_center_for_point(convention, along_fast - fast0 * pixel_mm,
+                                                         along_slow - slow0 * pixel_mm, pixel_mm,
+                                                         fast_pixels, slow_pixels)
+    changes = dict(fpixels=fast_pixels, spixels=slow_pixels, beam_center_f=beam_center_f, beam_center_s=beam_center_s)
+    if config.pix0_override_m is not None:
+        geometry = Detector(config).geometry()
+        pix0_m = geometry.pix0_m + geometry.pixel_size_m * (fast0 * geometry.fdet + slow0 * geometry.sdet)
+        changes["pix0_override_m"] = tuple(pix0_m.unbind() if pix0_m.requires_grad else pix0_m.tolist())
+    if config.roi is not None:
+        fmin, fmax, smin, smax = config.roi
+        roi = (max(fmin - fast0, 0), min(fmax - fast0, fast_pixels - 1),
+               max(smin - slow0, 0), min(smax - slow0, slow_pixels - 1))
+        if roi[0] > roi[1] or roi[2] > roi[3]:
+            raise ValueError(f"detector_region: the region's pixels (fast {fast0} to {fast0 + fast_pixels - 1}, slow "
+                             f"{slow0} to {slow0 + slow_pixels - 1}) lie outside the ROI {config.roi}")
+        changes["roi"] = roi
+    if config.mask is not None:
+        changes["mask"] = config.mask[slow0:slow0 + slow_pixels, fast0:fast0 + fast_pixels]
+    return replace(config, **changes)
