@@ -2,7 +2,8 @@
 
 Measures, on the CPU unless ``--device cuda``:
 
-* first call: the first forward image of a fresh process (set-up, and compilation when on);
+* first call: the first forward image of a fresh process (imports, set-up, and compilation when
+  on), and the part of it that is ``import torch``;
 * forward: median wall time of the image over ``--repeats`` runs;
 * forward + backward: median time of an MSE loss and its gradient with respect to
   ``phi_start_deg`` and ``mosaic_spread_deg``;
@@ -130,6 +131,7 @@ def main() -> int:
     start = time.perf_counter()
     import torch
 
+    import_torch_s = time.perf_counter() - start
     device = torch.device(args.device)
     dtype = torch.float32
     cuda = device.type == "cuda"
@@ -164,7 +166,8 @@ def main() -> int:
     c_s = time_c(args.c_binary, args.repeats, threads) if args.c_binary else None
     if args.json:
         print(json.dumps({"device": str(device), "threads": threads, "compile": args.compile,
-                          "torch": torch.__version__, "first_call_s": first_call_s, "forward_s": forward_s,
+                          "torch": torch.__version__, "first_call_s": first_call_s,
+                          "import_torch_s": import_torch_s, "forward_s": forward_s,
                           "forward_backward_s": forward_backward_s, "peak_gib": peak_gib, "c_forward_s": c_s,
                           "crop": args.crop}))
         return 0
@@ -172,6 +175,7 @@ def main() -> int:
     print(f"seed experiment: {area} pixels, N 36x47x29, 5 mosaic domains, 1 phi step, float32, "
           f"{device}, {threads} threads, torch.compile {'on' if args.compile else 'off'}, torch {torch.__version__}")
     rows = [("first call (import, set-up, first image)", first_call_s),
+            ("  of it, import torch", import_torch_s),
             ("forward image (median)", forward_s),
             ("forward + backward, MSE wrt phi and mosaic (median)", forward_backward_s)]
     for name, seconds in rows:

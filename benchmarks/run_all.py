@@ -10,8 +10,9 @@ Measures, on this machine and in this run, each as the median over ``--repeats``
   mosaic domains, :data:`bench_seed_experiment.C_ARGS`), whole process: the reference of the
   library's ratios;
 * the library on that experiment, float32, by ``bench_seed_experiment.py --json`` in a fresh
-  process: first call (import, set-up, first image), forward image, forward + backward (MSE
-  with respect to phi and the mosaic spread), peak resident memory;
+  process: first call (import, set-up, first image; and the part of it that is ``import
+  torch``), forward image, forward + backward (MSE with respect to phi and the mosaic
+  spread), peak resident memory;
 * start-up, in a fresh process: ``import nanobrag_torch.cli``, then numba's import and the
   loading of the cached Bragg loops (their first call, on one scattering vector), which every
   CPU render pays;
@@ -157,6 +158,7 @@ def main() -> int:
         rows.append((f"library: {title}", [run[key] for run in library], c_forward))
     rows.append(("library: first call (fresh process: import, set-up, first image)",
                  [run["first_call_s"] for run in library], None))
+    rows.append(("library: first call, of it import torch", [run["import_torch_s"] for run in library], None))
     rows.append(("start-up: import nanobrag_torch.cli", [run["cli"] for run in startup], None))
     rows.append(("start-up: import numba, load the cached Bragg loops", [run["loops"] for run in startup], None))
     rows.append(("refinement of the tutorial problem (bench_refine)", refinement, None))
