@@ -18,10 +18,11 @@ determines the two parameters.
 # The tutorial's crystal and detector geometry (``A.mat``, ``scaled.hkl``, 36 × 47 × 29 cells,
 # five mosaic domains spread by 0.2°, the tilted Pilatus in CUSTOM geometry), on a
 # 768 × 768-pixel region of the detector where spots are dense: a detector of its own
-# (:func:`~nanobrag_torch.detector_region`) whose pixels are the same pixels of the full one.
-# An oscillation costs ten stills per image, so the region keeps the page short; it is
-# twice the region of :ref:`sphx_glr_auto_examples_refinement_plot_capture_range.py`, so
-# that the noisy still holds a few dozen spots, as the refinement's search needs.
+# (:func:`~nanobrag_torch.models.detector.detector_region`) whose pixels are the same pixels
+# of the full one. An oscillation costs ten stills per image, so the region keeps the page
+# short; it is twice the region of
+# :ref:`sphx_glr_auto_examples_refinement_plot_capture_range.py`, so that the noisy still
+# holds a few dozen spots, as the refinement's search needs.
 #
 # The rotation is set on the crystal: ``phi_start_deg`` where it begins, ``osc_range_deg``
 # how far it turns and ``phi_steps`` in how many stills it is integrated (the image is

@@ -20,14 +20,14 @@ The map answers the question for this experiment: where each method's range ends
 # The experiment, on a region of the detector
 # -------------------------------------------
 # The tutorial's experiment — ``A.mat``, ``scaled.hkl``, 36 × 47 × 29 cells with five mosaic
-# domains spread by 0.2°, a still at phi 0° on the tilted Pilatus in CUSTOM geometry — but
-# not the whole 2463 × 2527-pixel detector: the map needs dozens of refinements, and a
-# full-size image costs several seconds on one CPU thread. We keep a **region** of it, a
-# 384 × 768-pixel rectangle (a twentieth of the detector) where spots are dense, as a
-# detector of its own: :func:`~nanobrag_torch.detector_region` keeps the pixels, the
-# orientation and the distance, and moves the beam centre by the region's offset. Every
-# pixel of the region is the same pixel of the full detector, at the same place in the
-# laboratory, so its image is the full image's crop.
+# domains spread by 0.2°, a still at phi 0° on the tilted Pilatus in CUSTOM geometry — but not
+# the whole 2463 × 2527-pixel detector: the map needs dozens of refinements, and a full-size
+# image costs several seconds on one CPU thread. We keep a **region** of it, a 384 × 768-pixel
+# rectangle (a twentieth of the detector) where spots are dense, as a detector of its own:
+# :func:`~nanobrag_torch.models.detector.detector_region` keeps the pixels, the orientation
+# and the distance, and moves the beam centre by the region's offset. Every pixel of the
+# region is the same pixel of the full detector, at the same place in the laboratory, so its
+# image is the full image's crop.
 
 import matplotlib.pyplot as plt
 import numpy as np

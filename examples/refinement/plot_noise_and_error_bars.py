@@ -196,15 +196,15 @@ for name, limit in zip(NAMES, bound.tolist()):
 #
 # Forty refinements of the full detector would take a quarter of an hour on one CPU core, so
 # the repeats use the 512 × 512 region boxed above as a detector of its own
-# (:func:`~nanobrag_torch.detector_region`): the same geometry, with the beam centre moved so
-# that every pixel sees what the full detector's pixel does. It holds about 1,500 photons in
-# some thirty spots, a few of them bright; the error bars are wider, which is all the crop
-# changes. And each refinement starts at the truth: how far away a
-# start may be is the subject of
-# :ref:`sphx_glr_auto_examples_refinement_plot_capture_range.py`; here we ask what the
-# refinement does with the noise once it is in the basin of the likelihood. Starting at the truth does not pull the answer
-# to it: the local stage moves to the maximum of each image's likelihood, and stops only when
-# its steps fall below a hundredth of a standard error.
+# (:func:`~nanobrag_torch.models.detector.detector_region`): the same geometry, with the beam
+# centre moved so that every pixel sees what the full detector's pixel does. It holds about
+# 1,500 photons in some thirty spots, a few of them bright; the error bars are wider, which is
+# all the crop changes. And each refinement starts at the truth: how far away a start may be
+# is the subject of :ref:`sphx_glr_auto_examples_refinement_plot_capture_range.py`; here we
+# ask what the refinement does with the noise once it is in the basin of the likelihood.
+# Starting at the truth does not pull the answer to it: the local stage moves to the maximum
+# of each image's likelihood, and stops only when its steps fall below a hundredth of a
+# standard error.
 SEEDS = range(101, 141)
 crop_detector = detector_region(plan.detector, fast0=CROP[1].start, slow0=CROP[0].start, fast_pixels=512,
                                 slow_pixels=512)
