@@ -16,13 +16,12 @@ determines the two parameters.
 # The experiment
 # --------------
 # The tutorial's crystal and detector geometry (``A.mat``, ``scaled.hkl``, 36 × 47 × 29 cells,
-# five mosaic domains spread by 0.2°, the tilted Pilatus in CUSTOM geometry), on a
-# 768 × 768-pixel region of the detector where spots are dense: a detector of its own
-# (:func:`~nanobrag_torch.models.detector.detector_region`) whose pixels are the same pixels
-# of the full one. An oscillation costs ten stills per image, so the region keeps the page
-# short; it is twice the region of
-# :ref:`sphx_glr_auto_examples_refinement_plot_capture_range.py`, so that the noisy still
-# holds a few dozen spots, as the refinement's search needs.
+# five mosaic domains spread by 0.2°, the tilted Pilatus in CUSTOM geometry), on the
+# 384 × 768-pixel region of
+# :ref:`sphx_glr_auto_examples_refinement_plot_capture_range.py`, where spots are dense: a
+# detector of its own (:func:`~nanobrag_torch.models.detector.detector_region`) whose pixels
+# are the same pixels of the full one. An oscillation costs ten stills per image, so the
+# region keeps the page short.
 #
 # The rotation is set on the crystal: ``phi_start_deg`` where it begins, ``osc_range_deg``
 # how far it turns and ``phi_steps`` in how many stills it is integrated (the image is
@@ -54,7 +53,7 @@ full_detector = DetectorConfig(
     custom_fdet_vector=(0.999982, -0.005998, -0.000118), custom_sdet_vector=(-0.005998, -0.999970, -0.004913),
     custom_odet_vector=(-0.000088, 0.004914, -0.999988), custom_beam_vector=(0.00051387949, 0.0, -0.99999986),
     oversample=1)
-detector_config = detector_region(full_detector, fast0=1056, slow0=688, fast_pixels=768, slow_pixels=768)
+detector_config = detector_region(full_detector, fast0=1248, slow0=688, fast_pixels=384, slow_pixels=768)
 detector = Detector(detector_config, dtype=DTYPE)
 beam_config = BeamConfig(wavelength_A=WAVELENGTH_A, flux=1e18, exposure=1.0, beamsize_mm=1.0)
 
@@ -201,7 +200,7 @@ plt.show()
 #   averages that slope over the range it sweeps, which flattens it. The mosaic spread is
 #   determined about equally well by both.
 # * **Correlation.** phi and the mosaic spread are nearly uncorrelated in both images: with
-#   three dozen spots at different places on their rocking curves, turning the crystal and
+#   two dozen spots at different places on their rocking curves, turning the crystal and
 #   widening the spread change the image in different ways.
 #
 # What an oscillation is for is coverage: a series of them, each a few tenths of a degree,

@@ -332,7 +332,7 @@ phi_errors = np.array([abs(entry["values"]["crystal.phi_start_deg"] - TRUE_PHI) 
 mosaic_errors = np.array([abs(entry["values"]["crystal.mosaic_spread_deg"] - TRUE_MOSAIC)
                           for entry in result.history])
 stage_colors = {"start": "gray", "orientation search": "tab:blue", "spot positions": "tab:green",
-                "local": "tab:red"}
+                "spread scan": "tab:purple", "local": "tab:red"}
 colors = [stage_colors.get(stage, "k") for stage in stages]
 
 fig, axes = plt.subplots(2, 2, figsize=(12, 10))

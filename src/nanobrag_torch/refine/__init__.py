@@ -17,7 +17,10 @@ the result's ``history``:
 3. **choice**: the likelihood decides where the local stage starts: at the start or at one of
    the points the first stages reached, whichever image fits the observed one best over the
    pixels near the spots that any of them predicts or that are observed. A search that went
-   astray on a problem with few or uninformative spots thus costs time, not the answer;
+   astray on a problem with few or uninformative spots thus costs time, not the answer. When
+   the mosaic spread is refined, the likelihood then scans it at that point (``"spread
+   scan"``, recorded when it finds a better spread): counting indexed spots tells the spread
+   poorly when they are few;
 4. **local**: Levenberg–Marquardt with Fisher scoring on the exact Jacobian (forward-mode
    automatic differentiation) of the likelihood over the pixels near the spots that the chosen
    point predicts or that are observed (:func:`~nanobrag_torch.refine.pixels.informative_pixels`),
@@ -39,7 +42,7 @@ import numpy as np
 import torch
 
 from ..config import BeamConfig, CrystalConfig, DetectorConfig
-from .indexing import search_orientation
+from .indexing import search_orientation, spread_grid
 from .likelihoods import Gaussian, Likelihood, MeanSquaredError, Poisson, as_likelihood
 from .model import ExperimentModel
 from .parameters import parse_parameters
@@ -200,20 +203,57 @@ def _global_stages(model: ExperimentModel, x: torch.Tensor, spots, lower: torch.
 def _choose_start(model: ExperimentModel, likelihood: Likelihood, observed: torch.Tensor, background: torch.Tensor,
                   used: torch.Tensor, spots, waypoints, history: _History) -> Tuple[torch.Tensor, PixelObjective]:
     """Record the waypoints' losses over the pixels near any of their spots, and return the best
-    waypoint with the objective of the local stage (the pixels near that waypoint's spots).
+    waypoint (its mosaic spread re-chosen by :func:`_scan_spread`) with the objective of the
+    local stage (the pixels near that point's spots).
 
-    One full image is rendered per waypoint and only its brightest pixels are kept, so that no
-    more than one full image is held at a time; the losses come from renders of the chosen pixels.
+    One full image is rendered per waypoint (and for the scanned spread) and only its brightest
+    pixels are kept, so that no more than one full image is held at a time; the losses come
+    from renders of the chosen pixels.
     """
-    shape = observed.shape
-    bright = [brightest_pixels((model.expected(values) - background.reshape(-1)).reshape(shape))
-              for _, values in waypoints]
+
+    def bright_pixels(values):
+        return brightest_pixels((model.expected(values) - background.reshape(-1)).reshape(observed.shape))
+
+    bright = [bright_pixels(values) for _, values in waypoints]
     comparison = PixelObjective(model, likelihood, observed.reshape(-1), _pixels(bright, spots, used))
     for stage, values in waypoints:
         history.record(stage, values, comparison.loss(values), comparison)
     best = min(range(len(waypoints)), key=lambda k: _finite_or_inf(history.entries[k]["loss"]))
-    return waypoints[best][1], PixelObjective(model, likelihood, observed.reshape(-1),
-                                              _pixels(bright[best:best + 1], spots, used))
+    start, start_bright = waypoints[best][1], bright[best]
+    scanned = _scan_spread(model, comparison, start, history.entries[best]["loss"])
+    if scanned is not None:
+        start, start_bright = scanned[0], bright_pixels(scanned[0])
+        history.record("spread scan", start, scanned[1], comparison)
+    return start, PixelObjective(model, likelihood, observed.reshape(-1), _pixels([start_bright], spots, used))
+
+
+SPREAD_SCAN_POINTS = 9
+"""Spreads the choice stage's likelihood scan tries, from a sixth to six times the chosen
+point's (each about 1.6 times the previous: the local stage refines from the best)."""
+
+
+def _scan_spread(model: ExperimentModel, comparison: PixelObjective, x: torch.Tensor,
+                 loss: float) -> Optional[Tuple[torch.Tensor, float]]:
+    """The mosaic spread (when refined) that the likelihood prefers at ``x``'s other values,
+    among :func:`~nanobrag_torch.refine.indexing.spread_grid`'s around ``x``'s spread, with its
+    loss; None when none beats ``loss``. :data:`SPREAD_SCAN_POINTS` spreads are tried.
+
+    The spot indexing of the search tells the spread poorly when spots are few: a wider spread
+    turns the domains over more orientations, so the count of indexed spots rarely drops, and
+    the search may pick a spread several times too wide, from which the local stage can stop in
+    a wrong minimum. The likelihood over the compared pixels is smooth in the spread.
+    """
+    index = next((p for p, parameter in enumerate(model.parameters) if parameter.is_mosaic_spread), None)
+    if index is None:
+        return None
+    best = None
+    for spread in spread_grid(float(x[index]), index, model.parameters, SPREAD_SCAN_POINTS):
+        candidate = x.clone()
+        candidate[index] = spread
+        candidate_loss = _finite_or_inf(comparison.loss(candidate))
+        if candidate_loss < (best[1] if best is not None else _finite_or_inf(loss)):
+            best = (candidate, candidate_loss)
+    return best
 
 
 def _pixels(bright, spots, used) -> torch.Tensor:

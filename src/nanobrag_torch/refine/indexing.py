@@ -43,7 +43,7 @@ POLISH_TOLERANCES_PX = (2.0, 1.0, 0.66)
 previous."""
 
 SPREAD_RANGE = 6.0
-"""The first polishing grid tries mosaic spreads from the start / 6 to the start × 6."""
+"""The spreads tried go from the start / 6 to the start × 6 (:func:`spread_grid`)."""
 
 SPREAD_WHEN_ZERO_DEG = (0.01, 2.0)
 """Spreads tried when the start is 0."""
@@ -160,7 +160,7 @@ def search_orientation(model: ExperimentModel, parameters: Sequence[Parameter], 
     coefficients = _grid(ticks, rank)
     best, _ = score(coefficients @ basis.T, COARSE_TOLERANCE_PX * pixel)
     best = coefficients[best]
-    spreads = _spread_grid(start_spread, spread_index, parameters)
+    spreads = spread_grid(start_spread, spread_index, parameters)
     for tolerance in POLISH_TOLERANCES_PX:
         tolerance *= pixel
         step /= 4
@@ -196,13 +196,17 @@ def _basis(generators: torch.Tensor) -> torch.Tensor:
     return basis[:, singular > 1e-6 * singular.max()]
 
 
-def _spread_grid(start: float, spread_index: Optional[int], parameters: Sequence[Parameter]) -> torch.Tensor:
-    """Spreads of the first polishing grid: geometric around the start, or the start alone when
-    the spread is not refined."""
+def spread_grid(start: float, spread_index: Optional[int], parameters: Sequence[Parameter],
+                points: int = 25) -> torch.Tensor:
+    """Mosaic spreads to try around ``start`` (degrees): ``points`` in geometric progression from
+    ``start / SPREAD_RANGE`` to ``start · SPREAD_RANGE`` (:data:`SPREAD_WHEN_ZERO_DEG` when
+    ``start`` is 0), within the parameter's bounds; ``start`` alone when the spread is not
+    refined (``spread_index`` None). The search's first polishing grid (25 points), and the
+    likelihood scan of :func:`~nanobrag_torch.refine.refine`'s choice stage."""
     if spread_index is None:
         return torch.tensor([start], dtype=torch.float64)
     low, high = (start / SPREAD_RANGE, start * SPREAD_RANGE) if start > 0 else SPREAD_WHEN_ZERO_DEG
-    grid = torch.logspace(math.log10(low), math.log10(high), 25, dtype=torch.float64)
+    grid = torch.logspace(math.log10(low), math.log10(high), points, dtype=torch.float64)
     bounds = parameters[spread_index]
     return grid.clamp(bounds.lower, bounds.upper).unique()
 

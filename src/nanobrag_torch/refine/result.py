@@ -25,7 +25,8 @@ class RefinementResult:
         the residual variance).
     history : list of dict
         One entry per step: ``{"iteration", "stage", "loss", "values", "pixels"}``: the stage
-        (``"start"``, ``"orientation search"``, ``"spot positions"``, ``"local"``), the loss over
+        (``"start"``, ``"orientation search"``, ``"spot positions"``, ``"spread scan"``,
+        ``"local"``), the loss over
         that many pixels near the spots, and the parameters' values.
     converged : bool
         Whether the last stage met its convergence test.
