@@ -45,7 +45,7 @@ from ..config import BeamConfig, CrystalConfig, DetectorConfig
 from .indexing import search_orientation, spread_grid
 from .likelihoods import Gaussian, Likelihood, MeanSquaredError, Poisson, as_likelihood
 from .model import ExperimentModel
-from .parameters import parse_parameters
+from .parameters import mosaic_spread_index, parse_parameters
 from .pixels import brightest_pixels, informative_pixels
 from .progress import Progress
 from .result import RefinementResult
@@ -243,7 +243,7 @@ def _scan_spread(model: ExperimentModel, comparison: PixelObjective, x: torch.Te
     the search may pick a spread several times too wide, from which the local stage can stop in
     a wrong minimum. The likelihood over the compared pixels is smooth in the spread.
     """
-    index = next((p for p, parameter in enumerate(model.parameters) if parameter.is_mosaic_spread), None)
+    index = mosaic_spread_index(model.parameters)
     if index is None:
         return None
     best = None

@@ -23,7 +23,7 @@ import torch
 
 from ..geometry import rotation_about_axis
 from .model import ExperimentModel
-from .parameters import Parameter
+from .parameters import Parameter, mosaic_spread_index
 from .spots import Spots
 
 SEARCH_HALF_WIDTH_DEG = 4.0
@@ -138,7 +138,7 @@ def search_orientation(model: ExperimentModel, parameters: Sequence[Parameter], 
         Indexed spots (soft count at the finest tolerance) at the start and at the result.
     """
     indices = [p for p, parameter in enumerate(parameters) if parameter.is_orientation]
-    spread_index = next((p for p, parameter in enumerate(parameters) if parameter.is_mosaic_spread), None)
+    spread_index = mosaic_spread_index(parameters)
     with torch.no_grad():
         q, direction, cells = model.spot_geometry(list(x.unbind()), spots.slow_px, spots.fast_px)
     matrix = cells[0]

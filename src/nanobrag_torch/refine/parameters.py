@@ -111,6 +111,11 @@ class Parameter:
         return self.config != SCALE and self.field not in NOT_FITTED_TO_SPOT_POSITIONS
 
 
+def mosaic_spread_index(parameters: Sequence[Parameter]) -> Optional[int]:
+    """Position of the mosaic spread among ``parameters``, or None when it is not refined."""
+    return next((p for p, parameter in enumerate(parameters) if parameter.is_mosaic_spread), None)
+
+
 def parse_parameters(parameters: Mapping[str, float], configs: Mapping[str, object],
                      bounds: Optional[Mapping[str, Tuple[float, float]]] = None
                      ) -> Tuple[List[Parameter], torch.Tensor]:
