@@ -349,6 +349,8 @@ class Simulator:
         rendered = rendered * scale
         if subset:
             return rendered
+        if total == cfg.spixels * cfg.fpixels:  # every pixel, in order: the image itself
+            return rendered.reshape(cfg.spixels, cfg.fpixels)
         image = torch.zeros(cfg.spixels * cfg.fpixels, device=self.device, dtype=self.dtype)
         return image.index_put((pixels,), rendered).reshape(cfg.spixels, cfg.fpixels)
 
