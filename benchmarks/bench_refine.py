@@ -10,11 +10,17 @@ differentiation), the simulator evaluations, and every parameter's error in stan
 with the limits the refinement is held to: 1e-4° on noise-free images, 5 standard errors (or
 0.005°, 0.02 mm, 0.01 mm, whichever is larger) on noisy ones.
 
+``--coverage N`` checks the error bars instead: it refines the detector case (the last of the
+capture range, five parameters) on the noise images of seeds 1 to N and prints every
+parameter's pulls, ``(estimate − truth) / standard error``. Honest error bars give pulls of
+mean 0 and standard deviation 1, within the scatter of N draws.
+
 Usage::
 
     python benchmarks/bench_refine.py                 # the tutorial problem: phi and mosaic, from (1°, 0.5°)
     python benchmarks/bench_refine.py --all           # and the capture range: far starts, misset, detector
     python benchmarks/bench_refine.py --threads 1 --seed 7
+    python benchmarks/bench_refine.py --coverage 40   # pulls of the detector case over 40 noise images
 """
 
 from __future__ import annotations
@@ -53,7 +59,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--all", action="store_true", help="also run the capture-range cases")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the noise image (nanobragg -seed)")
-    return parser.parse_args()
+    parser.add_argument("--coverage", type=int, metavar="N",
+                        help="instead: pulls of the detector case over the noise images of seeds 1 to N")
+    args = parser.parse_args()
+    if args.coverage is not None and args.coverage < 2:
+        parser.error(f"--coverage needs at least 2 noise images, got {args.coverage}")
+    return args
 
 
 def limit(name: str, stderr: float) -> float:
@@ -102,10 +113,38 @@ def refine_case(problem: dict, target: str, start: dict):
     return time.perf_counter() - begin, result
 
 
+def coverage(threads: int, images: int) -> None:
+    """Print the pulls of the detector case over the noise images of seeds 1 to ``images``,
+    then each parameter's mean and standard deviation of them."""
+    import numpy as np
+
+    from nanobrag_torch.noise import noise_image
+
+    problem = tutorial_problem(threads, 1)
+    expected = problem["images"]["noise-free"]
+    target, start = CASES[-1]
+    pulls = {}
+    for seed in range(1, images + 1):
+        problem["images"][target] = noise_image(expected, seed=seed, adc_offset=0.0)[0].astype(np.float64)
+        seconds, result = refine_case(problem, target, start)
+        for name in result.names:
+            pulls.setdefault(name, []).append((result.values[name] - TRUTH[name]) / result.stderr[name])
+        print(f"seed {seed:3d}: {seconds:5.1f} s, pulls " + "  ".join(f"{pulls[name][-1]:+.2f}" for name in result.names),
+              flush=True)
+    print(f"\n{images} noise images; calibrated pulls scatter by {1 / np.sqrt(images):.2f} in the mean and "
+          f"{1 / np.sqrt(2 * (images - 1)):.2f} in the standard deviation")
+    for name, values in pulls.items():
+        print(f"  {name:<28s} mean {np.mean(values):+.2f}  standard deviation {np.std(values, ddof=1):.2f}  "
+              f"largest {np.max(np.abs(values)):.2f}")
+
+
 def main() -> int:
     args = parse_args()
     import torch
 
+    if args.coverage is not None:
+        coverage(args.threads, args.coverage)
+        return 0
     problem = tutorial_problem(args.threads, args.seed)
     print(f"tutorial experiment: 2463x2527 pixels, float32, {torch.get_num_threads()} threads, torch "
           f"{torch.__version__}; noise image seed {args.seed}: {problem['images']['noisy'].sum():.0f} photons")
