@@ -154,7 +154,7 @@ for stage, entries in stages.items():
     misset = ", ".join(f"{last[name]:+.3f}" for name in NAMES[:3])
     print(f"{stage:<20} {len(entries):>2} step(s); then distance {last['detector.distance_mm']:.3f} mm, "
           f"beam centre ({last['detector.beam_center_f']:.3f}, {last['detector.beam_center_s']:.3f}) mm, "
-          f"misset ({misset})°")
+          f"misset ({misset})°, mosaic {last['crystal.mosaic_spread_deg']:.3f}°")
 
 # %%
 # Correlations of the estimates
