@@ -129,8 +129,8 @@ def coverage(threads: int, images: int) -> None:
         seconds, result = refine_case(problem, target, start)
         for name in result.names:
             pulls.setdefault(name, []).append((result.values[name] - TRUTH[name]) / result.stderr[name])
-        print(f"seed {seed:3d}: {seconds:5.1f} s, pulls " + "  ".join(f"{pulls[name][-1]:+.2f}" for name in result.names),
-              flush=True)
+        shown = "  ".join(f"{pulls[name][-1]:+.2f}" for name in result.names)
+        print(f"seed {seed:3d}: {seconds:5.1f} s, pulls {shown}", flush=True)
     print(f"\n{images} noise images; calibrated pulls scatter by {1 / np.sqrt(images):.2f} in the mean and "
           f"{1 / np.sqrt(2 * (images - 1)):.2f} in the standard deviation")
     for name, values in pulls.items():
