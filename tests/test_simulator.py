@@ -38,7 +38,7 @@ def test_a_large_run_recomputes_chunks_even_through_the_fused_kernel():
     MAX_KEPT_BYTES the chunks are recomputed instead."""
     simulator, _ = simulate()
     prepared = simulator.prepare()
-    crystal_gradient = dataclasses.replace(prepared, miller_matrix=prepared.miller_matrix.clone().requires_grad_())
+    crystal_gradient = dataclasses.replace(prepared, cell_vectors_m=prepared.cell_vectors_m.clone().requires_grad_())
     assert prepared.kept_bytes_per_pixel() == 8 * 8  # one sub-pixel, layer and source; 8 float64 numbers
     largest_kept = MAX_KEPT_BYTES // prepared.kept_bytes_per_pixel()
     assert not crystal_gradient.recomputes_chunks(largest_kept)
@@ -273,7 +273,7 @@ def test_recompute_is_decided_by_every_prepared_tensor():
     assert prepared.fused and not prepared.recomputes_chunks()
     tensors = {field.name: value for field in dataclasses.fields(PreparedRun)
                if isinstance(value := getattr(prepared, field.name), torch.Tensor)}
-    assert set(tensors) > {"incident", "wavelength_m", "water_background", "miller_matrix"}
+    assert set(tensors) > {"incident", "wavelength_m", "water_background", "cell_vectors_m"}
     for name, value in tensors.items():
         changed = dataclasses.replace(prepared, **{name: value.detach().clone().requires_grad_()})
         assert changed.recomputes_chunks() is (name not in FUSED_KERNEL_INPUTS), name

@@ -17,6 +17,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from .config import NOISE_SEED_LIMIT
+from .layout import roi_bounds
 
 _MAX_ADU = 65535.0
 
@@ -106,15 +107,6 @@ class PoissonGenerator:
         return float(_kernels().poidev(float(mean), self._state, self._spare))
 
 
-def _roi_bounds(shape: Tuple[int, int], roi: Optional[Tuple[int, int, int, int]]) -> Tuple[int, int, int, int]:
-    """Inclusive (fmin, fmax, smin, smax) clipped to the image; the whole image when ``roi`` is None."""
-    spixels, fpixels = shape
-    if roi is None:
-        return 0, fpixels - 1, 0, spixels - 1
-    fmin, fmax, smin, smax = roi
-    return max(fmin, 0), min(fmax, fpixels - 1), max(smin, 0), min(smax, spixels - 1)
-
-
 def noise_image(float_image: np.ndarray, seed: int, adc_offset: float = 40.0,
                 roi: Optional[Tuple[int, int, int, int]] = None) -> Tuple[np.ndarray, float, int]:
     """nanoBragg's Poisson noise image (``-noisefile``).
@@ -152,7 +144,7 @@ def noise_image(float_image: np.ndarray, seed: int, adc_offset: float = 40.0,
     values = np.ascontiguousarray(float_image, dtype=np.float32)
     if values.ndim != 2:
         raise ValueError(f"float_image must be 2-D (slow, fast), got shape {values.shape}")
-    fmin, fmax, smin, smax = _roi_bounds(values.shape, roi)
+    fmin, fmax, smin, smax = roi_bounds(roi, values.shape[1], values.shape[0])
     image = np.zeros(values.shape, dtype=np.uint16)
     if fmin > fmax or smin > smax:
         return image, 0.0, 0
@@ -187,7 +179,7 @@ def int_image(float_image: np.ndarray, scale: float, adc_offset: float = 40.0,
     ndarray of uint16, shape (spixels, fpixels)
     """
     values = np.asarray(float_image, dtype=np.float32).astype(np.float64)
-    fmin, fmax, smin, smax = _roi_bounds(values.shape, roi)
+    fmin, fmax, smin, smax = roi_bounds(roi, values.shape[1], values.shape[0])
     image = np.zeros(values.shape, dtype=np.uint16)
     block = values[smin:smax + 1, fmin:fmax + 1] * scale + adc_offset
     block = np.clip(block, 0.0, _MAX_ADU)

@@ -75,9 +75,10 @@ class PreparedRun:
         Depth of one layer (0 for an ideal, infinitely thin sensor).
     attenuation_per_m : float
         Linear attenuation coefficient of the sensor.
-    miller_matrix : tensor (3, 3 · orientations)
-        Real-space vectors a, b, c (m) of every phi step and mosaic domain, as columns, so that
-        ``q @ miller_matrix`` gives h, k, l.
+    cell_vectors_m : tensor (phi_steps, mosaic_domains, 3, 3)
+        Real-space vectors of every orientation: ``cell_vectors_m[k, d]`` holds the rows a, b, c
+        (m) of mosaic domain ``d`` at phi step ``k``. Everything that depends on the layout of
+        the orientations reads it from here (:attr:`miller_matrix` flattens it).
     n_cells : tensor (3,)
         Na, Nb, Nc.
     reciprocal_A : tensor (3, 3) or None
@@ -104,7 +105,7 @@ class PreparedRun:
     layer_depths_m: torch.Tensor
     layer_spacing_m: float
     attenuation_per_m: float
-    miller_matrix: torch.Tensor
+    cell_vectors_m: torch.Tensor
     n_cells: torch.Tensor
     reciprocal_A: Optional[torch.Tensor]
     structure_factors: StructureFactors
@@ -112,6 +113,13 @@ class PreparedRun:
     fused: bool
     water_background: torch.Tensor
     steps: int
+
+    @property
+    def miller_matrix(self) -> torch.Tensor:
+        """(3, 3 · orientations): :attr:`cell_vectors_m` as columns, phi step by phi step and
+        within each step domain by domain, so that ``q @ miller_matrix`` gives h, k, l of every
+        orientation for scattering vectors ``q`` (..., 3) in 1/m."""
+        return self.cell_vectors_m.reshape(-1, 3).transpose(0, 1)
 
     @property
     def n_sources(self) -> int:
@@ -151,7 +159,7 @@ KEPT_NUMBERS_PER_EVALUATION = 8
 scattering vector that the fused kernel's backward reads (3), and the solid angle,
 polarization and capture factors that the sum is multiplied by."""
 
-FUSED_KERNEL_INPUTS = frozenset({"miller_matrix", "n_cells", "structure_factors"})
+FUSED_KERNEL_INPUTS = frozenset({"cell_vectors_m", "n_cells", "structure_factors"})
 """Fields of :class:`PreparedRun` that the fused kernel differentiates itself: its backward
 keeps only its inputs, so their gradients alone never call for recomputing chunks."""
 
@@ -216,7 +224,6 @@ class Simulator:
         incident, wavelength = self.beam.sources(geometry.beam, polarization_axis)
         spindle = crystal_cfg.spindle_axis if crystal_cfg.spindle_axis is not None else convention.spindle_axis
         vectors = self.crystal.rotated_real_vectors_m(as_tensor(spindle, dev, dt), self.c_quirks)
-        n_orient = vectors.shape[0] * vectors.shape[1]
         oversample = self._oversample(geometry)
         sub = (torch.arange(oversample, device=dev, dtype=dt) + 0.5) / oversample
         thick = detector_cfg.detector_thick_um > 0
@@ -234,7 +241,7 @@ class Simulator:
             subpixel_offsets=torch.stack(torch.meshgrid(sub, sub, indexing="ij"), dim=-1).reshape(-1, 2),
             layer_depths_m=torch.arange(layers, device=dev, dtype=dt) * spacing, layer_spacing_m=spacing,
             attenuation_per_m=self.detector.attenuation_per_m(),
-            miller_matrix=vectors.reshape(n_orient * 3, 3).transpose(0, 1), n_cells=self.crystal.n_cells(),
+            cell_vectors_m=vectors, n_cells=self.crystal.n_cells(),
             reciprocal_A=reciprocal, structure_factors=factors, interpolate=interpolate,
             fused=self._fused(factors, interpolate), water_background=self._water_background(steps), steps=steps,
         )

@@ -16,6 +16,7 @@ from ..io.atomic import atomic_write
 from ..io.mosflm import cell_parameters
 from ..io.pgm import write_pgm
 from ..io.smv import write_smv
+from ..layout import roi_bounds
 from ..models.detector import DetectorGeometry
 from ..noise import int_image, intfile_scale, noise_image
 from ..simulator import PreparedRun, Simulator
@@ -38,9 +39,9 @@ class Statistics:
 def image_statistics(image: np.ndarray, detector: DetectorConfig) -> Statistics:
     """max, mean and rms over rendered (ROI, unmasked) pixels, rmsd over the ROI."""
     spixels, fpixels = image.shape
-    fmin, fmax, smin, smax = detector.roi if detector.roi is not None else (0, fpixels - 1, 0, spixels - 1)
+    fmin, fmax, smin, smax = roi_bounds(detector.roi, fpixels, spixels)
     in_roi = np.zeros(image.shape, dtype=bool)
-    in_roi[max(smin, 0):smax + 1, max(fmin, 0):fmax + 1] = True
+    in_roi[smin:smax + 1, fmin:fmax + 1] = True
     rendered = in_roi if detector.mask is None else in_roi & (np.asarray(detector.mask) != 0)
     values = image.astype(np.float64)[rendered]
     count = max(values.size, 1)

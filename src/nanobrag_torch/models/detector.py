@@ -14,6 +14,7 @@ from ..config import DetectorConfig, DetectorConvention, DetectorPivot
 from ..conventions import (CONVENTIONS, Convention, beam_center_for_point, beam_point, default_beam_center_mm,
                            detector_pivot)
 from ..geometry import as_tensor, dot, rotation_about_axis, rotation_xyz, unit
+from ..layout import PixelLayout, roi_bounds
 
 
 @dataclass
@@ -185,12 +186,17 @@ class Detector:
         depth_um = cfg.detector_abs_um if cfg.detector_abs_um is not None else cfg.detector_thick_um
         return 1.0 / (depth_um * 1e-6)
 
+    @property
+    def layout(self) -> PixelLayout:
+        """How the detector's pixels are addressed: one panel of ``(spixels, fpixels)``."""
+        return PixelLayout(((self.config.spixels, self.config.fpixels),))
+
     def rendered_pixels(self) -> torch.Tensor:
-        """Flat indices (slow · fpixels + fast) of the pixels inside the ROI and not masked, in
-        nanoBragg's traversal order (slow outer, fast inner)."""
+        """Flat indices (:class:`~nanobrag_torch.layout.PixelLayout`) of the pixels inside the
+        ROI and not masked, in nanoBragg's traversal order (panel by panel, slow outer, fast
+        inner)."""
         cfg = self.config
-        fmin, fmax, smin, smax = cfg.roi if cfg.roi is not None else (0, cfg.fpixels - 1, 0, cfg.spixels - 1)
-        fmax, smax = min(fmax, cfg.fpixels - 1), min(smax, cfg.spixels - 1)
+        fmin, fmax, smin, smax = roi_bounds(cfg.roi, cfg.fpixels, cfg.spixels)
         slow = torch.arange(smin, smax + 1, device=self.device)
         fast = torch.arange(fmin, fmax + 1, device=self.device)
         index = (slow[:, None] * cfg.fpixels + fast[None, :]).reshape(-1)

@@ -133,10 +133,8 @@ class ExperimentModel:
         slow = (slow_px.to(self.device, torch.float64) + 0.5) * geometry.pixel_size_m
         direction = unit(geometry.pix0_m + fast[:, None] * geometry.fdet + slow[:, None] * geometry.sdet)
         q_per_A = (direction - geometry.beam) / (simulator.beam.wavelength_m * 1e10)
-        config = simulator.crystal.config
-        start = (config.phi_steps // 2) * config.mosaic_domains
-        columns = prepared.miller_matrix[:, 3 * start:3 * (start + config.mosaic_domains)]
-        cells_A = columns.T.reshape(config.mosaic_domains, 3, 3) * 1e10
+        cells = prepared.cell_vectors_m
+        cells_A = cells[cells.shape[0] // 2] * 1e10
         return q_per_A, direction, cells_A
 
     def pixel_in_reciprocal_space_per_A(self, x: torch.Tensor) -> float:
