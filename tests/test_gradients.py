@@ -26,7 +26,7 @@ from nanobrag_torch.kernels import (bragg_sum, bragg_sum_backward, bragg_sum_for
                                    tensor_bragg_sum_backward, tensor_bragg_sum_forward, tensor_bragg_sum_jvp)
 from nanobrag_torch.physics import lattice_factor, nearest_index, polarization_factor, sincg_fraction
 from nanobrag_torch.rng import mosaic_axes_and_factors
-from nanobrag_torch.simulator import R_E_SQR_M2
+from nanobrag_torch.constants import R_E_SQR_M2
 
 F64 = torch.float64
 

@@ -28,7 +28,8 @@ from .io.mosflm import read_mosflm_matrix, reciprocal_to_real_cell
 from .models.beam import Beam
 from .models.crystal import Crystal
 from .models.detector import Detector, detector_region
-from .simulator import PreparedRun, Simulator
+from .prepared import PreparedRun
+from .simulator import Simulator
 from .structure_factors import StructureFactors
 
 __version__ = "0.1.0"

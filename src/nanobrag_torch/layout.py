@@ -113,6 +113,12 @@ class PixelLayout:
         return offsets[panel] + torch.as_tensor(slow, dtype=torch.int64) * widths[panel] + torch.as_tensor(
             fast, dtype=torch.int64)
 
+    def panel_of(self, flat: torch.Tensor) -> torch.Tensor:
+        """The panel (int64) of every flat index in ``flat``."""
+        flat = torch.as_tensor(flat, dtype=torch.int64)
+        ends = torch.tensor(self.offsets[1:], dtype=torch.int64, device=flat.device)
+        return torch.bucketize(flat, ends, right=True)
+
     def coordinates(self, flat: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Panel, slow and fast coordinates (int64) of flat indices.
 
@@ -131,8 +137,7 @@ class PixelLayout:
             panel = torch.zeros_like(flat)
             within = flat
         else:
-            ends = torch.tensor(self.offsets[1:], dtype=torch.int64, device=flat.device)
-            panel = torch.bucketize(flat, ends, right=True)
+            panel = self.panel_of(flat)
             within = flat - torch.tensor(self.offsets, dtype=torch.int64, device=flat.device)[panel]
         widths = torch.tensor([fast for _, fast in self.panel_shapes], dtype=torch.int64, device=flat.device)[panel]
         slow = torch.div(within, widths, rounding_mode="floor")

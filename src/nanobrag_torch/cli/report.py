@@ -19,7 +19,8 @@ from ..io.smv import write_smv
 from ..layout import roi_bounds
 from ..models.detector import DetectorGeometry
 from ..noise import int_image, intfile_scale, noise_image
-from ..simulator import PreparedRun, Simulator
+from ..prepared import PreparedRun
+from ..simulator import Simulator
 from .options import PROGRAM
 from .plan import Plan
 

@@ -170,31 +170,19 @@ class Crystal:
         return not cfg.has_mosflm_matrix or any(v is not None for v in (cfg.cell_a, cfg.cell_b, cfg.cell_c))
 
     # ------------------------------------------------------------- rotations
-    def phi_angles_rad(self, c_quirks: bool = False) -> torch.Tensor:
-        """Spindle angle of every phi step, in radians.
+    def phi_angles_rad(self) -> torch.Tensor:
+        """Spindle angle of every phi step, in radians: step k is at
+        ``phi_start + k · osc / phi_steps``.
 
-        Step k is at ``phi_start + k · osc / phi_steps``. With ``c_quirks``, a step whose
-        angle is exactly 0 reuses the rotation of the evaluation before it, as nanoBragg C
-        does: for ``phi_start = 0`` with several steps, step 0 takes the last
-        step's angle (C's very first pixel evaluation is the only exception; it is not
-        reproduced).
+        Returns
+        -------
+        tensor (phi_steps,)
         """
         cfg = self.config
         start = self._t(cfg.phi_start_deg) * (math.pi / 180.0)
         step = self._t(cfg.osc_range_deg) * (math.pi / 180.0) / cfg.phi_steps
         ticks = torch.arange(cfg.phi_steps, device=self.device, dtype=self.dtype)
-        angles = start + ticks * step
-        if c_quirks:
-            values = angles.detach().tolist()
-            nonzero = [k for k, value in enumerate(values) if value != 0.0]
-            if nonzero and len(nonzero) < len(values):
-                source, previous = [], nonzero[-1]
-                for k, value in enumerate(values):
-                    if value != 0.0:
-                        previous = k
-                    source.append(previous)
-                angles = angles[torch.tensor(source, device=self.device)]
-        return angles
+        return start + ticks * step
 
     def mosaic_rotations(self, spread_deg: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Rotation matrices of the mosaic domains; domain 0 is the identity.
@@ -220,10 +208,19 @@ class Crystal:
         factors_t = torch.as_tensor(factors, device=self.device, dtype=self.dtype)
         return rotation_about_axis(axes_t, spread_rad * factors_t)
 
-    def rotated_real_vectors_m(self, spindle_axis: torch.Tensor, c_quirks: bool = False) -> torch.Tensor:
+    def rotated_real_vectors_m(self, spindle_axis: torch.Tensor,
+                               phi_angles_rad: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Real-space vectors for every phi step and mosaic domain, in metres.
 
         Phi first (about the spindle), then the mosaic rotation in the lab frame.
+
+        Parameters
+        ----------
+        spindle_axis : tensor (3,)
+            The rotation axis (any length).
+        phi_angles_rad : tensor (phi_steps,), optional
+            The spindle angles. Default: :meth:`phi_angles_rad` (the ``nanobragg`` command gives
+            C's, :func:`nanobrag_torch.c_quirks.phi_carry_over`).
 
         Returns
         -------
@@ -232,7 +229,8 @@ class Crystal:
         """
         a, b, c = self.real_space_vectors_A()
         cell = torch.stack([a, b, c]) * 1e-10
-        phi = rotation_about_axis(unit(spindle_axis).expand(self.config.phi_steps, 3), self.phi_angles_rad(c_quirks))
+        angles = self.phi_angles_rad() if phi_angles_rad is None else phi_angles_rad
+        phi = rotation_about_axis(unit(spindle_axis).expand(self.config.phi_steps, 3), angles)
         mosaic = self.mosaic_rotations()
         rotation = mosaic[None, :, :, :] @ phi[:, None, :, :]
         return cell[None, None, :, :] @ rotation.transpose(-1, -2)
