@@ -94,9 +94,10 @@ def test_run_renders_the_given_pixels_only():
     assert image(pixels=torch.tensor([], dtype=torch.int64)).shape == (0,)
 
 
-@pytest.mark.parametrize("pixels,words", [(torch.tensor([0, 256]), "outside the 16 x 16 detector"),
+@pytest.mark.parametrize("pixels,words", [(torch.tensor([0, 256]),
+                                           r"outside the detector.s 256 pixels \(\(spixels, fpixels\) = \(16, 16\)"),
                                           (torch.tensor([-1]), "outside"),
-                                          (torch.tensor([0.0, 1.0]), "integer flat indices"),
+                                          (torch.tensor([0.0, 1.0]), "integer flat pixel indices"),
                                           (torch.tensor([[0, 1]]), "1-D")])
 def test_run_rejects_bad_pixels(pixels, words):
     with pytest.raises(ValueError, match=words):

@@ -13,7 +13,9 @@ import torch
 from nanobrag_torch import (Beam, BeamConfig, ConfigError, Crystal, CrystalConfig, CrystalShape, Detector,
                             DetectorConfig, Simulator, StructureFactors)
 from nanobrag_torch.constants import R_E_SQR_M2
-from nanobrag_torch.prepared import APPLIED_AFTER_CHUNKS, FUSED_KERNEL_INPUTS, MAX_KEPT_BYTES, PreparedRun
+from nanobrag_torch.layout import PixelLayout
+from nanobrag_torch.prepared import APPLIED_AFTER_CHUNKS, FUSED_KERNEL_INPUTS, MAX_KEPT_BYTES, PanelPlanes, PreparedRun
+from nanobrag_torch.render import render
 
 
 def simulate(crystal=None, detector=None, beam=None, dtype=torch.float64, c_quirks=False, **run):
@@ -296,3 +298,30 @@ def test_automatic_oversampling_beyond_the_cap_is_a_config_error():
                 r"more than MAX_OVERSAMPLE = 1000; give a value \(-oversample\)")
     with pytest.raises(ConfigError, match=expected):
         Simulator(crystal, detector, BeamConfig(wavelength_A=1.0)).run()
+
+
+def test_the_render_reads_only_the_prepared_run_and_renders_panels_apart():
+    """A prepared run of two panels (here the planes of two differently placed detectors)
+    renders each panel as the run of that detector alone does: the render takes its pixels'
+    panel from the flat index and reads nothing but the PreparedRun."""
+    near = {"distance_mm": 90, "detector_rotz_deg": 3.0}
+    far = {"distance_mm": 120, "detector_roty_deg": -4.0, "beam_center_f": 1.7}
+    first, first_image = simulate(detector=near)
+    second, second_image = simulate(detector=far)
+    one, two = first.prepare(), second.prepare()
+    both = dataclasses.replace(one, layout=PixelLayout(one.layout.panel_shapes * 2),
+                               panels=PanelPlanes.of([one.geometry, two.geometry]))
+    image = render(both)
+    assert image.shape == (2, 40, 48)
+    torch.testing.assert_close(image[0], first_image, rtol=1e-13, atol=0)
+    torch.testing.assert_close(image[1], second_image, rtol=1e-13, atol=0)
+    pixels = torch.tensor([40 * 48 + 5, 3, 2 * 40 * 48 - 1, 40 * 48 - 1])
+    torch.testing.assert_close(render(both, pixels=pixels), image.reshape(-1)[pixels], rtol=1e-13, atol=0)
+
+
+def test_a_simulator_renders_only_the_runs_it_prepared():
+    first, _ = simulate()
+    second, _ = simulate({"misset_deg": (0, 0, 0)})
+    with pytest.raises(ValueError, match="another simulator"):
+        first.run(prepared=second.prepare())
+    torch.testing.assert_close(render(second.prepare()), second.run(), rtol=0, atol=0)
