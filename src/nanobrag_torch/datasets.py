@@ -93,7 +93,7 @@ TUTORIAL_COMMAND = (
 class TutorialExperiment:
     """The tutorial's experiment at its true parameters: configurations and structure factors.
 
-    Derive a variant with :func:`dataclasses.replace` (another phi, an oscillation, a start
+    Derive a variant with ``dataclasses.replace`` (another phi, an oscillation, a start
     for a refinement) or a piece of the detector with
     :func:`~nanobrag_torch.models.detector.detector_region`.
     """
