@@ -87,7 +87,7 @@ class PreparedRun:
     interpolate : bool
         Whether amplitudes are interpolated (tricubic).
     fused : bool
-        Whether the fused kernel (:func:`nanobrag_torch.kernels.bragg_sum`) computes the Bragg sum.
+        Whether the fused kernel (``nanobrag_torch.kernels.bragg_sum``) computes the Bragg sum.
     water_background : tensor ()
         Water background, in the units of the unscaled sum that the chunks accumulate.
     steps : int
@@ -121,8 +121,8 @@ class PreparedRun:
     def recomputes_chunks(self, pixels: int = 0) -> bool:
         """Whether a run that needs gradients recomputes each chunk in the backward pass instead
         of keeping its intermediates: when any field needs a gradient, except the
-        :data:`FUSED_KERNEL_INPUTS` when the fused kernel is used; and, when only those do,
-        when what the chunks of ``pixels`` pixels would keep exceeds :data:`MAX_KEPT_BYTES`.
+        ``FUSED_KERNEL_INPUTS`` when the fused kernel is used; and, when only those do,
+        when what the chunks of ``pixels`` pixels would keep exceeds ``MAX_KEPT_BYTES``.
 
         Parameters
         ----------
@@ -137,7 +137,7 @@ class PreparedRun:
 
     def kept_bytes_per_pixel(self) -> int:
         """Bytes a chunk that is not recomputed keeps per pixel for the backward pass: about
-        :data:`KEPT_NUMBERS_PER_EVALUATION` numbers per sub-pixel, sensor layer and source."""
+        ``KEPT_NUMBERS_PER_EVALUATION`` numbers per sub-pixel, sensor layer and source."""
         evaluations = self.subpixel_offsets.shape[0] * self.layer_depths_m.shape[0] * self.n_sources
         return evaluations * KEPT_NUMBERS_PER_EVALUATION * self.subpixel_offsets.element_size()
 
@@ -242,7 +242,7 @@ class Simulator:
     def _oversample(self, geometry: DetectorGeometry) -> int:
         """The configured sub-pixels per pixel edge, or nanoBragg's automatic choice
         ``ceil(3 · crystal size / (λ · distance / pixel))``, which must not exceed
-        :data:`~nanobrag_torch.config.MAX_OVERSAMPLE` (a ConfigError says so)."""
+        ``MAX_OVERSAMPLE`` (a ConfigError says so)."""
         configured = self.detector.config.oversample
         if configured is not None:
             return int(configured)
@@ -295,7 +295,7 @@ class Simulator:
         Parameters
         ----------
         pixel_batch_size : int, optional
-            Pixels per chunk. Default: about :data:`DEFAULT_EVALUATIONS_PER_CHUNK` (2¹⁹)
+            Pixels per chunk. Default: about ``DEFAULT_EVALUATIONS_PER_CHUNK`` (2¹⁹)
             evaluations per chunk.
         progress : callable, optional
             Called as ``progress(done_pixels, total_pixels)`` after every chunk.
