@@ -16,9 +16,8 @@ from typing import Optional
 
 import torch
 
-from .config import BeamConfig, CrystalConfig, DetectorConfig, DetectorConvention
+from .config import BeamConfig, CrystalConfig, DetectorConfig
 from .io.hkl import read_hkl_file
-from .io.mosflm import read_mosflm_matrix, reciprocal_to_real_cell
 from .structure_factors import StructureFactors
 
 
@@ -75,9 +74,6 @@ def tutorial_data_paths() -> TutorialData:
     return TutorialData(matrix=data_path("A.mat"), hkl=data_path("scaled.hkl"))
 
 
-TUTORIAL_WAVELENGTH_A = 0.9768
-"""The wavelength of the tutorial's experiment, at which ``A.mat`` was written, in Å."""
-
 TUTORIAL_COMMAND = (
     "nanoBragg -mat A.mat -hkl scaled.hkl -nonoise -nointerpolate -oversample 1 \\\n"
     "  -exposure 1 -flux 1e18 -beamsize 1.0 -spindle_axis -1 0 0 \\\n"
@@ -87,6 +83,8 @@ TUTORIAL_COMMAND = (
     "  -fdet_vector 0.999982 -0.005998 -0.000118 -beam_vector 0.00051387949 0.0 -0.99999986 \\\n"
     "  -Na 36 -Nb 47 -Nc 29 -phi 0 -osc 0 -phisteps 1 -mosaic 0.2 -mosaic_domains 5 -mosaic_seed 42"
 )
+"""The tutorial's experiment as a nanoBragg command line, to run in the folder of ``A.mat``
+and ``scaled.hkl``."""
 
 
 @dataclass(frozen=True)
@@ -99,22 +97,20 @@ class TutorialExperiment:
     """
 
     crystal: CrystalConfig
-    """``A.mat``'s orientation and cell at 0.9768 Å (the cell also given by its lengths and
-    angles), 36 × 47 × 29 cells, five mosaic domains (seed 42) spread by 0.2°, a still at phi 0°
-    about the spindle (−1, 0, 0)."""
+    """``A.mat``'s cell and orientation at 0.9768 Å, 36 × 47 × 29 cells, five mosaic domains
+    (seed 42) spread by 0.2°, a still at phi 0° about the spindle (−1, 0, 0)."""
     detector: DetectorConfig
-    """The 2463 × 2527 Pilatus of 0.172 mm pixels at 231.27466 mm, tilted (CUSTOM vectors), placed
-    by its beam centre (217.742295, 213.907080) mm."""
+    """The 2463 × 2527 Pilatus of 0.172 mm pixels at 231.27466 mm, tilted (CUSTOM vectors: fdet
+    and sdet of the command line made unit vectors, the normal their cross product, as
+    nanoBragg takes them), placed by its beam centre (217.742295, 213.907080) mm."""
     beam: BeamConfig
-    """0.9768 Å, 10¹⁸ photons per second for 1 s through a 1 mm beam."""
+    """0.9768 Å, a fluence of 10²⁴ photons per m² (10¹⁸ photons per second for 1 s through a
+    1 mm beam)."""
     structure_factors: StructureFactors
     """``scaled.hkl``'s 64,333 amplitudes, 0 for every other reflection."""
     command: str
     """The nanoBragg command line of the experiment, to run in the folder of ``A.mat`` and
-    ``scaled.hkl``. nanoBragg (and the ``nanobragg`` command) reads it into configurations that
-    differ in their last digits: it normalises the detector vectors, takes the detector normal
-    as fdet × sdet and the cell from the matrix alone; their image agrees with this one to
-    about 10⁻⁷."""
+    ``scaled.hkl``: the configurations are the ``nanobragg`` command's reading of it."""
 
 
 def tutorial_experiment(dtype: torch.dtype = torch.float64,
@@ -153,22 +149,13 @@ def tutorial_experiment(dtype: torch.dtype = torch.float64,
     >>> region.fpixels, region.spixels
     (384, 768)
     """
+    from .cli.plan import parse_args  # nanoBragg's reading of a command line, in one place
+
     paths = tutorial_data_paths()
-    a_star, b_star, c_star = read_mosflm_matrix(paths.matrix, TUTORIAL_WAVELENGTH_A)
-    a, b, c, alpha, beta, gamma = reciprocal_to_real_cell(a_star, b_star, c_star)
-    crystal = CrystalConfig(cell_a=a, cell_b=b, cell_c=c, cell_alpha=alpha, cell_beta=beta, cell_gamma=gamma,
-                            mosflm_a_star=a_star, mosflm_b_star=b_star, mosflm_c_star=c_star,
-                            spindle_axis=(-1, 0, 0), N_cells=(36, 47, 29), phi_start_deg=0.0, osc_range_deg=0.0,
-                            phi_steps=1, mosaic_spread_deg=0.2, mosaic_domains=5, mosaic_seed=42)
-    detector = DetectorConfig(
-        distance_mm=231.274660, pixel_size_mm=0.172, fpixels=2463, spixels=2527,
-        detector_convention=DetectorConvention.CUSTOM, beam_center_f=217.742295, beam_center_s=213.907080,
-        custom_fdet_vector=(0.999982, -0.005998, -0.000118), custom_sdet_vector=(-0.005998, -0.999970, -0.004913),
-        custom_odet_vector=(-0.000088, 0.004914, -0.999988), custom_beam_vector=(0.00051387949, 0.0, -0.99999986),
-        oversample=1)
-    beam = BeamConfig(wavelength_A=TUTORIAL_WAVELENGTH_A, flux=1e18, exposure=1.0, beamsize_mm=1.0)
+    files = {"A.mat": str(paths.matrix), "scaled.hkl": str(paths.hkl)}
+    plan = parse_args([files.get(word, word) for word in TUTORIAL_COMMAND.replace("\\\n", " ").split()[1:]])
     grid, metadata = read_hkl_file(paths.hkl, default_F=0.0)
-    return TutorialExperiment(crystal=crystal, detector=detector, beam=beam,
+    return TutorialExperiment(crystal=plan.crystal, detector=plan.detector, beam=plan.beam,
                               structure_factors=StructureFactors(grid, metadata, default_F=0.0, dtype=dtype,
                                                                  device=device),
                               command=TUTORIAL_COMMAND)
