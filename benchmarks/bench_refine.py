@@ -29,15 +29,6 @@ import argparse
 import sys
 import time
 
-SEED_COMMAND = [
-    "-nonoise", "-nointerpolate", "-oversample", "1", "-exposure", "1", "-flux", "1e18", "-beamsize", "1.0",
-    "-spindle_axis", "-1", "0", "0", "-Xbeam", "217.742295", "-Ybeam", "213.907080", "-distance", "231.274660",
-    "-lambda", "0.976800", "-pixel", "0.172", "-detpixels_x", "2463", "-detpixels_y", "2527",
-    "-odet_vector", "-0.000088", "0.004914", "-0.999988", "-sdet_vector", "-0.005998", "-0.999970", "-0.004913",
-    "-fdet_vector", "0.999982", "-0.005998", "-0.000118", "-beam_vector", "0.00051387949", "0.0", "-0.99999986",
-    "-Na", "36", "-Nb", "47", "-Nc", "29", "-phi", "0", "-osc", "0", "-phisteps", "1",
-    "-mosaic", "0.2", "-mosaic_domains", "5", "-mosaic_seed", "42",
-]
 TRUTH = {"crystal.phi_start_deg": 0.0, "crystal.mosaic_spread_deg": 0.2, "crystal.misset_deg[0]": 0.0,
          "crystal.misset_deg[1]": 0.0, "crystal.misset_deg[2]": 0.0, "detector.distance_mm": 231.27466,
          "detector.beam_center_f": 217.742295, "detector.beam_center_s": 213.90708}
@@ -74,31 +65,28 @@ def limit(name: str, stderr: float) -> float:
 
 
 def tutorial_problem(threads: int, seed: int) -> dict:
-    """The tutorial experiment's configurations, structure factors and target images.
+    """The tutorial experiment and its target images.
 
-    Sets torch's thread count to ``threads``. Returns a dict with ``plan`` (the parsed command
-    line), ``structure_factors`` and ``images``: the noise-free float image (``"noise-free"``)
-    and a Poisson-noise image of it made with ``seed`` (``"noisy"``), as float64 arrays.
+    Sets torch's thread count to ``threads``. Returns a dict with ``experiment`` (as
+    :func:`nanobrag_torch.datasets.tutorial_experiment` returns it) and ``images``: the
+    noise-free float image (``"noise-free"``) and a Poisson-noise image of it made with
+    ``seed`` (``"noisy"``), as float64 arrays.
     """
     import numpy as np
     import torch
 
-    from nanobrag_torch import read_hkl_file, tutorial_data_paths
-    from nanobrag_torch.cli import parse_args as parse_command
-    from nanobrag_torch.models.crystal import Crystal
-    from nanobrag_torch.models.detector import Detector
+    from nanobrag_torch import Crystal, Detector, Simulator
+    from nanobrag_torch.datasets import tutorial_experiment
     from nanobrag_torch.noise import noise_image
-    from nanobrag_torch.simulator import Simulator
 
     torch.set_num_threads(threads)
-    paths = tutorial_data_paths()
-    plan = parse_command(["-mat", str(paths.matrix), "-hkl", str(paths.hkl), *SEED_COMMAND])
-    structure_factors = read_hkl_file(paths.hkl)
+    experiment = tutorial_experiment()
     with torch.no_grad():
-        expected = Simulator(Crystal(plan.crystal, structure_factors), Detector(plan.detector), plan.beam).run()
+        expected = Simulator(Crystal(experiment.crystal, experiment.structure_factors), Detector(experiment.detector),
+                             experiment.beam).run()
     images = {"noise-free": expected.numpy(),
               "noisy": noise_image(expected.numpy(), seed=seed, adc_offset=0.0)[0].astype(np.float64)}
-    return {"plan": plan, "structure_factors": structure_factors, "images": images}
+    return {"experiment": experiment, "images": images}
 
 
 def refine_case(problem: dict, target: str, start: dict):
@@ -106,10 +94,10 @@ def refine_case(problem: dict, target: str, start: dict):
     parameter values ``start``; returns the wall time of ``refine`` (s) and its result."""
     from nanobrag_torch.refine import refine
 
-    plan = problem["plan"]
+    experiment = problem["experiment"]
     begin = time.perf_counter()
-    result = refine(problem["images"][target], start, crystal=plan.crystal, detector=plan.detector, beam=plan.beam,
-                    structure_factors=problem["structure_factors"], progress=False)
+    result = refine(problem["images"][target], start, crystal=experiment.crystal, detector=experiment.detector,
+                    beam=experiment.beam, structure_factors=experiment.structure_factors, progress=False)
     return time.perf_counter() - begin, result
 
 

@@ -121,7 +121,7 @@ plt.show()
 #   (the library takes it in mm, ``(ORGX − ½) · pixel``); these conventions pivot about the
 #   sample.
 #
-# These rules live in one place, :mod:`nanobrag_torch.conventions`, which the library, the
+# These rules live in one place, ``nanobrag_torch.conventions``, which the library, the
 # ``nanobragg`` command and this page all call:
 # :func:`~nanobrag_torch.conventions.default_beam_center_mm` gives the beam centre of a
 # configuration that names none, and :func:`~nanobrag_torch.conventions.beam_center_for_pixel`

@@ -15,8 +15,10 @@ determines the two parameters.
 # %%
 # The experiment
 # --------------
-# The tutorial's crystal and detector geometry (``A.mat``, ``scaled.hkl``, 36 × 47 × 29 cells,
-# five mosaic domains spread by 0.2°, the tilted Pilatus in CUSTOM geometry), on the
+# The tutorial's crystal and detector geometry
+# (:func:`~nanobrag_torch.datasets.tutorial_experiment`: ``A.mat``, ``scaled.hkl``,
+# 36 × 47 × 29 cells, five mosaic domains spread by 0.2°, the tilted Pilatus in CUSTOM
+# geometry), on the
 # 384 × 768-pixel region of
 # :ref:`sphx_glr_auto_examples_refinement_plot_capture_range.py`, where spots are dense: a
 # detector of its own (:func:`~nanobrag_torch.models.detector.detector_region`) whose pixels
@@ -27,35 +29,22 @@ determines the two parameters.
 # how far it turns and ``phi_steps`` in how many stills it is integrated (the image is
 # their mean).
 
+import dataclasses
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from nanobrag_torch import (BeamConfig, Crystal, CrystalConfig, Detector, DetectorConfig, DetectorConvention, Simulator,
-                            StructureFactors, detector_region, read_hkl_file, read_mosflm_matrix,
-                            reciprocal_to_real_cell, tutorial_data_paths)
+from nanobrag_torch import Crystal, Detector, Simulator, detector_region
+from nanobrag_torch.datasets import tutorial_experiment
 from nanobrag_torch.noise import noise_image
 from nanobrag_torch.plotting import show_detector_image, show_residual
-from nanobrag_torch.refine import refine
-from nanobrag_torch.refine.spots import find_spots
+from nanobrag_torch.refine import find_spots, refine
 
 DTYPE = torch.float32
-data = tutorial_data_paths()
-WAVELENGTH_A = 0.976800
-a_star, b_star, c_star = read_mosflm_matrix(str(data.matrix), WAVELENGTH_A)
-cell = reciprocal_to_real_cell(a_star, b_star, c_star)
-hkl_grid, hkl_meta = read_hkl_file(str(data.hkl), default_F=0.0)
-structure_factors = StructureFactors(hkl_grid, hkl_meta, default_F=0.0, dtype=DTYPE)
-
-full_detector = DetectorConfig(
-    distance_mm=231.274660, pixel_size_mm=0.172, fpixels=2463, spixels=2527,
-    detector_convention=DetectorConvention.CUSTOM, beam_center_f=217.742295, beam_center_s=213.907080,
-    custom_fdet_vector=(0.999982, -0.005998, -0.000118), custom_sdet_vector=(-0.005998, -0.999970, -0.004913),
-    custom_odet_vector=(-0.000088, 0.004914, -0.999988), custom_beam_vector=(0.00051387949, 0.0, -0.99999986),
-    oversample=1)
-detector_config = detector_region(full_detector, fast0=1248, slow0=688, fast_pixels=384, slow_pixels=768)
+experiment = tutorial_experiment(dtype=DTYPE)
+detector_config = detector_region(experiment.detector, fast0=1248, slow0=688, fast_pixels=384, slow_pixels=768)
 detector = Detector(detector_config, dtype=DTYPE)
-beam_config = BeamConfig(wavelength_A=WAVELENGTH_A, flux=1e18, exposure=1.0, beamsize_mm=1.0)
 
 TRUE_PHI, TRUE_MOSAIC = 0.0, 0.2
 START = {"crystal.phi_start_deg": 1.0, "crystal.mosaic_spread_deg": 0.5}
@@ -65,11 +54,8 @@ EXPOSURES = {"still": dict(osc_range_deg=0.0, phi_steps=1),
 
 def crystal_config(exposure, phi_deg=TRUE_PHI, mosaic_deg=TRUE_MOSAIC):
     """The tutorial's crystal, recorded as the given exposure, starting at phi_deg."""
-    return CrystalConfig(
-        cell_a=cell[0], cell_b=cell[1], cell_c=cell[2], cell_alpha=cell[3], cell_beta=cell[4], cell_gamma=cell[5],
-        mosflm_a_star=a_star, mosflm_b_star=b_star, mosflm_c_star=c_star, spindle_axis=(-1, 0, 0),
-        N_cells=(36, 47, 29), mosaic_domains=5, mosaic_seed=42,
-        phi_start_deg=phi_deg, mosaic_spread_deg=mosaic_deg, **EXPOSURES[exposure])
+    return dataclasses.replace(experiment.crystal, phi_start_deg=phi_deg, mosaic_spread_deg=mosaic_deg,
+                               **EXPOSURES[exposure])
 
 
 # %%
@@ -82,8 +68,8 @@ expected = {}
 counts = {}
 for exposure in EXPOSURES:
     with torch.no_grad():
-        image = Simulator(Crystal(crystal_config(exposure), structure_factors, dtype=DTYPE), detector,
-                          beam_config).run()
+        image = Simulator(Crystal(crystal_config(exposure), experiment.structure_factors, dtype=DTYPE), detector,
+                          experiment.beam).run()
     expected[exposure] = image.numpy().astype(np.float64)
     counts[exposure] = noise_image(expected[exposure], seed=1, adc_offset=0.0)[0].astype(np.float64)
 
@@ -148,7 +134,8 @@ plt.show()
 results = {}
 for exposure in EXPOSURES:
     results[exposure] = refine(counts[exposure], START, crystal=crystal_config(exposure), detector=detector_config,
-                               beam=beam_config, structure_factors=(hkl_grid, hkl_meta), dtype=DTYPE, progress=False)
+                               beam=experiment.beam, structure_factors=experiment.structure_factors, dtype=DTYPE,
+                               progress=False)
     print(f"{exposure}:\n{results[exposure].summary()}\n")
 
 TRUTH = {"crystal.phi_start_deg": TRUE_PHI, "crystal.mosaic_spread_deg": TRUE_MOSAIC}

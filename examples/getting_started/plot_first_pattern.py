@@ -74,7 +74,7 @@ print(f"image: shape {tuple(image.shape)} (slow, fast), dtype {image.dtype}")
 # :math:`P` the polarization factor. The average runs over sub-pixels, sources, phi steps
 # and mosaic domains (the whole sum, factor by factor, is on the page
 # :ref:`physics-model`). Nothing is counted yet: Poisson noise and the detector's integer
-# counts come later (:mod:`nanobrag_torch.noise`).
+# counts come later (:func:`~nanobrag_torch.noise.noise_image`).
 #
 # The default fluence is chosen so that :math:`r_e^2 \Phi = 1`, which makes the numbers easy
 # to read: a pixel exactly on a Bragg peak holds about

@@ -19,8 +19,9 @@ The map answers the question for this experiment: where each method's range ends
 # %%
 # The experiment, on a region of the detector
 # -------------------------------------------
-# The tutorial's experiment — ``A.mat``, ``scaled.hkl``, 36 × 47 × 29 cells with five mosaic
-# domains spread by 0.2°, a still at phi 0° on the tilted Pilatus in CUSTOM geometry — but not
+# The tutorial's experiment (:func:`~nanobrag_torch.datasets.tutorial_experiment`) —
+# ``A.mat``, ``scaled.hkl``, 36 × 47 × 29 cells with five mosaic domains spread by 0.2°, a
+# still at phi 0° on the tilted Pilatus in CUSTOM geometry — but not
 # the whole 2463 × 2527-pixel detector: the map needs dozens of refinements, and a full-size
 # image costs several seconds on one CPU thread. We keep a **region** of it, a 384 × 768-pixel
 # rectangle (a twentieth of the detector) where spots are dense, as a detector of its own:
@@ -29,50 +30,34 @@ The map answers the question for this experiment: where each method's range ends
 # region is the same pixel of the full detector, at the same place in the laboratory, so its
 # image is the full image's crop.
 
+import dataclasses
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from nanobrag_torch import (BeamConfig, Crystal, CrystalConfig, Detector, DetectorConfig, DetectorConvention, Simulator,
-                            StructureFactors, detector_region, read_hkl_file, read_mosflm_matrix,
-                            reciprocal_to_real_cell, tutorial_data_paths)
+from nanobrag_torch import Crystal, Detector, Simulator, detector_region
+from nanobrag_torch.datasets import tutorial_experiment
 from nanobrag_torch.plotting import show_detector_image
 from nanobrag_torch.refine import refine
 
 DTYPE = torch.float32
-data = tutorial_data_paths()
-WAVELENGTH_A = 0.976800
-a_star, b_star, c_star = read_mosflm_matrix(str(data.matrix), WAVELENGTH_A)
-cell = reciprocal_to_real_cell(a_star, b_star, c_star)
-hkl_grid, hkl_meta = read_hkl_file(str(data.hkl), default_F=0.0)
-structure_factors = StructureFactors(hkl_grid, hkl_meta, default_F=0.0, dtype=DTYPE)
-
-full_detector = DetectorConfig(
-    distance_mm=231.274660, pixel_size_mm=0.172, fpixels=2463, spixels=2527,
-    detector_convention=DetectorConvention.CUSTOM, beam_center_f=217.742295, beam_center_s=213.907080,
-    custom_fdet_vector=(0.999982, -0.005998, -0.000118), custom_sdet_vector=(-0.005998, -0.999970, -0.004913),
-    custom_odet_vector=(-0.000088, 0.004914, -0.999988), custom_beam_vector=(0.00051387949, 0.0, -0.99999986),
-    oversample=1)
-beam_config = BeamConfig(wavelength_A=WAVELENGTH_A, flux=1e18, exposure=1.0, beamsize_mm=1.0)
+experiment = tutorial_experiment(dtype=DTYPE)
 TRUE_PHI, TRUE_MOSAIC = 0.0, 0.2
 
 
 def crystal_config(phi_deg=TRUE_PHI, mosaic_deg=TRUE_MOSAIC):
     """The tutorial's crystal, a still, at the given phi and mosaic spread (numbers or tensors)."""
-    return CrystalConfig(
-        cell_a=cell[0], cell_b=cell[1], cell_c=cell[2], cell_alpha=cell[3], cell_beta=cell[4], cell_gamma=cell[5],
-        mosflm_a_star=a_star, mosflm_b_star=b_star, mosflm_c_star=c_star, spindle_axis=(-1, 0, 0),
-        N_cells=(36, 47, 29), mosaic_domains=5, mosaic_seed=42,
-        phi_start_deg=phi_deg, mosaic_spread_deg=mosaic_deg, osc_range_deg=0.0, phi_steps=1)
+    return dataclasses.replace(experiment.crystal, phi_start_deg=phi_deg, mosaic_spread_deg=mosaic_deg)
 
 
 def simulate(detector, phi_deg=TRUE_PHI, mosaic_deg=TRUE_MOSAIC):
-    crystal = Crystal(crystal_config(phi_deg, mosaic_deg), structure_factors, dtype=DTYPE)
-    return Simulator(crystal, detector, beam_config).run()
+    crystal = Crystal(crystal_config(phi_deg, mosaic_deg), experiment.structure_factors, dtype=DTYPE)
+    return Simulator(crystal, detector, experiment.beam).run()
 
 
 REGION = dict(fast0=1248, slow0=688, fast_pixels=384, slow_pixels=768)
-region_config = detector_region(full_detector, **REGION)
+region_config = detector_region(experiment.detector, **REGION)
 region = Detector(region_config, dtype=DTYPE)
 with torch.no_grad():
     observed = simulate(region)
@@ -86,7 +71,7 @@ print(f"photons in the region: {observed.sum().item():.4g}, brightest pixel {obs
 # the simulated or the observed image is bright, wherever they are, so the size of the window
 # changes the cost, not the behaviour the map shows.
 SMALL = dict(fast0=1456, slow0=800, fast_pixels=160, slow_pixels=160)
-small = Detector(detector_region(full_detector, **SMALL), dtype=DTYPE)
+small = Detector(detector_region(experiment.detector, **SMALL), dtype=DTYPE)
 with torch.no_grad():
     observed_small = simulate(small)
 
@@ -140,8 +125,8 @@ for mosaic_start in MOSAIC_STARTS:
     for phi_start in PHI_STARTS:
         plain[phi_start, mosaic_start] = plain_recipe(small, observed_small, phi_start, mosaic_start)
         result = refine(observed, {"crystal.phi_start_deg": phi_start, "crystal.mosaic_spread_deg": mosaic_start},
-                        crystal=crystal_config(), detector=region_config, beam=beam_config,
-                        structure_factors=(hkl_grid, hkl_meta), dtype=DTYPE, progress=False)
+                        crystal=crystal_config(), detector=region_config, beam=experiment.beam,
+                        structure_factors=experiment.structure_factors, dtype=DTYPE, progress=False)
         library[phi_start, mosaic_start] = (result.values["crystal.phi_start_deg"],
                                             result.values["crystal.mosaic_spread_deg"])
 
@@ -225,8 +210,8 @@ for tolerance in (1e-3, 0.05):
 beyond = {}
 for phi_start in (-6.0, 6.0):
     result = refine(observed, {"crystal.phi_start_deg": phi_start, "crystal.mosaic_spread_deg": 0.5},
-                    crystal=crystal_config(), detector=region_config, beam=beam_config,
-                    structure_factors=(hkl_grid, hkl_meta), dtype=DTYPE, progress=False)
+                    crystal=crystal_config(), detector=region_config, beam=experiment.beam,
+                    structure_factors=experiment.structure_factors, dtype=DTYPE, progress=False)
     beyond[phi_start] = result.values["crystal.phi_start_deg"]
     stages = ", ".join(f"{entry['stage']} {entry['values']['crystal.phi_start_deg']:+.3f}"
                        for entry in result.history if entry["stage"] != "local")

@@ -15,40 +15,28 @@ and which it confuses.
 # %%
 # The experiment
 # --------------
-# The tutorial's experiment, from its nanoBragg command line (see the previous page):
-# ``A.mat`` and ``scaled.hkl``, the tilted Pilatus-like detector of 2463 × 2527 pixels of
-# 0.172 mm at 231.27 mm, λ = 0.9768 Å, 36 × 47 × 29 cells with five mosaic domains spread by
-# 0.2°, a still at phi = 0°. :func:`nanobrag_torch.cli.parse_args` builds the configurations;
-# the detector is placed by its distance and beam centre, the two quantities we refine. The
-# beam runs along −z, the spindle along −x; so ``misset_deg[2]`` turns the crystal about the
-# beam, ``misset_deg[0]`` and ``misset_deg[1]`` about the detector's fast and slow directions.
+# The tutorial's experiment (:func:`~nanobrag_torch.datasets.tutorial_experiment`, as on the
+# previous page): ``A.mat`` and ``scaled.hkl``, the tilted Pilatus-like detector of
+# 2463 × 2527 pixels of 0.172 mm at 231.27 mm, λ = 0.9768 Å, 36 × 47 × 29 cells with five
+# mosaic domains spread by 0.2°, a still at phi = 0°. The detector is placed by its distance
+# and beam centre, the two quantities we refine. The beam runs along −z, the spindle along
+# −x; so ``misset_deg[2]`` turns the crystal about the beam, ``misset_deg[0]`` and
+# ``misset_deg[1]`` about the detector's fast and slow directions.
 import dataclasses
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-import torch.autograd.forward_ad as forward_ad
 
-from nanobrag_torch import Crystal, Detector, Simulator, read_hkl_file, tutorial_data_paths
-from nanobrag_torch.cli import parse_args
+from nanobrag_torch import Crystal, Detector, Simulator
+from nanobrag_torch.datasets import tutorial_experiment
 from nanobrag_torch.noise import noise_image
 from nanobrag_torch.plotting import show_detector_image, show_residual
-from nanobrag_torch.refine import refine
+from nanobrag_torch.refine import forward_jacobian, refine
 
-data = tutorial_data_paths()
-COMMAND = [
-    "-mat", str(data.matrix), "-hkl", str(data.hkl), "-nointerpolate", "-oversample", "1",
-    "-exposure", "1", "-flux", "1e18", "-beamsize", "1.0", "-spindle_axis", "-1", "0", "0",
-    "-Xbeam", "217.742295", "-Ybeam", "213.907080", "-distance", "231.274660", "-lambda", "0.976800",
-    "-pixel", "0.172", "-detpixels_x", "2463", "-detpixels_y", "2527",
-    "-odet_vector", "-0.000088", "0.004914", "-0.999988", "-sdet_vector", "-0.005998", "-0.999970", "-0.004913",
-    "-fdet_vector", "0.999982", "-0.005998", "-0.000118", "-beam_vector", "0.00051387949", "0.0", "-0.99999986",
-    "-Na", "36", "-Nb", "47", "-Nc", "29", "-phi", "0", "-osc", "0", "-phisteps", "1",
-    "-mosaic", "0.2", "-mosaic_domains", "5", "-mosaic_seed", "42", "-seed", "2",
-]
-plan = parse_args(COMMAND)
-structure_factors = read_hkl_file(data.hkl)
-PIXEL_MM = plan.detector.pixel_size_mm
+experiment = tutorial_experiment()
+NOISE_SEED = 2  # nanoBragg's -seed 2
+PIXEL_MM = experiment.detector.pixel_size_mm
 
 TRUTH = {"crystal.misset_deg[0]": 0.0, "crystal.misset_deg[1]": 0.0, "crystal.misset_deg[2]": 0.0,
          "crystal.mosaic_spread_deg": 0.2, "detector.distance_mm": 231.27466,
@@ -64,13 +52,13 @@ def simulate(values, dtype=torch.float32, pixels=None):
     """Expected photons per pixel with the seven parameters at ``values`` (numbers or 0-d
     tensors, by name); only the flat ``pixels`` when they are given."""
     crystal_config = dataclasses.replace(
-        plan.crystal, misset_deg=tuple(values[f"crystal.misset_deg[{i}]"] for i in range(3)),
+        experiment.crystal, misset_deg=tuple(values[f"crystal.misset_deg[{i}]"] for i in range(3)),
         mosaic_spread_deg=values["crystal.mosaic_spread_deg"])
     detector_config = dataclasses.replace(
-        plan.detector, distance_mm=values["detector.distance_mm"],
+        experiment.detector, distance_mm=values["detector.distance_mm"],
         beam_center_f=values["detector.beam_center_f"], beam_center_s=values["detector.beam_center_s"])
-    simulator = Simulator(Crystal(crystal_config, structure_factors, dtype=dtype),
-                          Detector(detector_config, dtype=dtype), plan.beam)
+    simulator = Simulator(Crystal(crystal_config, experiment.structure_factors, dtype=dtype),
+                          Detector(detector_config, dtype=dtype), experiment.beam)
     return simulator.run(pixels=pixels)
 
 
@@ -83,7 +71,7 @@ def simulate(values, dtype=torch.float32, pixels=None):
 # each component of the beam centre — one and a half to two pixels.
 with torch.no_grad():
     expected = simulate(TRUTH).numpy()
-counts = noise_image(expected, seed=plan.noise.seed, adc_offset=0.0)[0].astype(np.float64)
+counts = noise_image(expected, seed=NOISE_SEED, adc_offset=0.0)[0].astype(np.float64)
 print(f"photons counted: {counts.sum():.0f}")
 print(f"{'parameter':<26} {'truth':>12} {'start':>12} {'start − truth':>14}")
 for name in NAMES:
@@ -124,8 +112,8 @@ plt.show()
 # spot positions then moves the distance and the beam centre (and the orientation) so that
 # the indexed spots land where they are observed; the last stage maximises the likelihood of
 # the counts over the pixels near the spots (see :ref:`refinement`).
-result = refine(counts, START, crystal=plan.crystal, detector=plan.detector, beam=plan.beam,
-                structure_factors=structure_factors, likelihood="poisson", progress=False)
+result = refine(counts, START, crystal=experiment.crystal, detector=experiment.detector, beam=experiment.beam,
+                structure_factors=experiment.structure_factors, likelihood="poisson", progress=False)
 print(result.summary())
 print(f"converged: {result.converged}")
 print()
@@ -195,7 +183,7 @@ for _, first, second, value in pairs[:4]:
 # We take the four brightest spots, at different places around the beam centre, and compute
 # for each parameter the change of the expected image when the parameter moves by one
 # standard error, ``∂μ/∂θ · σ(θ)``: one forward-mode pass per parameter over 32 × 32 pixels
-# around each spot, at the estimate. For each spot and parameter the table gives the change of
+# around each spot, at the estimate (:func:`~nanobrag_torch.refine.jacobian.forward_jacobian`). For each spot and parameter the table gives the change of
 # the spot's photons and the shift of its centroid (photon-weighted mean position), in
 # pixels; the figure shows the derivative images near each spot's peak (red: more photons,
 # blue: fewer; one colour scale for each spot).
@@ -213,14 +201,11 @@ def spot_windows(flat):
     return full
 
 
-derivatives = {}
 with torch.no_grad():
-    for name in NAMES:
-        with forward_ad.dual_level():
-            values = {other: torch.tensor(result.values[other], dtype=torch.float32) for other in NAMES}
-            values[name] = forward_ad.make_dual(values[name], torch.ones_like(values[name]))
-            mu, tangent = forward_ad.unpack_dual(simulate(values, pixels=spot_pixels))
-        derivatives[name] = spot_windows(tangent.to(torch.float64) * result.stderr[name])
+    mu, jacobian = forward_jacobian(lambda values: simulate(dict(zip(NAMES, values)), pixels=spot_pixels),
+                                    torch.tensor([result.values[name] for name in NAMES], dtype=torch.float32))
+derivatives = {name: spot_windows(jacobian[:, k].to(torch.float64) * result.stderr[name])
+               for k, name in enumerate(NAMES)}
 mu = spot_windows(mu.to(torch.float64))
 beam_f = result.values["detector.beam_center_f"] / PIXEL_MM - 0.5  # the beam centre in pixels
 beam_s = result.values["detector.beam_center_s"] / PIXEL_MM - 0.5

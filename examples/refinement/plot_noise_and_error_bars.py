@@ -19,53 +19,40 @@ parameter. This page asks whether those error bars can be trusted:
 # %%
 # The experiment
 # --------------
-# The tutorial's experiment, as the nanoBragg command line describes it: the MOSFLM matrix
-# ``A.mat`` and the structure factors ``scaled.hkl`` that ship with the package, a tilted
-# Pilatus-like detector of 2463 × 2527 pixels of 0.172 mm at 231 mm, λ = 0.9768 Å, a crystal
-# of 36 × 47 × 29 cells with five mosaic domains spread by 0.2°, a still at phi = 0°.
-# :func:`nanobrag_torch.cli.parse_args` turns the command line into the three
-# configurations, exactly as the ``nanobragg`` command reads it. The detector is placed by
-# its beam centre and distance (nanoBragg's own reading of this command); ``-seed 1`` is the
-# seed of the noise image.
+# The tutorial's experiment, as :func:`~nanobrag_torch.datasets.tutorial_experiment` returns
+# it: the MOSFLM matrix ``A.mat`` and the structure factors ``scaled.hkl`` that ship with the
+# package, a tilted Pilatus-like detector of 2463 × 2527 pixels of 0.172 mm at 231 mm,
+# λ = 0.9768 Å, a crystal of 36 × 47 × 29 cells with five mosaic domains spread by 0.2°, a
+# still at phi = 0°. The detector is placed by its beam centre and distance, as nanoBragg
+# reads this command line:
 import dataclasses
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-import torch.autograd.forward_ad as forward_ad
 from matplotlib.patches import Rectangle
 
-from nanobrag_torch import Crystal, Detector, Simulator, detector_region, read_hkl_file, tutorial_data_paths
-from nanobrag_torch.cli import parse_args
+from nanobrag_torch import Crystal, Detector, NoiseConfig, Simulator, detector_region
+from nanobrag_torch.datasets import tutorial_experiment
 from nanobrag_torch.noise import noise_image
 from nanobrag_torch.plotting import show_detector_image
-from nanobrag_torch.refine import refine
+from nanobrag_torch.refine import forward_jacobian, refine
 
-data = tutorial_data_paths()
-COMMAND = [
-    "-mat", str(data.matrix), "-hkl", str(data.hkl), "-nointerpolate", "-oversample", "1",
-    "-exposure", "1", "-flux", "1e18", "-beamsize", "1.0", "-spindle_axis", "-1", "0", "0",
-    "-Xbeam", "217.742295", "-Ybeam", "213.907080", "-distance", "231.274660", "-lambda", "0.976800",
-    "-pixel", "0.172", "-detpixels_x", "2463", "-detpixels_y", "2527",
-    "-odet_vector", "-0.000088", "0.004914", "-0.999988", "-sdet_vector", "-0.005998", "-0.999970", "-0.004913",
-    "-fdet_vector", "0.999982", "-0.005998", "-0.000118", "-beam_vector", "0.00051387949", "0.0", "-0.99999986",
-    "-Na", "36", "-Nb", "47", "-Nc", "29", "-phi", "0", "-osc", "0", "-phisteps", "1",
-    "-mosaic", "0.2", "-mosaic_domains", "5", "-mosaic_seed", "42", "-seed", "1",
-]
-plan = parse_args(COMMAND)
-structure_factors = read_hkl_file(data.hkl)
+experiment = tutorial_experiment()
+print(experiment.command)
+NOISE = NoiseConfig(seed=1)  # nanoBragg's -seed 1: the seed of the noise image, and its ADC offset
 
 TRUTH = {"crystal.phi_start_deg": 0.0, "crystal.mosaic_spread_deg": 0.2}
 START = {"crystal.phi_start_deg": 1.0, "crystal.mosaic_spread_deg": 0.5}
 NAMES = list(TRUTH)
 
 
-def simulate(phi_deg, mosaic_deg, detector_config=plan.detector, dtype=torch.float32, pixels=None):
+def simulate(phi_deg, mosaic_deg, detector_config=experiment.detector, dtype=torch.float32, pixels=None):
     """Expected photons per pixel for a phi and a mosaic spread (numbers or 0-d tensors);
     only the flat ``pixels`` when they are given."""
-    crystal_config = dataclasses.replace(plan.crystal, phi_start_deg=phi_deg, mosaic_spread_deg=mosaic_deg)
-    simulator = Simulator(Crystal(crystal_config, structure_factors, dtype=dtype),
-                          Detector(detector_config, dtype=dtype), plan.beam)
+    crystal_config = dataclasses.replace(experiment.crystal, phi_start_deg=phi_deg, mosaic_spread_deg=mosaic_deg)
+    simulator = Simulator(Crystal(crystal_config, experiment.structure_factors, dtype=dtype),
+                          Detector(detector_config, dtype=dtype), experiment.beam)
     return simulator.run(pixels=pixels)
 
 
@@ -80,12 +67,12 @@ def simulate(phi_deg, mosaic_deg, detector_config=plan.detector, dtype=torch.flo
 with torch.no_grad():
     expected = simulate(TRUTH["crystal.phi_start_deg"], TRUTH["crystal.mosaic_spread_deg"],
                         dtype=torch.float64).numpy()
-adc_offset = plan.noise.adc_offset_adu
-noisy, drawn, overloads = noise_image(expected, seed=plan.noise.seed, adc_offset=adc_offset)
+adc_offset = NOISE.adc_offset_adu
+noisy, drawn, overloads = noise_image(expected, seed=NOISE.seed, adc_offset=adc_offset)
 counts = noisy.astype(np.float64) - adc_offset
 
 print(f"expected photons on the detector: {expected.sum():.1f}")
-print(f"photons drawn (seed {plan.noise.seed}): {drawn:.0f}, {overloads} overloads")
+print(f"photons drawn (seed {NOISE.seed}): {drawn:.0f}, {overloads} overloads")
 print(f"brightest pixel: expected {expected.max():.1f}, counted {counts.max():.0f}")
 print(f"pixels with at least one photon: {int((counts > 0).sum())} of {counts.size}")
 
@@ -123,8 +110,8 @@ plt.show()
 # Levenberg–Marquardt with Fisher scoring on the exact forward-mode Jacobian (see
 # :ref:`refinement`). The standard errors are the square roots of the diagonal of the
 # inverse Fisher information at the estimate.
-result = refine(counts, START, crystal=plan.crystal, detector=plan.detector, beam=plan.beam,
-                structure_factors=structure_factors, likelihood="poisson", progress=False)
+result = refine(counts, START, crystal=experiment.crystal, detector=experiment.detector, beam=experiment.beam,
+                structure_factors=experiment.structure_factors, likelihood="poisson", progress=False)
 print(result.summary())
 print()
 for name in NAMES:
@@ -148,28 +135,23 @@ for name in NAMES:
 # and no unbiased estimator has a smaller covariance than F⁻¹: the square roots of its
 # diagonal are the Cramér–Rao bounds. We compute F at the *true* parameters, independently
 # of the refinement: the Jacobian J of the expected image, one forward-mode pass per
-# parameter (a dual number with tangent 1 on that parameter), over every pixel that expects
+# parameter (:func:`~nanobrag_torch.refine.jacobian.forward_jacobian`), over every pixel that expects
 # more than 10⁻⁶ photons. The pixels left out hold less than 10⁻⁴ of the photons, and their
 # derivatives are as small.
 
 
 def fisher_information(detector_config, pixels):
-    """Σ JᵀJ/μ at the truth over the flat ``pixels``, float64 (P × P), and the number of pixels."""
-    columns = []
+    """Σ JᵀJ/μ at the truth over the flat ``pixels``, float64 (P × P)."""
     with torch.no_grad():
-        for p in range(len(NAMES)):
-            with forward_ad.dual_level():
-                values = [torch.tensor(TRUTH[name], dtype=torch.float32) for name in NAMES]
-                values[p] = forward_ad.make_dual(values[p], torch.ones_like(values[p]))
-                mu, tangent = forward_ad.unpack_dual(simulate(*values, detector_config=detector_config, pixels=pixels))
-            columns.append(tangent.to(torch.float64))
-    jacobian = torch.stack(columns, dim=1)
-    mu = mu.to(torch.float64)
+        mu, jacobian = forward_jacobian(
+            lambda values: simulate(*values, detector_config=detector_config, pixels=pixels),
+            torch.tensor([TRUTH[name] for name in NAMES], dtype=torch.float32))
+    jacobian, mu = jacobian.to(torch.float64), mu.to(torch.float64)
     return jacobian.T @ (jacobian / mu[:, None])
 
 
 pixels = torch.from_numpy(np.flatnonzero(expected > 1e-6))
-fisher = fisher_information(plan.detector, pixels)
+fisher = fisher_information(experiment.detector, pixels)
 bound = torch.sqrt(torch.diag(torch.linalg.inv(fisher)))
 print(f"Fisher information over {pixels.numel()} pixels (μ > 1e-6 photons)")
 print(f"{'':6}{'parameter':<26} {'standard error':>15} {'Cramér–Rao bound':>17} {'ratio':>7}")
@@ -206,7 +188,7 @@ for name, limit in zip(NAMES, bound.tolist()):
 # of each image's likelihood, and stops only when its steps fall below a hundredth of a
 # standard error.
 SEEDS = range(101, 141)
-crop_detector = detector_region(plan.detector, fast0=CROP[1].start, slow0=CROP[0].start, fast_pixels=512,
+crop_detector = detector_region(experiment.detector, fast0=CROP[1].start, slow0=CROP[0].start, fast_pixels=512,
                                 slow_pixels=512)
 with torch.no_grad():
     crop_expected = simulate(TRUTH["crystal.phi_start_deg"], TRUTH["crystal.mosaic_spread_deg"],
@@ -220,8 +202,8 @@ estimates = {name: [] for name in NAMES}
 errors = {name: [] for name in NAMES}
 for seed in SEEDS:
     crop_counts = noise_image(crop_expected, seed=seed, adc_offset=0.0)[0].astype(np.float64)
-    repeat = refine(crop_counts, TRUTH, crystal=plan.crystal, detector=crop_detector, beam=plan.beam,
-                    structure_factors=structure_factors, progress=False)
+    repeat = refine(crop_counts, TRUTH, crystal=experiment.crystal, detector=crop_detector, beam=experiment.beam,
+                    structure_factors=experiment.structure_factors, progress=False)
     for name in NAMES:
         estimates[name].append(repeat.values[name])
         errors[name].append(repeat.stderr[name])

@@ -32,6 +32,7 @@ from that starting point — does not get there, and what does.
 # Everything runs on the CPU in single precision unless a GPU is present. float32 is
 # accurate enough for refinement here: the simulator takes the nearest integer off the
 # Miller indices before any trigonometry, so the lattice factor keeps its precision.
+import dataclasses
 import os
 import time
 
@@ -49,9 +50,9 @@ print(f"PyTorch version: {torch.__version__}")
 # %%
 # Imports
 # -------
-from nanobrag_torch import (BeamConfig, Crystal, CrystalConfig, Detector, DetectorConfig, DetectorConvention, Simulator,
-                            StructureFactors, read_hkl_file, read_mosflm_matrix, reciprocal_to_real_cell,
+from nanobrag_torch import (Crystal, Detector, Simulator, read_hkl_file, read_mosflm_matrix, reciprocal_to_real_cell,
                             tutorial_data_paths)
+from nanobrag_torch.datasets import tutorial_experiment
 from nanobrag_torch.plotting import color_limits, show_detector_image, show_residual
 
 # %%
@@ -84,34 +85,25 @@ print(f"  l range: [{hkl_meta['l_min']}, {hkl_meta['l_max']}]")
 # %%
 # 2. Configure the experiment
 # ---------------------------
-# The detector is a Pilatus-like 2463 × 2527 array of 0.172 mm pixels, slightly tilted,
-# described in the CUSTOM convention by explicit unit vectors: ``fdet`` along the pixel
-# columns (fast axis), ``sdet`` along the rows (slow axis), ``odet`` the normal pointing
-# away from the sample, and the beam direction. ``pix0_override_m`` places the corner of
-# pixel (0, 0) in the lab frame.
+# :func:`~nanobrag_torch.datasets.tutorial_experiment` returns the experiment's three
+# configurations, built from these files, and its structure factors (in the simulation's
+# precision, on its device). The detector is a Pilatus-like 2463 × 2527 array of 0.172 mm
+# pixels, slightly tilted, described in the CUSTOM convention by explicit unit vectors:
+# ``fdet`` along the pixel columns (fast axis), ``sdet`` along the rows (slow axis), ``odet``
+# the normal pointing away from the sample, and the beam direction. The command line's
+# ``-pix0_vector_mm`` places the corner of pixel (0, 0) in the lab frame; we set it as
+# ``pix0_override_m``.
 #
 # .. note::
 #    nanoBragg C parses ``-pix0_vector_mm`` but then recomputes pix0 from the beam centre
 #    (see :ref:`physics-c-quirks`), so its image differs from this one by about 6 pixels.
 #    The library uses the given position; the ``nanobragg`` command reproduces C and says
-#    so.
-detector_config = DetectorConfig(
-    distance_mm=231.274660,
-    pixel_size_mm=0.172,
-    fpixels=2463,
-    spixels=2527,
-    detector_convention=DetectorConvention.CUSTOM,
-    beam_center_f=217.742295,
-    beam_center_s=213.907080,
-    custom_fdet_vector=(0.999982, -0.005998, -0.000118),
-    custom_sdet_vector=(-0.005998, -0.999970, -0.004913),
-    custom_odet_vector=(-0.000088, 0.004914, -0.999988),
-    custom_beam_vector=(0.00051387949, 0.0, -0.99999986),
-    pix0_override_m=(-216.336293 * 0.001, 215.205512 * 0.001, -230.200866 * 0.001),
-    oversample=1,
-)
-
-beam_config = BeamConfig(wavelength_A=WAVELENGTH_A, flux=1e18, exposure=1.0, beamsize_mm=1.0)
+#    so. :func:`~nanobrag_torch.datasets.tutorial_experiment` places the detector by its beam
+#    centre, as C does.
+experiment = tutorial_experiment(dtype=dtype, device=device)
+detector_config = dataclasses.replace(
+    experiment.detector, pix0_override_m=(-216.336293 * 0.001, 215.205512 * 0.001, -230.200866 * 0.001))
+beam_config = experiment.beam
 
 print(f"Detector: {detector_config.fpixels} × {detector_config.spixels} pixels")
 print(f"Pixel size: {detector_config.pixel_size_mm} mm")
@@ -132,23 +124,6 @@ INIT_PHI = 1.0
 INIT_MOSAIC = 0.5
 TRUE_N_CELLS = (36, 47, 29)
 
-FIXED_CRYSTAL_PARAMS = dict(
-    cell_a=cell_params[0],
-    cell_b=cell_params[1],
-    cell_c=cell_params[2],
-    cell_alpha=cell_params[3],
-    cell_beta=cell_params[4],
-    cell_gamma=cell_params[5],
-    osc_range_deg=0.0,
-    phi_steps=1,
-    spindle_axis=(-1, 0, 0),
-    mosflm_a_star=a_star,
-    mosflm_b_star=b_star,
-    mosflm_c_star=c_star,
-    mosaic_seed=42,
-    mosaic_domains=5,
-)
-
 print("Ground truth:")
 print(f"  phi_start_deg = {TRUE_PHI}°")
 print(f"  mosaic_spread_deg = {TRUE_MOSAIC}°")
@@ -162,17 +137,13 @@ print(f"  mosaic_spread_deg = {INIT_MOSAIC}° (error: {abs(INIT_MOSAIC - TRUE_MO
 # One detector object serves every simulation; each simulator gets a fresh crystal built
 # from the current parameters, which may be plain numbers or tensors that require grad.
 detector = Detector(detector_config, device=device, dtype=dtype)
-structure_factors = StructureFactors(hkl_grid, hkl_meta, default_F=0.0, dtype=dtype, device=device)
+structure_factors = experiment.structure_factors
 
 
 def create_simulator(phi_deg, mosaic_deg, n_cells=TRUE_N_CELLS):
     """A simulator of the experiment with the given phi, mosaic spread and crystal size."""
-    crystal_config = CrystalConfig(
-        **FIXED_CRYSTAL_PARAMS,
-        N_cells=n_cells,
-        phi_start_deg=phi_deg,
-        mosaic_spread_deg=mosaic_deg,
-    )
+    crystal_config = dataclasses.replace(experiment.crystal, N_cells=n_cells, phi_start_deg=phi_deg,
+                                         mosaic_spread_deg=mosaic_deg)
     crystal = Crystal(crystal_config, structure_factors, device=device, dtype=dtype)
     return Simulator(crystal, detector, beam_config)
 
@@ -266,8 +237,7 @@ for mosaic, values in mse_scan.items():
 # configuration and field.
 from nanobrag_torch.refine import refine
 
-start_crystal = CrystalConfig(**FIXED_CRYSTAL_PARAMS, N_cells=TRUE_N_CELLS, phi_start_deg=INIT_PHI,
-                              mosaic_spread_deg=INIT_MOSAIC)
+start_crystal = dataclasses.replace(experiment.crystal, phi_start_deg=INIT_PHI, mosaic_spread_deg=INIT_MOSAIC)
 refinement_start = time.perf_counter()
 result = refine(target, {"crystal.phi_start_deg": INIT_PHI, "crystal.mosaic_spread_deg": INIT_MOSAIC},
                 crystal=start_crystal, detector=detector_config, beam=beam_config,

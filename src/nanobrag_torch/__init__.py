@@ -10,13 +10,11 @@ by autograd::
     detector = Detector(DetectorConfig(distance_mm=100, fpixels=128, spixels=128))
     image = Simulator(crystal, detector, BeamConfig(wavelength_A=1.0)).run()
 
-Where things live: :mod:`~nanobrag_torch.config` (the configurations),
-:mod:`~nanobrag_torch.models` (crystal, detector, beam), :mod:`~nanobrag_torch.conventions`
-(detector conventions and beam-centre rules), :mod:`~nanobrag_torch.physics` (lattice factors,
-polarization), :mod:`~nanobrag_torch.structure_factors`, :mod:`~nanobrag_torch.rng` (the mosaic
-sampling, bit-compatible with C), :mod:`~nanobrag_torch.simulator`, :mod:`~nanobrag_torch.io`
-(file formats) and :mod:`~nanobrag_torch.cli` (the ``nanobragg`` command, a drop-in for the C
-program).
+Where things live: ``config`` (the configurations), ``models`` (crystal, detector, beam),
+``conventions`` (detector conventions and beam-centre rules), ``physics`` (lattice factors,
+polarization), ``structure_factors``, ``rng`` (the mosaic sampling, bit-compatible with C),
+``simulator``, ``io`` (file formats) and ``cli`` (the ``nanobragg`` command, a drop-in for
+the C program).
 """
 
 from .config import (BeamConfig, ConfigError, CrystalConfig, CrystalShape, DetectorConfig, DetectorConvention,

@@ -334,7 +334,7 @@ class DetectorConfig:
         MOSFLM/DENZO: ``beam_center_s`` = Xbeam, ``beam_center_f`` = Ybeam; ADXV/CUSTOM:
         ``beam_center_f`` = Xbeam, ``beam_center_s`` = Ybeam; XDS/DIALS: the point of the
         detector closest to the sample ((ORGX − ½)·pixel, (ORGY − ½)·pixel). The rules are
-        in :mod:`nanobrag_torch.conventions`;
+        in ``nanobrag_torch.conventions``;
         :func:`~nanobrag_torch.conventions.beam_center_for_pixel` gives the centre that puts
         the beam on a given pixel. Default:
         :func:`~nanobrag_torch.conventions.default_beam_center_mm`.
@@ -356,9 +356,9 @@ class DetectorConfig:
         Lab position in metres of the corner of pixel (0, 0). When given, it places the
         detector directly (beam centre and pivot are then not used).
     oversample : int, optional
-        Sub-pixels per pixel edge, 1 to :data:`MAX_OVERSAMPLE`. ``None`` chooses it from the crystal
+        Sub-pixels per pixel edge, 1 to ``MAX_OVERSAMPLE``. ``None`` chooses it from the crystal
         size as nanoBragg does (the simulator raises a :class:`ConfigError` when that choice exceeds
-        :data:`MAX_OVERSAMPLE`).
+        ``MAX_OVERSAMPLE``).
     oversample_omega, oversample_polar, oversample_thick : bool
         Evaluate the solid angle, polarization or capture fraction for every sub-pixel instead
         of once per pixel.

@@ -147,7 +147,7 @@ def beam_center_for_pixel(convention: DetectorConvention, fast_px: float, slow_p
                           fpixels: int, spixels: int) -> Tuple[float, float]:
     """The beam centre that puts the beam on the centre of a pixel.
 
-    The inverse of :func:`beam_point` for the point ``((fast_px + ½) · pixel, (slow_px + ½) ·
+    The inverse of ``beam_point`` for the point ``((fast_px + ½) · pixel, (slow_px + ½) ·
     pixel)``, the centre of pixel (``fast_px``, ``slow_px``); fractional pixel coordinates name
     points between centres. For an unrotated detector whose normal is along the beam (every
     named convention, and CUSTOM with its default vectors) the beam then meets the detector

@@ -59,9 +59,9 @@ class RenderOptions:
     interpolate : bool
         Tricubic interpolation of the amplitudes.
     fused : bool
-        Whether the fused kernel (:func:`nanobrag_torch.kernels.bragg_sum`) computes the Bragg sum.
+        Whether the fused kernel (``nanobrag_torch.kernels.bragg_sum``) computes the Bragg sum.
     c_quirks : bool
-        Reproduce nanoBragg C's quirks (:mod:`nanobrag_torch.c_quirks`) instead of the intended
+        Reproduce nanoBragg C's quirks (``nanobrag_torch.c_quirks``) instead of the intended
         physics: the one switch, set by the ``nanobragg`` command.
     """
 
@@ -233,9 +233,9 @@ class PreparedRun:
     def recomputes_chunks(self, pixels: int = 0) -> bool:
         """Whether a run that needs gradients recomputes each chunk in the backward pass instead
         of keeping its intermediates: when any field needs a gradient, except the
-        :data:`APPLIED_AFTER_CHUNKS` and, when the fused kernel is used, the
-        :data:`FUSED_KERNEL_INPUTS`; and, when only those do,
-        when what the chunks of ``pixels`` pixels would keep exceeds :data:`MAX_KEPT_BYTES`.
+        ``APPLIED_AFTER_CHUNKS`` and, when the fused kernel is used, the
+        ``FUSED_KERNEL_INPUTS``; and, when only those do,
+        when what the chunks of ``pixels`` pixels would keep exceeds ``MAX_KEPT_BYTES`` (1 GiB).
 
         Parameters
         ----------
@@ -254,7 +254,7 @@ class PreparedRun:
 
     def kept_bytes_per_pixel(self) -> int:
         """Bytes a chunk that is not recomputed keeps per pixel for the backward pass: about
-        :data:`KEPT_NUMBERS_PER_EVALUATION` numbers per sub-pixel, sensor layer and source.
+        ``KEPT_NUMBERS_PER_EVALUATION`` (8) numbers per sub-pixel, sensor layer and source.
 
         Returns
         -------

@@ -43,7 +43,7 @@ def render(prepared: PreparedRun, pixels: Optional[torch.Tensor] = None, pixel_b
         render. Default: the detector's rendered pixels (inside the ROI, not masked), the
         others 0.
     pixel_batch_size : int, optional
-        Pixels per chunk. Default: about :data:`DEFAULT_EVALUATIONS_PER_CHUNK` evaluations per
+        Pixels per chunk. Default: about ``DEFAULT_EVALUATIONS_PER_CHUNK`` (2¹⁹) evaluations per
         chunk.
     progress : callable, optional
         Called as ``progress(done_pixels, total_pixels)`` after every chunk.

@@ -51,7 +51,7 @@ class Simulator:
         doubly scaled water background, and the permanent switch-off of interpolation at the
         first out-of-range lookup. The ``nanobragg`` command sets it; the library's default
         computes the intended physics. The quirks themselves are in
-        :mod:`nanobrag_torch.c_quirks`.
+        ``nanobrag_torch.c_quirks``.
 
     Raises
     ------
@@ -89,7 +89,7 @@ class Simulator:
         ------
         ConfigError
             nanoBragg's automatic oversampling exceeds
-            :data:`~nanobrag_torch.config.MAX_OVERSAMPLE`.
+            ``MAX_OVERSAMPLE`` (1000).
         """
         dev, dt = self.device, self.dtype
         crystal_cfg, detector_cfg, beam_cfg = self.crystal.config, self.detector.config, self.beam_config
@@ -139,7 +139,7 @@ class Simulator:
     def _oversample(self, geometry: DetectorGeometry) -> int:
         """The configured sub-pixels per pixel edge, or nanoBragg's automatic choice
         ``ceil(3 · crystal size / (λ · distance / pixel))``, which must not exceed
-        :data:`~nanobrag_torch.config.MAX_OVERSAMPLE` (a ConfigError says so)."""
+        ``MAX_OVERSAMPLE`` (a ConfigError says so)."""
         configured = self.detector.config.oversample
         if configured is not None:
             return int(configured)
@@ -176,7 +176,7 @@ class Simulator:
         """The water background in the units of the unscaled sum (which the run multiplies by
         ``r_e² · fluence / steps``): ``F_water² · molecules · steps``, so that the image gets
         ``r_e² · fluence · F_water² · molecules``; with ``c_quirks``, C's
-        (:func:`nanobrag_torch.c_quirks.water_background`)."""
+        (``nanobrag_torch.c_quirks.water_background``)."""
         water_m = self.beam_config.water_size_um * 1e-6
         molecules = water_m ** 3 * 1e6 * AVOGADRO_PER_MOL / WATER_MOLAR_MASS_G
         if self.c_quirks:
@@ -192,7 +192,7 @@ class Simulator:
         ----------
         pixel_batch_size : int, optional
             Pixels per chunk. Default: about
-            :data:`~nanobrag_torch.render.DEFAULT_EVALUATIONS_PER_CHUNK` (2¹⁹) evaluations per
+            ``DEFAULT_EVALUATIONS_PER_CHUNK`` (2¹⁹) evaluations per
             chunk.
         progress : callable, optional
             Called as ``progress(done_pixels, total_pixels)`` after every chunk.

@@ -44,7 +44,7 @@ def read_hkl_file(path: Union[str, Path], default_F: float = 0.0) -> Tuple[torch
         The file does not exist.
     ValueError
         A line that is not four numbers with integral indices, or whose indices make the table
-        larger than :data:`MAX_TABLE_ENTRIES` (the message names file and line), or no
+        larger than ``MAX_TABLE_ENTRIES`` (the message names file and line), or no
         reflections at all.
     """
     table = _read_table(path)

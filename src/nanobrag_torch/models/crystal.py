@@ -220,7 +220,7 @@ class Crystal:
             The rotation axis (any length).
         phi_angles_rad : tensor (phi_steps,), optional
             The spindle angles. Default: :meth:`phi_angles_rad` (the ``nanobragg`` command gives
-            C's, :func:`nanobrag_torch.c_quirks.phi_carry_over`).
+            C's, ``nanobrag_torch.c_quirks.phi_carry_over``).
 
         Returns
         -------

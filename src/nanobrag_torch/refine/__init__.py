@@ -9,10 +9,10 @@ the result's ``history``:
    the mosaic spread is refined): the spots of the observed image are indexed on a grid of
    crystal rotations up to 4° about every direction the refined angles can move, then on finer
    grids of rotation and mosaic spread, each spot matched to its best mosaic domain
-   (:mod:`~nanobrag_torch.refine.indexing`);
+   (``nanobrag_torch.refine.indexing``);
 2. **spot positions** (when a parameter that moves spots is refined: orientation, cell,
    detector geometry, wavelength): the indexed spots' position errors are minimised by robust
-   Gauss–Newton (:mod:`~nanobrag_torch.refine.spot_fit`), which brings distance and
+   Gauss–Newton (``nanobrag_torch.refine.spot_fit``), which brings distance and
    beam-centre errors of many pixels into the basin of the likelihood;
 3. **choice**: the likelihood decides where the local stage starts: at the start or at one of
    the points the first stages reached, whichever image fits the observed one best over the
@@ -23,8 +23,8 @@ the result's ``history``:
    poorly when they are few;
 4. **local**: Levenberg–Marquardt with Fisher scoring on the exact Jacobian (forward-mode
    automatic differentiation) of the likelihood over the pixels near the spots that the chosen
-   point predicts or that are observed (:func:`~nanobrag_torch.refine.pixels.informative_pixels`),
-   until every step is below 0.01 standard errors (:mod:`~nanobrag_torch.refine.solver`).
+   point predicts or that are observed (``nanobrag_torch.refine.pixels.informative_pixels``),
+   until every step is below 0.01 standard errors (``nanobrag_torch.refine.solver``).
 
 Each ``history`` entry gives the loss over the pixels it names (``"pixels"``: the comparison's
 set for the first stages, the local stage's set after).
@@ -43,6 +43,7 @@ import torch
 
 from ..config import BeamConfig, CrystalConfig, DetectorConfig
 from .indexing import search_orientation, spread_grid
+from .jacobian import forward_jacobian
 from .likelihoods import Gaussian, Likelihood, MeanSquaredError, Poisson, as_likelihood
 from .model import ExperimentModel
 from .parameters import mosaic_spread_index, parse_parameters
@@ -51,9 +52,10 @@ from .progress import Progress
 from .result import RefinementResult
 from .solver import PixelObjective, levenberg_marquardt
 from .spot_fit import fit_spot_positions
-from .spots import find_spots
+from .spots import Spots, find_spots
 
-__all__ = ["refine", "RefinementResult", "Poisson", "Gaussian", "MeanSquaredError"]
+__all__ = ["refine", "RefinementResult", "Poisson", "Gaussian", "MeanSquaredError", "find_spots", "Spots",
+           "forward_jacobian"]
 
 
 def refine(observed, parameters: Mapping[str, float], *, crystal: CrystalConfig, detector: DetectorConfig,

@@ -40,7 +40,7 @@ def find_spots(observed: torch.Tensor, background: torch.Tensor, used: torch.Ten
     """The spots of an image of photon counts.
 
     A spot is a pixel whose 3 × 3 box holds the most photons within 3 pixels, and at least
-    :data:`MIN_SPOT_PHOTONS` plus three standard deviations of the background above the
+    ``MIN_SPOT_PHOTONS`` plus three standard deviations of the background above the
     background; of equal neighbours (a plateau, as around a lone photon) the last in the flat
     order. Its centroid is the photon-weighted mean position in the box.
 
