@@ -9,8 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from nanobrag_torch.cli.options import RawArgs
+from nanobrag_torch.cli.plan import PHYSICAL_BOUNDS
 from nanobrag_torch.config import (BeamConfig, ConfigError, CrystalConfig, DetectorConfig, DetectorConvention,
                                    FieldRule, NoiseConfig, field_rule, field_rules, refinable_fields)
+from nanobrag_torch.refine.parameters import REFINABLE_FIELDS
 
 CONFIGS = (CrystalConfig, DetectorConfig, BeamConfig, NoiseConfig)
 
@@ -177,3 +180,23 @@ def test_field_rule_names_the_unknown_field():
         field_rule(DetectorConfig, "distance")
     rule = field_rule(DetectorConfig, "distance_mm")
     assert (rule.unit, rule.lower.value, rule.lower.closed, rule.upper, rule.refinable) == ("mm", 0, False, None, True)
+
+
+@pytest.mark.parametrize("field, option, value, valid", [
+    ("N_cells", "Na", 0.5, False), ("N_cells", "Na", 1, True), ("N_cells", "Nc", 0, False),
+    ("mosaic_spread_deg", "mosaic_spread", 181.0, False), ("mosaic_spread_deg", "mosaic_spread", 180.0, True),
+    ("mosaic_spread_deg", "mosaic_spread", -0.1, False), ("mosaic_spread_deg", "mosaic_spread", 0.0, True),
+])
+def test_config_command_and_refinement_agree(field, option, value, valid):
+    """A value the config refuses, the command refuses and the refinement's bounds exclude, and
+    one the config accepts, the other two accept."""
+    try:
+        CrystalConfig(**{field: (1, 1, value) if field == "N_cells" else value})
+        config_accepts = True
+    except ConfigError:
+        config_accepts = False
+    bound = next(bound for bound in PHYSICAL_BOUNDS if bound.field == option)
+    command_accepts = bound.problem(dataclasses.replace(RawArgs(), **{option: value})) is None
+    lower, upper = REFINABLE_FIELDS["crystal"][field][1]
+    refinement_accepts = lower <= value <= upper
+    assert (config_accepts, command_accepts, refinement_accepts) == (valid, valid, valid)
