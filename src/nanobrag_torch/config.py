@@ -249,6 +249,17 @@ def field_rules(config_class: Type) -> Dict[str, FieldRule]:
 def field_rule(config_class: Type, name: str) -> FieldRule:
     """The rule of one field (``field_rule(DetectorConfig, "distance_mm")``).
 
+    Parameters
+    ----------
+    config_class : type
+        A config class, as for :func:`field_rules`.
+    name : str
+        The field.
+
+    Returns
+    -------
+    FieldRule
+
     Raises
     ------
     KeyError
@@ -261,7 +272,17 @@ def field_rule(config_class: Type, name: str) -> FieldRule:
 
 
 def refinable_fields(config_class: Type) -> Dict[str, FieldRule]:
-    """The rules of the fields of ``config_class`` that the refinement may move, in field order."""
+    """The rules of the fields of ``config_class`` that the refinement may move, in field order.
+
+    Parameters
+    ----------
+    config_class : type
+        A config class, as for :func:`field_rules`.
+
+    Returns
+    -------
+    dict of str to FieldRule
+    """
     return {name: r for name, r in field_rules(config_class).items() if r.refinable}
 
 
