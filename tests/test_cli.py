@@ -9,8 +9,10 @@ import numpy as np
 
 from nanobrag_torch.cli import main, parse_args, run, scan_arguments
 from nanobrag_torch.cli.options import OPTIONS, library_message
+from nanobrag_torch.cli.plan import PHYSICAL_BOUNDS
 from nanobrag_torch.io.smv import write_smv
-from nanobrag_torch.config import ConfigError, CrystalShape, DetectorConvention, DetectorPivot
+from nanobrag_torch.config import (BeamConfig, ConfigError, CrystalConfig, CrystalShape, DetectorConfig,
+                                   DetectorConvention, DetectorPivot, NoiseConfig, field_rule)
 
 BASE = ["-cell", "70", "80", "90", "75", "85", "95", "-default_F", "100", "-N", "5", "-lambda", "1.0",
         "-distance", "100", "-pixel", "0.1", "-detpixels", "16", "-oversample", "1"]
@@ -239,7 +241,8 @@ def test_shapes_and_seeds():
     (BASE + ["-default_F", "1e200"], "pixel (fast 0, slow 0) of the image is inf photons, which single-precision files "
                                      "cannot hold"),
     (BASE + ["-seed", "99999999999999999999"], "-seed: NoiseConfig.seed = 99999999999999999999 is invalid: must be "
-                                               "within ±2**62"),
+                                               "an integer >= -4611686018427387904 and <= 4611686018427387904 "
+                                               "(±2**62, the range of the noise generator's 64-bit arithmetic)"),
     (BASE + ["-floatfile", "intimage.img"], "-floatfile intimage.img and -intfile intimage.img are the same file"),
     (BASE + ["-beam_vector", "0", "0", "1"], "the beam runs parallel to the detector plane"),
 ])
@@ -268,10 +271,16 @@ def test_errors_are_one_line_with_status_2(argv, expected, capsys, empty_cwd):
                          "silently use 1 step)"),
     (["-osc", "3", "-phisteps", "-1"], "-phisteps -1 is not physical: the number of phi steps must be >= 1 "
                                        "(nanoBragg C would silently choose 2 steps itself"),
-    (["-oversample", "0"], "-oversample 0 is not physical: the oversampling must be >= 1 (nanoBragg C would "
-                           "silently choose it from the crystal size"),
+    (["-oversample", "0"], "-oversample 0 is not physical: the oversampling must be >= 1 and <= 1000 (nanoBragg C "
+                           "would silently choose it from the crystal size"),
+    (["-oversample", "1001"], "-oversample 1001 is not physical: the oversampling must be >= 1 and <= 1000"),
     (["-xtalsize", "-1"], "-xtalsize -1 is not physical: a crystal size must be >= 0 mm"),
-    (["-mosaic", "-1"], "-mosaic -1 is not physical: the mosaic spread must be >= 0 degrees"),
+    (["-mosaic", "-1"], "-mosaic -1 is not physical: the mosaic spread must be >= 0 and <= 180 degrees (nanoBragg C "
+                        "would silently ignore it: one domain, no mosaicity)"),
+    (["-mosaic", "181"], "-mosaic 181 is not physical: the mosaic spread must be >= 0 and <= 180 degrees"),
+    (["-N", "0.5"], "-N 0.5 is not physical: the number of unit cells must be >= 1 (nanoBragg C would silently "
+                    "use 1 cell)"),
+    (["-polar", "1.5"], "-polar 1.5 is not physical: the polarization factor must be >= -1 and <= 1"),
     (["-divsteps", "0"], "-divsteps 0 is not physical: the number of divergence steps must be >= 1"),
     (["-detector_abs", "-3"], "-detector_abs -3 is not physical: the attenuation depth must be > 0 µm"),
     (["-scale", "0"], "-scale 0 is not physical: the integer-image scale must be > 0"),
@@ -280,6 +289,34 @@ def test_errors_are_one_line_with_status_2(argv, expected, capsys, empty_cwd):
 def test_non_physical_values_are_errors_saying_what_c_would_do(extra, expected, capsys, empty_cwd):
     assert error_of(BASE + extra, capsys).startswith(f"nanobragg: error: {expected}")
     assert os.listdir(empty_cwd) == []
+
+
+CONFIG_FIELD_OF_OPTION = {
+    "pixel": (DetectorConfig, "pixel_size_mm"), "fpixels": (DetectorConfig, "fpixels"),
+    "spixels": (DetectorConfig, "spixels"), "distance": (DetectorConfig, "distance_mm"),
+    "close_distance": (DetectorConfig, "close_distance_mm"), "wavelength_A": (BeamConfig, "wavelength_A"),
+    "Na": (CrystalConfig, "N_cells"), "Nb": (CrystalConfig, "N_cells"), "Nc": (CrystalConfig, "N_cells"),
+    "mosaic_spread": (CrystalConfig, "mosaic_spread_deg"), "mosaic_domains": (CrystalConfig, "mosaic_domains"),
+    "phisteps": (CrystalConfig, "phi_steps"), "oversample": (DetectorConfig, "oversample"),
+    "detector_thick_um": (DetectorConfig, "detector_thick_um"),
+    "detector_thicksteps": (DetectorConfig, "detector_thicksteps"), "detector_abs_um": (DetectorConfig, "detector_abs_um"),
+    "dispersion": (BeamConfig, "dispersion_percent"), "dispsteps": (BeamConfig, "dispersion_steps"),
+    "hdivrange": (BeamConfig, "hdivrange_mrad"), "vdivrange": (BeamConfig, "vdivrange_mrad"),
+    "hdivstep": (BeamConfig, "hdivstep_mrad"), "vdivstep": (BeamConfig, "vdivstep_mrad"),
+    "hdivsteps": (BeamConfig, "hdivsteps"), "vdivsteps": (BeamConfig, "vdivsteps"), "fluence": (BeamConfig, "fluence"),
+    "flux": (BeamConfig, "flux"), "exposure": (BeamConfig, "exposure"), "beamsize_mm": (BeamConfig, "beamsize_mm"),
+    "polar": (BeamConfig, "polarization_factor"), "water_um": (BeamConfig, "water_size_um"),
+    "dmin": (BeamConfig, "dmin_A"), "fudge": (CrystalConfig, "fudge"), "intfile_scale": (NoiseConfig, "intfile_scale"),
+}
+"""The library config field each option with a config counterpart sets."""
+
+
+@pytest.mark.parametrize("bound", PHYSICAL_BOUNDS, ids=lambda bound: bound.field)
+def test_an_option_with_a_config_field_takes_the_fields_rule(bound):
+    if bound.field in CONFIG_FIELD_OF_OPTION:
+        assert bound.rule is field_rule(*CONFIG_FIELD_OF_OPTION[bound.field])
+    else:
+        assert bound.field in ("detsize_f", "detsize_s", "sample_mm", "phistep", "osc", "pgm_scale")
 
 
 NUMERIC_FLAGS = sorted({o.key for o in OPTIONS if o.kind in ("float", "int", "cell", "misset", "number_or_inf")})

@@ -9,8 +9,13 @@ import numpy as np
 import pytest
 import torch
 
+from nanobrag_torch.cli.options import RawArgs
+from nanobrag_torch.cli.plan import PHYSICAL_BOUNDS
 from nanobrag_torch.config import (BeamConfig, ConfigError, CrystalConfig, DetectorConfig, DetectorConvention,
-                                   NoiseConfig)
+                                   FieldRule, NoiseConfig, field_rule, field_rules, refinable_fields)
+from nanobrag_torch.refine.parameters import REFINABLE_FIELDS
+
+CONFIGS = (CrystalConfig, DetectorConfig, BeamConfig, NoiseConfig)
 
 
 @pytest.mark.parametrize("cls, kwargs, field, shown_field, value", [
@@ -127,7 +132,7 @@ def test_config_error_carries_the_value_and_survives_pickling():
     assert error.value.value == -2
     copy = pickle.loads(pickle.dumps(error.value))
     assert (copy.config, copy.field, copy.value, str(copy)) == (
-        "CrystalConfig", "N_cells", -2, "CrystalConfig.N_cells[1] = -2 is invalid: must be a finite number > 0")
+        "CrystalConfig", "N_cells", -2, "CrystalConfig.N_cells[1] = -2 is invalid: must be a finite number >= 1")
 
 
 def test_valid_configs_accept_tensors_with_grad():
@@ -145,3 +150,53 @@ def test_fluence_from_flux_exposure_and_beamsize():
     assert BeamConfig(fluence=1e30).fluence_photons_per_m2 == 1e30
     beam = BeamConfig(flux=1e12, exposure=2.0, beamsize_mm=0.05, fluence=1e30)
     assert beam.fluence_photons_per_m2 == pytest.approx(1e12 * 2 / (0.05e-3) ** 2)
+
+
+@pytest.mark.parametrize("cls", CONFIGS)
+def test_configs_are_frozen(cls):
+    config = cls()
+    name = dataclasses.fields(cls)[0].name
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(config, name, getattr(config, name))
+
+
+def test_replace_makes_a_changed_copy_and_validates_it():
+    assert dataclasses.replace(CrystalConfig(), N_cells=(2, 3, 4)).N_cells == (2, 3, 4)
+    with pytest.raises(ConfigError, match=r"CrystalConfig.mosaic_spread_deg = 181 is invalid: must be a finite "
+                                          r"number >= 0 and <= 180"):
+        dataclasses.replace(CrystalConfig(), mosaic_spread_deg=181)
+
+
+@pytest.mark.parametrize("cls", CONFIGS)
+def test_every_field_has_a_rule(cls):
+    rules = field_rules(cls)
+    assert list(rules) == [f.name for f in dataclasses.fields(cls)]
+    assert all(isinstance(rule, FieldRule) for rule in rules.values())
+    assert set(refinable_fields(cls)) <= set(rules)
+
+
+def test_field_rule_names_the_unknown_field():
+    with pytest.raises(KeyError, match="DetectorConfig has no field 'distance'"):
+        field_rule(DetectorConfig, "distance")
+    rule = field_rule(DetectorConfig, "distance_mm")
+    assert (rule.unit, rule.lower.value, rule.lower.closed, rule.upper, rule.refinable) == ("mm", 0, False, None, True)
+
+
+@pytest.mark.parametrize("field, option, value, valid", [
+    ("N_cells", "Na", 0.5, False), ("N_cells", "Na", 1, True), ("N_cells", "Nc", 0, False),
+    ("mosaic_spread_deg", "mosaic_spread", 181.0, False), ("mosaic_spread_deg", "mosaic_spread", 180.0, True),
+    ("mosaic_spread_deg", "mosaic_spread", -0.1, False), ("mosaic_spread_deg", "mosaic_spread", 0.0, True),
+])
+def test_config_command_and_refinement_agree(field, option, value, valid):
+    """A value the config refuses, the command refuses and the refinement's bounds exclude, and
+    one the config accepts, the other two accept."""
+    try:
+        CrystalConfig(**{field: (1, 1, value) if field == "N_cells" else value})
+        config_accepts = True
+    except ConfigError:
+        config_accepts = False
+    bound = next(bound for bound in PHYSICAL_BOUNDS if bound.field == option)
+    command_accepts = bound.problem(dataclasses.replace(RawArgs(), **{option: value})) is None
+    lower, upper = REFINABLE_FIELDS["crystal"][field][1]
+    refinement_accepts = lower <= value <= upper
+    assert (config_accepts, command_accepts, refinement_accepts) == (valid, valid, valid)

@@ -4,13 +4,16 @@ image: the refinement's configuration of the field gives an exact, finite, non-z
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
 
 from nanobrag_torch import BeamConfig, Crystal, CrystalConfig, DetectorConfig
 from nanobrag_torch.refine.model import ExperimentModel
-from nanobrag_torch.refine.parameters import REFINABLE_FIELDS, configs_with, parse_parameters
+from nanobrag_torch.config import field_rule
+from nanobrag_torch.refine.parameters import (OPEN_BOUND_MARGIN, REFINABLE_FIELDS, configs_with, parse_parameters,
+                                              solver_bounds)
 
 CELL = dict(cell_a=70.0, cell_b=80.0, cell_c=90.0, cell_alpha=75.0, cell_beta=85.0, cell_gamma=95.0)
 CRYSTAL = CrystalConfig(**CELL, misset_deg=(10.0, -20.0, 30.0), default_F=100.0, N_cells=(4, 4, 4),
@@ -59,3 +62,31 @@ def test_every_refinable_field_has_a_derivative(name):
     for group in applied:
         assert (applied[group] is configs[group]) == (not name.startswith(group + ".")), (name, group)
     torch.testing.assert_close(expected, model.expected(x, pixels), rtol=1e-12, atol=0)
+
+
+CLASSES = {"crystal": CrystalConfig, "detector": DetectorConfig, "beam": BeamConfig}
+
+
+@pytest.mark.parametrize("config, field", [(config, field) for config, fields in REFINABLE_FIELDS.items()
+                                           for field in fields])
+def test_default_bounds_come_from_the_field_rule(config, field):
+    rule = field_rule(CLASSES[config], field)
+    length, (lower, upper) = REFINABLE_FIELDS[config][field]
+    assert rule.refinable and (lower, upper) == solver_bounds(rule)
+    assert length == (rule.length if rule.length > 1 else 0)
+    for bound in (lower, upper):
+        assert not math.isfinite(bound) or rule.admits(bound), "the solver stays where the config accepts"
+
+
+def test_an_open_bound_becomes_a_closed_one_just_inside():
+    assert solver_bounds(field_rule(DetectorConfig, "distance_mm")) == (OPEN_BOUND_MARGIN, math.inf)
+    assert solver_bounds(field_rule(CrystalConfig, "cell_alpha")) == (OPEN_BOUND_MARGIN, 180 - OPEN_BOUND_MARGIN)
+    assert solver_bounds(field_rule(CrystalConfig, "mosaic_spread_deg")) == (0.0, 180.0)
+    assert solver_bounds(field_rule(CrystalConfig, "N_cells")) == (1.0, math.inf)
+
+
+@pytest.mark.parametrize("name, value", [("crystal.N_cells[1]", 0.5), ("crystal.mosaic_spread_deg", 181.0),
+                                         ("beam.polarization_factor", 1.5)])
+def test_a_start_the_config_refuses_is_outside_the_bounds(name, value):
+    with pytest.raises(ValueError, match=r"is outside its bounds"):
+        parse_parameters({name: value}, {"crystal": CRYSTAL, "detector": DETECTOR, "beam": BEAM})

@@ -1,9 +1,14 @@
 """Configuration of a simulation: crystal, detector, beam and noise.
 
-Every config is a plain dataclass that validates its values on construction and raises
-:class:`ConfigError` (a :class:`ValueError`) naming the config, the field and the bad value.
+Every config is a frozen dataclass that validates its values on construction and raises
+:class:`ConfigError` (a :class:`ValueError`) naming the config, the field and the bad value; a
+changed copy is made with :func:`dataclasses.replace`, which validates it again.
 Lengths and angles carry their unit in the field name (``distance_mm``, ``phi_start_deg``);
 the models convert them to SI (metres, radians) once, as nanoBragg C does.
+
+Each field's rule (unit, bounds, number of values, whether the refinement may move it) is written
+once, as the field's metadata (a :class:`FieldRule`, read with :func:`field_rule`); the configs'
+validation, the refinement's default bounds and the command line's range checks all read it.
 
 Every continuous field may be a Python number or a 0-d :class:`torch.Tensor`, including one
 with ``requires_grad=True``; the simulated image is then differentiable with respect to it.
@@ -13,9 +18,9 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from enum import Enum
-from typing import Any, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, Union
 
 import torch
 
@@ -101,6 +106,186 @@ class CrystalShape(Enum):
     TOPHAT = "tophat"
 
 
+RULE_KEY = "nanobrag_torch.rule"
+"""Key of a field's :class:`FieldRule` in its dataclass metadata."""
+
+REAL, INTEGER, VECTOR, OTHER = "real", "integer", "vector", "other"
+"""Kinds of field: a finite number (Python number or 0-d tensor) within the bounds; a Python or
+NumPy integer (not a bool) within the bounds; three finite numbers that are not the zero vector
+(a direction, or a MOSFLM reciprocal vector); anything else, which its config checks itself."""
+
+
+@dataclass(frozen=True)
+class Bound:
+    """One end of a field's range.
+
+    Attributes
+    ----------
+    value : int or float
+        The limit, in the field's unit.
+    closed : bool
+        True when the limit itself is allowed (``>=``, ``<=``), False when it is not (``>``, ``<``).
+    """
+
+    value: Union[int, float]
+    closed: bool
+
+
+@dataclass(frozen=True)
+class FieldRule:
+    """The rule of one config field, written once as its dataclass metadata.
+
+    Attributes
+    ----------
+    unit : str
+        Unit of the value (``"mm"``, ``"degrees"``, ``"Å"``; ``""`` for a count or a pure number).
+    lower, upper : Bound or None
+        Ends of the allowed range; None for no limit on that side. Only REAL and INTEGER fields
+        have bounds (each element of a field of several values is checked against them).
+    kind : str
+        :data:`REAL`, :data:`INTEGER`, :data:`VECTOR` or :data:`OTHER`.
+    length : int
+        Number of values: 1 for a scalar, 3 for a triple or a vector, 4 for the ROI.
+    optional : bool
+        True when ``None`` is accepted (it means: not given; the default applies).
+    refinable : bool
+        True for the continuous fields the simulator is differentiable in, which the refinement
+        may move (:data:`nanobrag_torch.refine.parameters.REFINABLE_FIELDS`).
+    note : str
+        Why the bounds are where they are, added to the error message (``""``: evident).
+    """
+
+    unit: str = ""
+    lower: Optional[Bound] = None
+    upper: Optional[Bound] = None
+    kind: str = REAL
+    length: int = 1
+    optional: bool = False
+    refinable: bool = False
+    note: str = ""
+
+    def admits(self, value: float) -> bool:
+        """True when ``value`` (a plain number) lies within the bounds (NaN never does)."""
+        if isinstance(value, float) and math.isnan(value):
+            return False
+        above = self.lower is None or (value >= self.lower.value if self.lower.closed else value > self.lower.value)
+        below = self.upper is None or (value <= self.upper.value if self.upper.closed else value < self.upper.value)
+        return above and below
+
+    def bounds_text(self) -> str:
+        """The bounds as a message writes them: ``"> 0"``, ``">= 0 and <= 180"``; ``""`` for none."""
+        parts = []
+        if self.lower is not None:
+            parts.append(f"{'>=' if self.lower.closed else '>'} {_number_text(self.lower.value)}")
+        if self.upper is not None:
+            parts.append(f"{'<=' if self.upper.closed else '<'} {_number_text(self.upper.value)}")
+        return " and ".join(parts)
+
+    def requirement(self) -> str:
+        """What a value of a REAL or INTEGER field must be, as a :class:`ConfigError` says it
+        (``"must be a finite number > 0"``, ``"must be an integer >= 1"``)."""
+        bounds = self.bounds_text()
+        if self.kind == INTEGER:
+            text = "must be an integer" + (f" {bounds}" if bounds else "")
+        else:
+            text = f"must be a finite number {bounds}" if bounds else "must be finite"
+        return text + (f" ({self.note})" if self.note else "")
+
+
+_PIXEL_INDEX = FieldRule("pixels", kind=INTEGER)
+"""An element of the ROI: any integer (the ROI's ordering is checked with the whole ROI)."""
+
+
+def _number_text(value: Union[int, float]) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
+def _rule(default: Any, unit: str = "", *, above: Optional[float] = None, at_least: Optional[float] = None,
+         below: Optional[float] = None, at_most: Optional[float] = None, kind: str = REAL, length: int = 1,
+         optional: bool = False, refinable: bool = False, note: str = "") -> Any:
+    """A dataclass field with ``default`` and its :class:`FieldRule` as metadata.
+
+    Parameters
+    ----------
+    default : object
+        The field's default value (immutable: a number, tuple, enum or None).
+    unit : str
+        Unit of the value.
+    above, at_least : float, optional
+        Open or closed lower bound (at most one of them).
+    below, at_most : float, optional
+        Open or closed upper bound (at most one of them).
+    kind, length, optional, refinable, note
+        As in :class:`FieldRule`.
+
+    Returns
+    -------
+    dataclasses.Field
+    """
+    if above is not None and at_least is not None or below is not None and at_most is not None:
+        raise ValueError("give at most one lower bound (above or at_least) and one upper bound (below or at_most)")
+    lower = Bound(above, False) if above is not None else Bound(at_least, True) if at_least is not None else None
+    upper = Bound(below, False) if below is not None else Bound(at_most, True) if at_most is not None else None
+    return field(default=default, metadata={RULE_KEY: FieldRule(unit, lower, upper, kind, length, optional,
+                                                                refinable, note)})
+
+
+def field_rules(config_class: Type) -> Dict[str, FieldRule]:
+    """Every field's rule of a config class, in the order of the fields.
+
+    Parameters
+    ----------
+    config_class : type
+        :class:`CrystalConfig`, :class:`DetectorConfig`, :class:`BeamConfig` or :class:`NoiseConfig`
+        (or an instance of one).
+
+    Returns
+    -------
+    dict of str to FieldRule
+    """
+    return {f.name: f.metadata[RULE_KEY] for f in fields(config_class)}
+
+
+def field_rule(config_class: Type, name: str) -> FieldRule:
+    """The rule of one field (``field_rule(DetectorConfig, "distance_mm")``).
+
+    Parameters
+    ----------
+    config_class : type
+        A config class, as for :func:`field_rules`.
+    name : str
+        The field.
+
+    Returns
+    -------
+    FieldRule
+
+    Raises
+    ------
+    KeyError
+        ``name`` is not a field of ``config_class``.
+    """
+    rules = field_rules(config_class)
+    if name not in rules:
+        raise KeyError(f"{config_class.__name__} has no field {name!r}; its fields: {', '.join(rules)}")
+    return rules[name]
+
+
+def refinable_fields(config_class: Type) -> Dict[str, FieldRule]:
+    """The rules of the fields of ``config_class`` that the refinement may move, in field order.
+
+    Parameters
+    ----------
+    config_class : type
+        A config class, as for :func:`field_rules`.
+
+    Returns
+    -------
+    dict of str to FieldRule
+    """
+    return {name: r for name, r in field_rules(config_class).items() if r.refinable}
+
+
 def _value(x: Scalar) -> float:
     """Plain float of a number or tensor, for validation only (never on the way to the image);
     NaN for anything else (None, a string), which every check refuses."""
@@ -126,28 +311,29 @@ def _require(cls: str, name: str, value: Any, ok: bool, what: str, element: str 
         raise ConfigError(cls, name, value, what, element)
 
 
-def _positive(cls: str, name: str, value: Scalar, element: str = "") -> None:
-    v = _value(value)
-    _require(cls, name, value, math.isfinite(v) and v > 0, "must be a finite number > 0", element)
+def _elements(value: Any) -> Optional[List[Any]]:
+    """The values of a field of several values (a sequence or a tensor), or None when it is not one."""
+    if isinstance(value, torch.Tensor):
+        return list(value.reshape(-1).unbind()) if value.dim() > 0 else None
+    try:
+        return list(value)
+    except TypeError:
+        return None
 
 
-def _non_negative(cls: str, name: str, value: Scalar, element: str = "") -> None:
-    v = _value(value)
-    _require(cls, name, value, math.isfinite(v) and v >= 0, "must be a finite number >= 0", element)
+def _check_value(cls: str, name: str, value: Any, rule: FieldRule, element: str = "") -> None:
+    """Require one value of a REAL or INTEGER field to be a finite number (an integer, not a bool,
+    for INTEGER) within the rule's bounds."""
+    if rule.kind == INTEGER:
+        ok = isinstance(value, numbers.Integral) and not isinstance(value, bool) and rule.admits(value)
+    else:
+        number = _value(value)
+        ok = math.isfinite(number) and rule.admits(number)
+    _require(cls, name, value, ok, rule.requirement(), element)
 
 
-def _finite(cls: str, name: str, value: Scalar, element: str = "") -> None:
-    _require(cls, name, value, math.isfinite(_value(value)), "must be finite", element)
-
-
-def _integer(cls: str, name: str, value: Any, minimum: Optional[int] = None, element: str = "") -> None:
-    """Require a Python or NumPy integer (not a bool, not a float) of at least ``minimum``."""
-    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
-    ok = ok and (minimum is None or value >= minimum)
-    _require(cls, name, value, ok, "must be an integer" + (f" >= {minimum}" if minimum is not None else ""), element)
-
-
-def _vector3(cls: str, name: str, value: Any, nonzero: bool = True, element: str = "") -> None:
+def _vector3(cls: str, name: str, value: Any, element: str = "") -> None:
+    """Require three finite numbers that are not the zero vector."""
     if isinstance(value, torch.Tensor):
         ok = value.numel() == 3
         comps = value.detach().reshape(-1).tolist() if ok else []
@@ -158,9 +344,28 @@ def _vector3(cls: str, name: str, value: Any, nonzero: bool = True, element: str
             comps = []
         ok = len(comps) == 3
     _require(cls, name, value, ok and all(math.isfinite(c) for c in comps), "must be three finite numbers", element)
-    if nonzero:
-        _require(cls, name, value, 0 < sum(c * c for c in comps) < math.inf,
-                 "must not be the zero vector, nor so short or long that its squared length is 0 or inf", element)
+    _require(cls, name, value, 0 < sum(c * c for c in comps) < math.inf,
+             "must not be the zero vector, nor so short or long that its squared length is 0 or inf", element)
+
+
+def _check_rules(config: Any) -> None:
+    """Check every REAL, INTEGER and VECTOR field of ``config`` against its :class:`FieldRule`,
+    in the order of the fields (``None`` passes where the rule is optional)."""
+    cls = type(config).__name__
+    for name, rule in field_rules(config).items():
+        value = getattr(config, name)
+        if rule.kind == OTHER or (value is None and rule.optional):
+            continue
+        if rule.kind == VECTOR:
+            _vector3(cls, name, value)
+        elif rule.length == 1:
+            _check_value(cls, name, value, rule)
+        else:
+            items = _elements(value)
+            _require(cls, name, value, items is not None and len(items) == rule.length,
+                     f"needs {rule.length} values")
+            for i, item in enumerate(items):
+                _check_value(cls, name, item, rule, f"[{i}]")
 
 
 def _cell_angles_make_a_cell(cls: str, config: "CrystalConfig") -> None:
@@ -201,7 +406,7 @@ def _cell_volume_is_representable(cls: str, config: "CrystalConfig") -> None:
              f"large to compute its reciprocal cell")
 
 
-@dataclass
+@dataclass(frozen=True)
 class CrystalConfig:
     """The crystal: unit cell, orientation, rotation, mosaicity, size and shape.
 
@@ -214,8 +419,8 @@ class CrystalConfig:
     cell_alpha, cell_beta, cell_gamma : float or tensor, optional
         Unit-cell angles in degrees. Default 90°.
     N_cells : tuple of 3 numbers or tensors
-        Number of unit cells along a, b, c (``-Na -Nb -Nc``). Real values are allowed and
-        differentiable for the SQUARE shape.
+        Number of unit cells along a, b, c (``-Na -Nb -Nc``), each at least 1. Real values are
+        allowed and differentiable for the SQUARE shape.
     misset_deg : tuple of 3 numbers or tensors
         Misset rotation about lab x, then y, then z, in degrees, applied to the reciprocal
         vectors before anything else.
@@ -226,7 +431,7 @@ class CrystalConfig:
     spindle_axis : tuple of 3 numbers, optional
         Rotation axis in the lab frame. Default: the detector convention's axis.
     mosaic_spread_deg : float or tensor
-        Maximum rotation angle of a mosaic domain, in degrees (nanoBragg's cap angle).
+        Maximum rotation angle of a mosaic domain, in degrees, 0 to 180 (nanoBragg's cap angle).
     mosaic_domains : int
         Number of mosaic domains; domain 0 is the unrotated crystal.
     mosaic_seed : int
@@ -246,67 +451,40 @@ class CrystalConfig:
         on when any of ``N_cells`` is at most 2.
     """
 
-    cell_a: Optional[Scalar] = None
-    cell_b: Optional[Scalar] = None
-    cell_c: Optional[Scalar] = None
-    cell_alpha: Optional[Scalar] = None
-    cell_beta: Optional[Scalar] = None
-    cell_gamma: Optional[Scalar] = None
-    N_cells: Sequence[Scalar] = (1, 1, 1)
-    misset_deg: Sequence[Scalar] = (0.0, 0.0, 0.0)
-    phi_start_deg: Scalar = 0.0
-    osc_range_deg: Scalar = 0.0
-    phi_steps: int = 1
-    spindle_axis: Optional[Sequence[float]] = None
-    mosaic_spread_deg: Scalar = 0.0
-    mosaic_domains: int = 1
-    mosaic_seed: int = 12345678
-    mosflm_a_star: Optional[Any] = None
-    mosflm_b_star: Optional[Any] = None
-    mosflm_c_star: Optional[Any] = None
-    default_F: float = 0.0
-    shape: CrystalShape = CrystalShape.SQUARE
-    fudge: float = 1.0
-    interpolate: Optional[bool] = None
+    cell_a: Optional[Scalar] = _rule(None, "Å", above=0, optional=True, refinable=True)
+    cell_b: Optional[Scalar] = _rule(None, "Å", above=0, optional=True, refinable=True)
+    cell_c: Optional[Scalar] = _rule(None, "Å", above=0, optional=True, refinable=True)
+    cell_alpha: Optional[Scalar] = _rule(None, "degrees", above=0, below=180, optional=True, refinable=True)
+    cell_beta: Optional[Scalar] = _rule(None, "degrees", above=0, below=180, optional=True, refinable=True)
+    cell_gamma: Optional[Scalar] = _rule(None, "degrees", above=0, below=180, optional=True, refinable=True)
+    N_cells: Sequence[Scalar] = _rule((1, 1, 1), at_least=1, length=3, refinable=True)
+    misset_deg: Sequence[Scalar] = _rule((0.0, 0.0, 0.0), "degrees", length=3, refinable=True)
+    phi_start_deg: Scalar = _rule(0.0, "degrees", refinable=True)
+    osc_range_deg: Scalar = _rule(0.0, "degrees", refinable=True)
+    phi_steps: int = _rule(1, kind=INTEGER, at_least=1)
+    spindle_axis: Optional[Sequence[float]] = _rule(None, kind=VECTOR, length=3, optional=True)
+    mosaic_spread_deg: Scalar = _rule(0.0, "degrees", at_least=0, at_most=180, refinable=True)
+    mosaic_domains: int = _rule(1, kind=INTEGER, at_least=1)
+    mosaic_seed: int = _rule(12345678, kind=INTEGER)
+    mosflm_a_star: Optional[Any] = _rule(None, "Å⁻¹", kind=VECTOR, length=3, optional=True, refinable=True)
+    mosflm_b_star: Optional[Any] = _rule(None, "Å⁻¹", kind=VECTOR, length=3, optional=True, refinable=True)
+    mosflm_c_star: Optional[Any] = _rule(None, "Å⁻¹", kind=VECTOR, length=3, optional=True, refinable=True)
+    default_F: float = _rule(0.0, "electrons")
+    shape: CrystalShape = _rule(CrystalShape.SQUARE, kind=OTHER)
+    fudge: float = _rule(1.0, above=0)
+    interpolate: Optional[bool] = _rule(None, kind=OTHER, optional=True)
 
     def __post_init__(self) -> None:
         name = "CrystalConfig"
+        _check_rules(self)
         matrix = {vec: getattr(self, vec) for vec in ("mosflm_a_star", "mosflm_b_star", "mosflm_c_star")}
         missing = [vec for vec, value in matrix.items() if value is None]
         if 0 < len(missing) < 3:
             raise ConfigError(name, missing[0], None, "give all three of mosflm_a_star, mosflm_b_star, "
                               "mosflm_c_star, or none")
-        for vec_name in ("mosflm_a_star", "mosflm_b_star", "mosflm_c_star"):
-            vec = getattr(self, vec_name)
-            if vec is not None:
-                _vector3(name, vec_name, vec)
-        for length in ("cell_a", "cell_b", "cell_c"):
-            if getattr(self, length) is not None:
-                _positive(name, length, getattr(self, length))
-        for angle in ("cell_alpha", "cell_beta", "cell_gamma"):
-            value = getattr(self, angle)
-            if value is not None:
-                v = _value(value)
-                _require(name, angle, value, 0 < v < 180, "must be between 0 and 180 degrees")
         _cell_angles_make_a_cell(name, self)
         _cell_volume_is_representable(name, self)
-        _require(name, "N_cells", self.N_cells, len(self.N_cells) == 3, "needs three values")
-        for i, n in enumerate(self.N_cells):
-            _positive(name, "N_cells", n, f"[{i}]")
-        _require(name, "misset_deg", self.misset_deg, len(self.misset_deg) == 3, "needs three angles")
-        for i, angle in enumerate(self.misset_deg):
-            _finite(name, "misset_deg", angle, f"[{i}]")
-        _finite(name, "phi_start_deg", self.phi_start_deg)
-        _finite(name, "osc_range_deg", self.osc_range_deg)
-        _integer(name, "phi_steps", self.phi_steps, 1)
-        if self.spindle_axis is not None:
-            _vector3(name, "spindle_axis", self.spindle_axis)
-        _non_negative(name, "mosaic_spread_deg", self.mosaic_spread_deg)
-        _integer(name, "mosaic_domains", self.mosaic_domains, 1)
-        _integer(name, "mosaic_seed", self.mosaic_seed)
-        _finite(name, "default_F", self.default_F)
         _require(name, "shape", self.shape, isinstance(self.shape, CrystalShape), "must be a CrystalShape")
-        _positive(name, "fudge", self.fudge)
 
     @property
     def has_mosflm_matrix(self) -> bool:
@@ -314,7 +492,7 @@ class CrystalConfig:
         return self.mosflm_a_star is not None
 
 
-@dataclass
+@dataclass(frozen=True)
 class DetectorConfig:
     """The detector: size, pixels, position, orientation and response.
 
@@ -378,76 +556,50 @@ class DetectorConfig:
         Pixels where the mask is 0 are not rendered.
     """
 
-    distance_mm: Scalar = 100.0
-    close_distance_mm: Optional[Scalar] = None
-    pixel_size_mm: Scalar = 0.1
-    fpixels: int = 1024
-    spixels: int = 1024
-    beam_center_f: Optional[Scalar] = None
-    beam_center_s: Optional[Scalar] = None
-    detector_convention: DetectorConvention = DetectorConvention.MOSFLM
-    detector_pivot: Optional[DetectorPivot] = None
-    detector_rotx_deg: Scalar = 0.0
-    detector_roty_deg: Scalar = 0.0
-    detector_rotz_deg: Scalar = 0.0
-    detector_twotheta_deg: Scalar = 0.0
-    twotheta_axis: Optional[Sequence[float]] = None
-    custom_fdet_vector: Optional[Sequence[float]] = None
-    custom_sdet_vector: Optional[Sequence[float]] = None
-    custom_odet_vector: Optional[Sequence[float]] = None
-    custom_beam_vector: Optional[Sequence[float]] = None
-    pix0_override_m: Optional[Sequence[Scalar]] = None
-    oversample: Optional[int] = 1
-    oversample_omega: bool = False
-    oversample_polar: bool = False
-    oversample_thick: bool = False
-    curved_detector: bool = False
-    point_pixel: bool = False
-    detector_thick_um: float = 0.0
-    detector_thicksteps: int = 1
-    detector_abs_um: Optional[float] = None
-    roi: Optional[Tuple[int, int, int, int]] = None
-    mask: Optional[Any] = None
+    distance_mm: Scalar = _rule(100.0, "mm", above=0, refinable=True)
+    close_distance_mm: Optional[Scalar] = _rule(None, "mm", above=0, optional=True, refinable=True)
+    pixel_size_mm: Scalar = _rule(0.1, "mm", above=0, refinable=True)
+    fpixels: int = _rule(1024, kind=INTEGER, at_least=1)
+    spixels: int = _rule(1024, kind=INTEGER, at_least=1)
+    beam_center_f: Optional[Scalar] = _rule(None, "mm", optional=True, refinable=True)
+    beam_center_s: Optional[Scalar] = _rule(None, "mm", optional=True, refinable=True)
+    detector_convention: DetectorConvention = _rule(DetectorConvention.MOSFLM, kind=OTHER)
+    detector_pivot: Optional[DetectorPivot] = _rule(None, kind=OTHER, optional=True)
+    detector_rotx_deg: Scalar = _rule(0.0, "degrees", refinable=True)
+    detector_roty_deg: Scalar = _rule(0.0, "degrees", refinable=True)
+    detector_rotz_deg: Scalar = _rule(0.0, "degrees", refinable=True)
+    detector_twotheta_deg: Scalar = _rule(0.0, "degrees", refinable=True)
+    twotheta_axis: Optional[Sequence[float]] = _rule(None, kind=VECTOR, length=3, optional=True)
+    custom_fdet_vector: Optional[Sequence[float]] = _rule(None, kind=VECTOR, length=3, optional=True)
+    custom_sdet_vector: Optional[Sequence[float]] = _rule(None, kind=VECTOR, length=3, optional=True)
+    custom_odet_vector: Optional[Sequence[float]] = _rule(None, kind=VECTOR, length=3, optional=True)
+    custom_beam_vector: Optional[Sequence[float]] = _rule(None, kind=VECTOR, length=3, optional=True)
+    pix0_override_m: Optional[Sequence[Scalar]] = _rule(None, "m", length=3, optional=True, refinable=True)
+    oversample: Optional[int] = _rule(1, kind=INTEGER, at_least=1, at_most=MAX_OVERSAMPLE, optional=True,
+                                     note=f"{MAX_OVERSAMPLE ** 2:,} sub-pixels per pixel at most")
+    oversample_omega: bool = _rule(False, kind=OTHER)
+    oversample_polar: bool = _rule(False, kind=OTHER)
+    oversample_thick: bool = _rule(False, kind=OTHER)
+    curved_detector: bool = _rule(False, kind=OTHER)
+    point_pixel: bool = _rule(False, kind=OTHER)
+    detector_thick_um: float = _rule(0.0, "µm", at_least=0)
+    detector_thicksteps: int = _rule(1, kind=INTEGER, at_least=1)
+    detector_abs_um: Optional[float] = _rule(None, "µm", above=0, optional=True)
+    roi: Optional[Tuple[int, int, int, int]] = _rule(None, "pixels", kind=OTHER, length=4, optional=True)
+    mask: Optional[Any] = _rule(None, kind=OTHER, optional=True)
 
     def __post_init__(self) -> None:
         name = "DetectorConfig"
-        _positive(name, "distance_mm", self.distance_mm)
-        if self.close_distance_mm is not None:
-            _positive(name, "close_distance_mm", self.close_distance_mm)
-        _positive(name, "pixel_size_mm", self.pixel_size_mm)
-        for count in ("fpixels", "spixels"):
-            _integer(name, count, getattr(self, count), 1)
-        for centre in ("beam_center_f", "beam_center_s"):
-            if getattr(self, centre) is not None:
-                _finite(name, centre, getattr(self, centre))
+        _check_rules(self)
         _require(name, "detector_convention", self.detector_convention,
                  isinstance(self.detector_convention, DetectorConvention), "must be a DetectorConvention")
         _require(name, "detector_pivot", self.detector_pivot,
                  self.detector_pivot is None or isinstance(self.detector_pivot, DetectorPivot),
                  "must be a DetectorPivot or None")
-        for angle in ("detector_rotx_deg", "detector_roty_deg", "detector_rotz_deg", "detector_twotheta_deg"):
-            _finite(name, angle, getattr(self, angle))
-        for vec in ("custom_fdet_vector", "custom_sdet_vector", "custom_beam_vector"):
-            if getattr(self, vec) is not None:
-                _vector3(name, vec, getattr(self, vec))
-        if self.custom_odet_vector is not None:
-            _vector3(name, "custom_odet_vector", self.custom_odet_vector)
-        if self.twotheta_axis is not None:
-            _vector3(name, "twotheta_axis", self.twotheta_axis)
-        if self.pix0_override_m is not None:
-            _vector3(name, "pix0_override_m", self.pix0_override_m, nonzero=False)
-        if self.oversample is not None:
-            _integer(name, "oversample", self.oversample, 1)
-            _require(name, "oversample", self.oversample, self.oversample <= MAX_OVERSAMPLE,
-                     f"must be at most {MAX_OVERSAMPLE} ({MAX_OVERSAMPLE ** 2:,} sub-pixels per pixel)")
-        _non_negative(name, "detector_thick_um", self.detector_thick_um)
-        _integer(name, "detector_thicksteps", self.detector_thicksteps, 1)
-        if self.detector_abs_um is not None:
-            _positive(name, "detector_abs_um", self.detector_abs_um)
         if self.roi is not None:
             _require(name, "roi", self.roi, len(self.roi) == 4, "must be four integers (fmin, fmax, smin, smax)")
             for i, bound in enumerate(self.roi):
-                _integer(name, "roi", bound, element=f"[{i}]")
+                _check_value(name, "roi", bound, _PIXEL_INDEX, f"[{i}]")
             fmin, fmax, smin, smax = self.roi
             _require(name, "roi", self.roi, 0 <= fmin <= fmax and 0 <= smin <= smax,
                      "needs 0 <= fmin <= fmax and 0 <= smin <= smax")
@@ -457,7 +609,7 @@ class DetectorConfig:
                      f"must have shape (spixels, fpixels) = ({self.spixels}, {self.fpixels})")
 
 
-@dataclass
+@dataclass(frozen=True)
 class BeamConfig:
     """The X-ray beam: wavelength, fluence, polarization, divergence and dispersion.
 
@@ -475,7 +627,7 @@ class BeamConfig:
     beamsize_mm : float
         Beam edge length in mm.
     polarization_factor : float or tensor
-        Kahn polarization factor (0: unpolarized, 1: fully polarized along the axis).
+        Kahn polarization factor, −1 to 1 (0: unpolarized, 1: fully polarized along the axis).
     nopolar : bool
         Switch the polarization correction off (factor 1).
     polarization_axis : tuple of 3 numbers, optional
@@ -499,57 +651,38 @@ class BeamConfig:
         Resolution cut in Å: scattering beyond it is skipped (0: no cut).
     """
 
-    wavelength_A: Scalar = 1.0
-    fluence: Optional[Scalar] = None
-    flux: Scalar = 0.0
-    exposure: Scalar = 1.0
-    beamsize_mm: Scalar = 0.1
-    polarization_factor: Scalar = 0.0
-    nopolar: bool = False
-    polarization_axis: Optional[Sequence[float]] = None
-    hdivrange_mrad: Optional[float] = None
-    vdivrange_mrad: Optional[float] = None
-    hdivstep_mrad: Optional[float] = None
-    vdivstep_mrad: Optional[float] = None
-    hdivsteps: Optional[int] = None
-    vdivsteps: Optional[int] = None
-    round_div: bool = True
-    dispersion_percent: float = 0.0
-    dispersion_steps: Optional[int] = None
-    sources: Optional[Sequence[Tuple[Sequence[float], float]]] = None
-    water_size_um: float = 0.0
-    dmin_A: float = 0.0
+    wavelength_A: Scalar = _rule(1.0, "Å", above=0, refinable=True)
+    fluence: Optional[Scalar] = _rule(None, "photons/m²", above=0, optional=True, refinable=True)
+    flux: Scalar = _rule(0.0, "photons/s", at_least=0)
+    exposure: Scalar = _rule(1.0, "s", above=0)
+    beamsize_mm: Scalar = _rule(0.1, "mm", above=0)
+    polarization_factor: Scalar = _rule(0.0, at_least=-1, at_most=1, refinable=True)
+    nopolar: bool = _rule(False, kind=OTHER)
+    polarization_axis: Optional[Sequence[float]] = _rule(None, kind=VECTOR, length=3, optional=True)
+    hdivrange_mrad: Optional[float] = _rule(None, "mrad", at_least=0, optional=True)
+    vdivrange_mrad: Optional[float] = _rule(None, "mrad", at_least=0, optional=True)
+    hdivstep_mrad: Optional[float] = _rule(None, "mrad", above=0, optional=True)
+    vdivstep_mrad: Optional[float] = _rule(None, "mrad", above=0, optional=True)
+    hdivsteps: Optional[int] = _rule(None, kind=INTEGER, at_least=1, optional=True)
+    vdivsteps: Optional[int] = _rule(None, kind=INTEGER, at_least=1, optional=True)
+    round_div: bool = _rule(True, kind=OTHER)
+    dispersion_percent: float = _rule(0.0, "%", at_least=0)
+    dispersion_steps: Optional[int] = _rule(None, kind=INTEGER, at_least=1, optional=True)
+    sources: Optional[Sequence[Tuple[Sequence[float], float]]] = _rule(None, kind=OTHER, optional=True)
+    water_size_um: float = _rule(0.0, "µm", at_least=0)
+    dmin_A: float = _rule(0.0, "Å", at_least=0)
 
     DEFAULT_FLUENCE = 125932015286227086360700780544.0
 
     def __post_init__(self) -> None:
         name = "BeamConfig"
-        _positive(name, "wavelength_A", self.wavelength_A)
-        if self.fluence is not None:
-            _positive(name, "fluence", self.fluence)
-        _non_negative(name, "flux", self.flux)
-        _positive(name, "exposure", self.exposure)
-        _positive(name, "beamsize_mm", self.beamsize_mm)
-        _finite(name, "polarization_factor", self.polarization_factor)
-        if self.polarization_axis is not None:
-            _vector3(name, "polarization_axis", self.polarization_axis)
-        for range_name in ("hdivrange_mrad", "vdivrange_mrad"):
-            if getattr(self, range_name) is not None:
-                _non_negative(name, range_name, getattr(self, range_name))
-        for step_name in ("hdivstep_mrad", "vdivstep_mrad"):
-            if getattr(self, step_name) is not None:
-                _positive(name, step_name, getattr(self, step_name))
-        for count in ("hdivsteps", "vdivsteps", "dispersion_steps"):
-            if getattr(self, count) is not None:
-                _integer(name, count, getattr(self, count), 1)
-        _non_negative(name, "dispersion_percent", self.dispersion_percent)
+        _check_rules(self)
         if self.sources is not None:
             _require(name, "sources", self.sources, len(self.sources) >= 1, "needs at least one source")
+            wavelength_rule = field_rule(BeamConfig, "wavelength_A")
             for i, (position, wavelength) in enumerate(self.sources):
                 _vector3(name, "sources", position, element=f"[{i}] position")
-                _positive(name, "sources", wavelength, f"[{i}] wavelength_A")
-        _non_negative(name, "water_size_um", self.water_size_um)
-        _non_negative(name, "dmin_A", self.dmin_A)
+                _check_value(name, "sources", wavelength, wavelength_rule, f"[{i}] wavelength_A")
 
     @property
     def fluence_photons_per_m2(self) -> Scalar:
@@ -562,7 +695,7 @@ class BeamConfig:
         return self.DEFAULT_FLUENCE
 
 
-@dataclass
+@dataclass(frozen=True)
 class NoiseConfig:
     """How the integer and noise images are made from the float image.
 
@@ -576,15 +709,10 @@ class NoiseConfig:
         Scale of the noiseless integer image; ``None`` puts the brightest pixel at 55000.
     """
 
-    seed: Optional[int] = None
-    adc_offset_adu: float = 40.0
-    intfile_scale: Optional[float] = None
+    seed: Optional[int] = _rule(None, kind=INTEGER, at_least=-NOISE_SEED_LIMIT, at_most=NOISE_SEED_LIMIT,
+                               optional=True, note="±2**62, the range of the noise generator's 64-bit arithmetic")
+    adc_offset_adu: float = _rule(40.0, "ADU")
+    intfile_scale: Optional[float] = _rule(None, "ADU/photon", above=0, optional=True)
 
     def __post_init__(self) -> None:
-        if self.seed is not None:
-            _integer("NoiseConfig", "seed", self.seed)
-            _require("NoiseConfig", "seed", self.seed, abs(self.seed) <= NOISE_SEED_LIMIT,
-                     "must be within ±2**62, the range of the noise generator's 64-bit arithmetic")
-        _finite("NoiseConfig", "adc_offset_adu", self.adc_offset_adu)
-        if self.intfile_scale is not None:
-            _positive("NoiseConfig", "intfile_scale", self.intfile_scale)
+        _check_rules(self)

@@ -13,7 +13,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..config import BeamConfig, CrystalConfig, DetectorConfig, DetectorConvention, NoiseConfig
+from ..config import (Bound, BeamConfig, CrystalConfig, DetectorConfig, DetectorConvention, FieldRule, NoiseConfig,
+                      field_rule)
 from ..conventions import CONVENTIONS, c_header_beam_center, command_line_pivot, default_beam_center_mm
 from ..io.mosflm import read_mosflm_matrix, reciprocal_to_real_cell
 from ..io.smv import read_smv, read_smv_header
@@ -149,11 +150,9 @@ class PhysicalBound:
         given, and is not checked.
     what : str
         What the value is, for the message (``"the pixel size"``).
-    unit : str
-        Its unit, for the message (``"mm"``; empty for a count).
-    minimum : float
-        The value must be above it, or at least it with ``inclusive``.
-    inclusive : bool
+    rule : FieldRule
+        Its unit and bounds: the rule of the library config field the option sets (see
+        :func:`_config_bound`), or the option's own where it sets none.
     c_instead : callable (raw, value) -> str or None, optional
         What nanoBragg C silently does with such a value instead of stopping (``"use 1 cell"``),
         or None where C runs on with it.
@@ -161,25 +160,35 @@ class PhysicalBound:
 
     field: str
     what: str
-    unit: str
-    minimum: float
-    inclusive: bool
+    rule: FieldRule
     c_instead: Optional[Callable[[RawArgs, float], Optional[str]]] = None
 
     def problem(self, raw: RawArgs) -> Optional[str]:
         """The error message for the value of ``raw``, or None if it is within bounds."""
         value = getattr(raw, self.field)
         for element in (value if isinstance(value, list) else [value]):
-            if element is None or (math.isfinite(element) and (element >= self.minimum if self.inclusive
-                                                                else element > self.minimum)):
+            if element is None or (math.isfinite(element) and self.rule.admits(element)):
                 continue
             origin = raw.origins.get(self.field, f"{self.field} {element:g}")
-            bound = (f"{'' if math.isfinite(element) else 'finite and '}{'>=' if self.inclusive else '>'} "
-                     f"{self.minimum:g}{' ' + self.unit if self.unit else ''}")
+            unit = f" {self.rule.unit}" if self.rule.unit else ""
+            bound = f"{'' if math.isfinite(element) else 'finite and '}{self.rule.bounds_text()}{unit}"
             instead = self.c_instead(raw, element) if self.c_instead is not None else None
             return (f"{origin} is not physical: {self.what} must be {bound}"
                     + (f" (nanoBragg C would silently {instead})" if instead else ""))
         return None
+
+
+def _config_bound(option: str, what: str, config_class: type, name: str,
+                  c_instead: Optional[Callable[[RawArgs, float], Optional[str]]] = None) -> PhysicalBound:
+    """The bound of an option that sets the config field ``config_class.name``: the field's rule."""
+    return PhysicalBound(option, what, field_rule(config_class, name), c_instead)
+
+
+def _own_bound(option: str, what: str, unit: str, minimum: float, inclusive: bool,
+               c_instead: Optional[Callable[[RawArgs, float], Optional[str]]] = None) -> PhysicalBound:
+    """The bound of an option that sets no config field of its own: ``> minimum`` (``>=`` when
+    ``inclusive``), in ``unit``."""
+    return PhysicalBound(option, what, FieldRule(unit, lower=Bound(minimum, inclusive)), c_instead)
 
 
 def _c_pixels_instead(size_field: str) -> Callable[[RawArgs, float], str]:
@@ -209,51 +218,66 @@ def _ignored(consequence: str) -> Callable[[RawArgs, float], str]:
 
 _AUTOMATIC = _ignored("it chooses the value itself, as if it were not given")
 
+def _below_lower(instead: Callable[[RawArgs, float], Optional[str]],
+                 lower: float) -> Callable[[RawArgs, float], Optional[str]]:
+    """``instead`` for values below ``lower``; for those above the upper bound C runs on with them."""
+    return lambda raw, value: instead(raw, value) if value < lower else None
+
+
+_ONE_CELL = _below_lower(lambda raw, value: "use 1 cell", 1)
+
 PHYSICAL_BOUNDS: Tuple[PhysicalBound, ...] = (
-    PhysicalBound("pixel", "the pixel size", "mm", 0, False),
-    PhysicalBound("fpixels", "a pixel count", "", 1, True, _c_pixels_instead("detsize_f")),
-    PhysicalBound("spixels", "a pixel count", "", 1, True, _c_pixels_instead("detsize_s")),
-    PhysicalBound("detsize_f", "the detector size", "mm", 0, False),
-    PhysicalBound("detsize_s", "the detector size", "mm", 0, False),
-    PhysicalBound("distance", "the distance", "mm", 0, False,
+    _config_bound("pixel", "the pixel size", DetectorConfig, "pixel_size_mm"),
+    _config_bound("fpixels", "a pixel count", DetectorConfig, "fpixels", _c_pixels_instead("detsize_f")),
+    _config_bound("spixels", "a pixel count", DetectorConfig, "spixels", _c_pixels_instead("detsize_s")),
+    _own_bound("detsize_f", "the detector size", "mm", 0, False),
+    _own_bound("detsize_s", "the detector size", "mm", 0, False),
+    _config_bound("distance", "the distance", DetectorConfig, "distance_mm",
                   lambda raw, value: f"use {-value:g} mm, its absolute value" if value < 0 else None),
-    PhysicalBound("close_distance", "the distance", "mm", 0, False),
-    PhysicalBound("wavelength_A", "the wavelength", "Å", 0, False),
-    PhysicalBound("Na", "the number of unit cells", "", 1, True, lambda raw, value: "use 1 cell"),
-    PhysicalBound("Nb", "the number of unit cells", "", 1, True, lambda raw, value: "use 1 cell"),
-    PhysicalBound("Nc", "the number of unit cells", "", 1, True, lambda raw, value: "use 1 cell"),
-    PhysicalBound("sample_mm", "a crystal size", "mm", 0, True, _ignored("the number of cells comes from -N")),
-    PhysicalBound("mosaic_spread", "the mosaic spread", "degrees", 0, True, _ignored("one domain, no mosaicity")),
-    PhysicalBound("mosaic_domains", "the number of mosaic domains", "", 1, True, _c_domains_instead),
-    PhysicalBound("phisteps", "the number of phi steps", "", 1, True, _c_phisteps_instead),
-    PhysicalBound("phistep", "the phi step", "degrees", 0, False, _AUTOMATIC),
-    PhysicalBound("osc", "the oscillation range", "degrees", 0, True, _AUTOMATIC),
-    PhysicalBound("oversample", "the oversampling", "", 1, True,
-                  lambda raw, value: "choose it from the crystal size, as without -oversample"),
-    PhysicalBound("detector_thick_um", "the sensor thickness", "µm", 0, True),
-    PhysicalBound("detector_thicksteps", "the number of sensor layers", "", 1, True, _AUTOMATIC),
-    PhysicalBound("detector_abs_um", "the attenuation depth", "µm", 0, False),
-    PhysicalBound("dispersion", "the spectral dispersion", "%", 0, True, _AUTOMATIC),
-    PhysicalBound("dispsteps", "the number of wavelengths", "", 1, True, _AUTOMATIC),
-    PhysicalBound("hdivrange", "the divergence range", "mrad", 0, True, _AUTOMATIC),
-    PhysicalBound("vdivrange", "the divergence range", "mrad", 0, True, _AUTOMATIC),
-    PhysicalBound("hdivstep", "the divergence step", "mrad", 0, False, _AUTOMATIC),
-    PhysicalBound("vdivstep", "the divergence step", "mrad", 0, False, _AUTOMATIC),
-    PhysicalBound("hdivsteps", "the number of divergence steps", "", 1, True, _AUTOMATIC),
-    PhysicalBound("vdivsteps", "the number of divergence steps", "", 1, True, _AUTOMATIC),
-    PhysicalBound("fluence", "the fluence", "photons/m^2", 0, False),
-    PhysicalBound("flux", "the flux", "photons/s", 0, True),
-    PhysicalBound("exposure", "the exposure time", "s", 0, False, _ignored("-fluence is used, not -flux")),
-    PhysicalBound("beamsize_mm", "the beam size", "mm", 0, False,
+    _config_bound("close_distance", "the distance", DetectorConfig, "close_distance_mm"),
+    _config_bound("wavelength_A", "the wavelength", BeamConfig, "wavelength_A"),
+    _config_bound("Na", "the number of unit cells", CrystalConfig, "N_cells", _ONE_CELL),
+    _config_bound("Nb", "the number of unit cells", CrystalConfig, "N_cells", _ONE_CELL),
+    _config_bound("Nc", "the number of unit cells", CrystalConfig, "N_cells", _ONE_CELL),
+    _own_bound("sample_mm", "a crystal size", "mm", 0, True, _ignored("the number of cells comes from -N")),
+    _config_bound("mosaic_spread", "the mosaic spread", CrystalConfig, "mosaic_spread_deg",
+                  _below_lower(_ignored("one domain, no mosaicity"), 0)),
+    _config_bound("mosaic_domains", "the number of mosaic domains", CrystalConfig, "mosaic_domains",
+                  _c_domains_instead),
+    _config_bound("phisteps", "the number of phi steps", CrystalConfig, "phi_steps", _c_phisteps_instead),
+    _own_bound("phistep", "the phi step", "degrees", 0, False, _AUTOMATIC),
+    _own_bound("osc", "the oscillation range", "degrees", 0, True, _AUTOMATIC),
+    _config_bound("oversample", "the oversampling", DetectorConfig, "oversample",
+                  _below_lower(lambda raw, value: "choose it from the crystal size, as without -oversample", 1)),
+    _config_bound("detector_thick_um", "the sensor thickness", DetectorConfig, "detector_thick_um"),
+    _config_bound("detector_thicksteps", "the number of sensor layers", DetectorConfig, "detector_thicksteps",
+                  _AUTOMATIC),
+    _config_bound("detector_abs_um", "the attenuation depth", DetectorConfig, "detector_abs_um"),
+    _config_bound("dispersion", "the spectral dispersion", BeamConfig, "dispersion_percent", _AUTOMATIC),
+    _config_bound("dispsteps", "the number of wavelengths", BeamConfig, "dispersion_steps", _AUTOMATIC),
+    _config_bound("hdivrange", "the divergence range", BeamConfig, "hdivrange_mrad", _AUTOMATIC),
+    _config_bound("vdivrange", "the divergence range", BeamConfig, "vdivrange_mrad", _AUTOMATIC),
+    _config_bound("hdivstep", "the divergence step", BeamConfig, "hdivstep_mrad", _AUTOMATIC),
+    _config_bound("vdivstep", "the divergence step", BeamConfig, "vdivstep_mrad", _AUTOMATIC),
+    _config_bound("hdivsteps", "the number of divergence steps", BeamConfig, "hdivsteps", _AUTOMATIC),
+    _config_bound("vdivsteps", "the number of divergence steps", BeamConfig, "vdivsteps", _AUTOMATIC),
+    _config_bound("fluence", "the fluence", BeamConfig, "fluence"),
+    _config_bound("flux", "the flux", BeamConfig, "flux"),
+    _config_bound("exposure", "the exposure time", BeamConfig, "exposure", _ignored("-fluence is used, not -flux")),
+    _config_bound("beamsize_mm", "the beam size", BeamConfig, "beamsize_mm",
                   lambda raw, value: "ignore it: -fluence is used, not -flux" if value < 0 else None),
-    PhysicalBound("water_um", "the water thickness", "µm", 0, True),
-    PhysicalBound("dmin", "the resolution limit", "Å", 0, True, _ignored("no resolution cut")),
-    PhysicalBound("fudge", "the shape factor -fudge", "", 0, False),
-    PhysicalBound("intfile_scale", "the integer-image scale", "", 0, False, _AUTOMATIC),
-    PhysicalBound("pgm_scale", "the PGM scale", "", 0, False, _AUTOMATIC),
+    _config_bound("polar", "the polarization factor", BeamConfig, "polarization_factor"),
+    _config_bound("water_um", "the water thickness", BeamConfig, "water_size_um"),
+    _config_bound("dmin", "the resolution limit", BeamConfig, "dmin_A", _ignored("no resolution cut")),
+    _config_bound("fudge", "the shape factor -fudge", CrystalConfig, "fudge"),
+    _config_bound("intfile_scale", "the integer-image scale", NoiseConfig, "intfile_scale", _AUTOMATIC),
+    _own_bound("pgm_scale", "the PGM scale", "", 0, False, _AUTOMATIC),
 )
 """Every numeric option with a physical range, in the order they are checked: a value outside
-is an error naming it as it was given (flag or header), with what nanoBragg C does instead."""
+is an error naming it as it was given (flag or header), with what nanoBragg C does instead. An
+option that sets a library config field takes the field's rule (unit and bounds), so that the
+command refuses what the config would; the others (detector size, crystal size, phi step, C's
+oscillation range, PGM scale) have their own."""
 
 MAX_PIXELS = 2 ** 31 - 1
 """The most pixels a detector may have: nanoBragg C counts them in a C ``int``."""

@@ -4,7 +4,8 @@ A parameter is named by its configuration and field, with an index for a field t
 three values: ``"crystal.phi_start_deg"``, ``"crystal.misset_deg[0]"``,
 ``"detector.distance_mm"``, ``"beam.wavelength_A"``; ``"scale"`` is an overall factor on the
 simulated image. The refinable fields are the continuous fields the simulator is
-differentiable in.
+differentiable in; which they are, and their default bounds, come from the configurations' field
+rules (:func:`nanobrag_torch.config.refinable_fields`).
 """
 
 from __future__ import annotations
@@ -18,41 +19,48 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
-from ..config import BeamConfig, CrystalConfig, DetectorConfig
+from ..config import BeamConfig, CrystalConfig, DetectorConfig, FieldRule, refinable_fields
 
 SCALE = "scale"
 """Name of the overall scale factor of the simulated image."""
 
 _TINY = sys.float_info.min
-_UNBOUNDED = (-math.inf, math.inf)
-_POSITIVE = (1e-9, math.inf)
 
-# field -> (number of values, or 0 for a scalar; default lower and upper bound)
+CONFIG_CLASSES = {"crystal": CrystalConfig, "detector": DetectorConfig, "beam": BeamConfig}
+"""The configuration class of each group of parameter names."""
+
+OPEN_BOUND_MARGIN = 1e-9
+"""How far inside an open bound of a field's rule the solver's closed bound lies, in the field's
+unit: the solver may reach its bounds, the configuration refuses an open bound itself, so a field
+that must be > 0 is kept at 1e-9 or more (and a cell angle below 180 at 180 − 1e-9 or less)."""
+
+
+def solver_bounds(rule: FieldRule) -> Tuple[float, float]:
+    """The closed (lower, upper) bounds the refinement keeps a field in by default.
+
+    Parameters
+    ----------
+    rule : FieldRule
+        The field's rule; a closed bound is kept, an open one moved :data:`OPEN_BOUND_MARGIN`
+        inwards, a missing one is infinite.
+
+    Returns
+    -------
+    (float, float)
+        In the field's unit.
+    """
+    lower = -math.inf if rule.lower is None else rule.lower.value + (0 if rule.lower.closed else OPEN_BOUND_MARGIN)
+    upper = math.inf if rule.upper is None else rule.upper.value - (0 if rule.upper.closed else OPEN_BOUND_MARGIN)
+    return float(lower), float(upper)
+
+
 REFINABLE_FIELDS: Dict[str, Dict[str, Tuple[int, Tuple[float, float]]]] = {
-    "crystal": {
-        "cell_a": (0, _POSITIVE), "cell_b": (0, _POSITIVE), "cell_c": (0, _POSITIVE),
-        "cell_alpha": (0, (1e-6, 180 - 1e-6)), "cell_beta": (0, (1e-6, 180 - 1e-6)),
-        "cell_gamma": (0, (1e-6, 180 - 1e-6)),
-        "N_cells": (3, (1.0, math.inf)),
-        "misset_deg": (3, _UNBOUNDED),
-        "phi_start_deg": (0, _UNBOUNDED),
-        "osc_range_deg": (0, _UNBOUNDED),
-        "mosaic_spread_deg": (0, (0.0, 180.0)),
-        "mosflm_a_star": (3, _UNBOUNDED), "mosflm_b_star": (3, _UNBOUNDED), "mosflm_c_star": (3, _UNBOUNDED),
-    },
-    "detector": {
-        "distance_mm": (0, _POSITIVE), "close_distance_mm": (0, _POSITIVE), "pixel_size_mm": (0, _POSITIVE),
-        "beam_center_f": (0, _UNBOUNDED), "beam_center_s": (0, _UNBOUNDED),
-        "detector_rotx_deg": (0, _UNBOUNDED), "detector_roty_deg": (0, _UNBOUNDED), "detector_rotz_deg": (0, _UNBOUNDED),
-        "detector_twotheta_deg": (0, _UNBOUNDED),
-        "pix0_override_m": (3, _UNBOUNDED),
-    },
-    "beam": {
-        "wavelength_A": (0, _POSITIVE), "fluence": (0, (_TINY, math.inf)),
-        "polarization_factor": (0, (-1.0, 1.0)),
-    },
+    config: {name: (rule.length if rule.length > 1 else 0, solver_bounds(rule))
+             for name, rule in refinable_fields(cls).items()}
+    for config, cls in CONFIG_CLASSES.items()
 }
-"""Every refinable field, with its default bounds (physical limits: mosaic ≥ 0, N ≥ 1, lengths > 0)."""
+"""Every refinable field by configuration: its number of values (0 for a scalar) and its default
+bounds, the :func:`solver_bounds` of its rule (N ≥ 1, 0 ≤ mosaic spread ≤ 180°, lengths > 0)."""
 
 ORIENTATION_FIELDS = ("phi_start_deg", "misset_deg")
 """Crystal fields that only rotate the crystal: the global orientation search moves them."""
