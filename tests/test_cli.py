@@ -10,6 +10,7 @@ import numpy as np
 from nanobrag_torch.cli import main, parse_args, run, scan_arguments
 from nanobrag_torch.cli.options import OPTIONS, library_message
 from nanobrag_torch.cli.plan import PHYSICAL_BOUNDS
+from nanobrag_torch.datasets import tutorial_data_paths
 from nanobrag_torch.io.smv import write_smv
 from nanobrag_torch.config import (BeamConfig, ConfigError, CrystalConfig, CrystalShape, DetectorConfig,
                                    DetectorConvention, DetectorPivot, NoiseConfig, field_rule)
@@ -250,6 +251,14 @@ def test_errors_are_one_line_with_status_2(argv, expected, capsys, empty_cwd):
     message = error_of(argv, capsys)
     assert expected in message
     assert os.listdir(empty_cwd) == []
+
+
+def test_an_output_named_as_an_input_is_refused_and_the_input_kept(capsys, empty_cwd):
+    matrix = tutorial_data_paths().matrix.read_bytes()
+    (empty_cwd / "A.mat").write_bytes(matrix)
+    message = error_of(["-mat", "A.mat", "-default_F", "1", "-detpixels", "4", "-intfile", "A.mat"], capsys)
+    assert "-intfile A.mat is the input file of -mat A.mat" in message
+    assert os.listdir(empty_cwd) == ["A.mat"] and (empty_cwd / "A.mat").read_bytes() == matrix
 
 
 # Every value at or below zero that has no physical meaning is an error naming it as given; where

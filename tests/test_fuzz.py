@@ -302,6 +302,10 @@ def run_command(argv, files):
 
 @budget("valid command lines")
 @given(command_lines())
+# a sensor 2.9e-303 µm thick: its attenuation coefficient overflowed to inf and 0 · inf made a
+# NaN image (the layers' depths are now counted in attenuation lengths)
+@example(argv=["-cell", "20", "20", "20", "60", "60", "60", "-default_F", "1", "-detpixels", "1", "-oversample",
+               "1", "-seed", "1", "-oversample_thick", "-detector_thick", "2.89379e-303"])
 def test_valid_command_lines(argv):
     run_command(argv, VALID_FILES)
 
@@ -318,6 +322,8 @@ SMALL_RUN = ["-default_F", "1", "-detpixels", "1", "-oversample", "1", "-seed", 
 @example(argv=["-cell", "20", "20", "20", "60", "60", "60", *SMALL_RUN, "-hdivrange", "6.288e-188", "-vdivrange", "1"])
 @example(argv=["-cell", "159", "98", "83", "118", "93", "73", "-default_F", "228", "-detpixels", "8",
                 "-oversample", "2147483648", "-detsize_f", "0.43"])
+# an output named as an input file: the run destroyed its own matrix (now refused up front)
+@example(argv=["-mat", "in.mat", *SMALL_RUN, "-intfile", "in.mat"])
 def test_malformed_command_lines(argv):
     run_command(argv, VALID_FILES)
 

@@ -143,7 +143,7 @@ class FieldRule:
         Ends of the allowed range; None for no limit on that side. Only REAL and INTEGER fields
         have bounds (each element of a field of several values is checked against them).
     kind : str
-        :data:`REAL`, :data:`INTEGER`, :data:`VECTOR` or :data:`OTHER`.
+        ``REAL``, ``INTEGER``, ``VECTOR`` or ``OTHER``.
     length : int
         Number of values: 1 for a scalar, 3 for a triple or a vector, 4 for the ROI.
     optional : bool

@@ -97,10 +97,10 @@ def _capture_fraction(diffracted: torch.Tensor, p: PreparedRun, panel: int) -> t
     if p.layer_spacing_m <= 0:
         return c_quirks.capture_without_thickness(diffracted.shape[1:], diffracted, p.options)
     parallax = torch.tensordot(p.panels.normal[panel], diffracted, dims=1)
-    mu = p.attenuation_per_m
-    depth = p.layer_depths_m[None, :, None]
-    return (torch.exp(-depth * mu / parallax)
-            - torch.exp(-(depth + p.layer_spacing_m) * mu / parallax))
+    # the front of layer t lies t · τ attenuation lengths deep, τ = μ · spacing
+    front = torch.arange(p.layer_depths_m.shape[0], device=p.device, dtype=p.dtype)[None, :, None]
+    tau = p.layer_attenuation_lengths
+    return torch.exp(-front * tau / parallax) - torch.exp(-(front + 1) * tau / parallax)
 
 
 def _dmin_kept(q: torch.Tensor, dmin_m: float) -> Optional[torch.Tensor]:

@@ -150,8 +150,8 @@ class PreparedRun:
         Depth of the front of every sensor layer.
     layer_spacing_m : float
         Depth of one layer (0 for an ideal, infinitely thin sensor).
-    attenuation_per_m : float
-        Linear attenuation coefficient of the sensor.
+    layer_attenuation_lengths : float
+        Depth of one layer in attenuation lengths (``μ · layer_spacing_m``).
     cell_vectors_m : tensor (phi_steps, mosaic_domains, 3, 3)
         Real-space vectors of every orientation: ``cell_vectors_m[k, d]`` holds the rows a, b, c
         (m) of mosaic domain ``d`` at phi step ``k``. Everything that depends on the layout of
@@ -187,7 +187,7 @@ class PreparedRun:
     subpixel_offsets: torch.Tensor
     layer_depths_m: torch.Tensor
     layer_spacing_m: float
-    attenuation_per_m: float
+    layer_attenuation_lengths: float
     cell_vectors_m: torch.Tensor
     n_cells: torch.Tensor
     reciprocal_A: Optional[torch.Tensor]

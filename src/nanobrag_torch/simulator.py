@@ -130,7 +130,7 @@ class Simulator:
             oversample=oversample,
             subpixel_offsets=torch.stack(torch.meshgrid(sub, sub, indexing="ij"), dim=-1).reshape(-1, 2),
             layer_depths_m=torch.arange(layers, device=dev, dtype=dt) * spacing, layer_spacing_m=spacing,
-            attenuation_per_m=self.detector.attenuation_per_m(), cell_vectors_m=vectors,
+            layer_attenuation_lengths=self.detector.layer_attenuation_lengths(), cell_vectors_m=vectors,
             n_cells=self.crystal.n_cells(), reciprocal_A=reciprocal, structure_factors=factors,
             water_background=self._water_background(steps, fluence), photon_scale=R_E_SQR_M2 * fluence / steps,
             steps=steps, options=options, origin=self._token,

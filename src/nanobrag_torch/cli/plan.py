@@ -57,6 +57,10 @@ class Plan:
         only when stderr is a terminal.
     warnings : list of str
         Lines for stderr (C quirks reproduced, ignored options).
+    inputs : list of (str, str)
+        ``(flag, path)`` of every input file the command line names (``-mat``, ``-hkl``,
+        ``-sourcefile``, ``-img``, ``-mask`` and the Fdump cache read), which no output may
+        overwrite.
     """
 
     crystal: CrystalConfig
@@ -70,6 +74,7 @@ class Plan:
     header: Dict[str, float]
     progress: Optional[bool]
     warnings: List[str]
+    inputs: List[Tuple[str, str]]
 
 
 def _require_file(flag: str, path: str) -> None:
@@ -616,7 +621,14 @@ def parse_args(argv: Sequence[str]) -> Plan:
               "noise_seed": seed, "raw_N": (raw.Na, raw.Nb, raw.Nc)}
     return Plan(crystal=crystal, detector=detector, beam=beam, noise=noise, hklfile=structure[0],
                 fdump_in=structure[1], outputs=outputs, pgm_scale=raw.pgm_scale, header=header,
-                progress=raw.progress, warnings=warnings)
+                progress=raw.progress, warnings=warnings, inputs=_input_files(raw, structure[1]))
+
+
+def _input_files(raw: RawArgs, fdump_in: Optional[str]) -> List[Tuple[str, str]]:
+    """``(flag, path)`` of the input files of a command line (see :attr:`Plan.inputs`)."""
+    named = (("-mat", raw.matfile), ("-hkl", raw.hklfile), ("-sourcefile", raw.sourcefile), ("-img", raw.imgfile),
+             ("-mask", raw.maskfile), ("the Fdump cache", fdump_in))
+    return [(flag, path) for flag, path in named if path is not None]
 
 
 def _library_seed(seed: Optional[int], default: int) -> int:

@@ -23,13 +23,19 @@ from .plan import Outputs, Plan
 from .report import print_setup, write_outputs
 
 
-def _check_writable(outputs: Sequence[Tuple[str, str]]) -> None:
-    """Fail before simulating if an output file, given as (flag, path), could not be written, or
-    if two outputs are the same file (the later would silently replace the earlier)."""
+def _check_writable(outputs: Sequence[Tuple[str, str]], inputs: Sequence[Tuple[str, str]]) -> None:
+    """Fail before simulating if an output file, given as (flag, path), could not be written, if
+    two outputs are the same file (the later would silently replace the earlier), or if an
+    output is one of the ``inputs`` (flag, path) the run reads (it would be destroyed)."""
+    read = {os.path.realpath(path): (flag, path) for flag, path in inputs}
     seen = {}
     for flag, path in outputs:
         if not path:
             raise UsageError(f"{flag} needs a file name, got ''")
+        if os.path.realpath(path) in read:
+            source_flag, source = read[os.path.realpath(path)]
+            raise UsageError(f"{flag} {path} is the input file of {source_flag} {source}: writing it would "
+                             f"destroy the input; name another output file")
         same = seen.setdefault(os.path.realpath(path), (flag, path))
         if same != (flag, path):
             raise UsageError(f"{same[0]} {same[1]} and {flag} {path} are the same file: one output would "
@@ -140,7 +146,7 @@ def run(plan: Plan, out=None, err=None) -> int:
     """
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
-    _check_writable(_output_paths(plan.outputs))
+    _check_writable(_output_paths(plan.outputs), plan.inputs)
     simulator, structure = build_simulator(plan)
     with torch.no_grad():
         prepared = simulator.prepare()

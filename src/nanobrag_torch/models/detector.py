@@ -174,17 +174,30 @@ class Detector:
             dials_origin_mm=1000 * torch.stack([dot(pix0, lab[2]), dot(pix0, lab[1]), -dot(pix0, lab[0])]),
             pivot=self.pivot,
         )
+
     def layer_spacing_m(self) -> float:
-        """Depth of one sensor layer in metres (0 for an ideal detector)."""
+        """Depth of one sensor layer in metres (0 for an ideal detector).
+
+        Returns
+        -------
+        float
+        """
         return self.config.detector_thick_um * 1e-6 / self.config.detector_thicksteps
 
-    def attenuation_per_m(self) -> float:
-        """Linear attenuation coefficient μ in 1/m (0 when the sensor has no thickness)."""
+    def layer_attenuation_lengths(self) -> float:
+        """Depth of one sensor layer in attenuation lengths, ``μ · spacing`` (0 when the sensor
+        has no thickness). Computed as a ratio of the two depths in µm, so that it stays finite
+        for any thickness (``μ`` alone overflows for a sensor thinner than about 1e-302 µm).
+
+        Returns
+        -------
+        float
+        """
         cfg = self.config
         if cfg.detector_thick_um <= 0:
             return 0.0
         depth_um = cfg.detector_abs_um if cfg.detector_abs_um is not None else cfg.detector_thick_um
-        return 1.0 / (depth_um * 1e-6)
+        return cfg.detector_thick_um / cfg.detector_thicksteps / depth_um
 
     @property
     def layout(self) -> PixelLayout:
