@@ -1,0 +1,172 @@
+"""Shared parameter descriptions of the package's docstrings, and :func:`fill_doc`.
+
+A parameter that recurs across the package (a device, a detector convention, the pixel counts,
+a likelihood's expected and observed counts, ...) is described once, in :data:`docdict`. A
+docstring names it by a placeholder ``%(key)s`` standing alone on its line, at the indentation
+of the section's entries, and the function, method or class is decorated with
+:func:`fill_doc`::
+
+    @fill_doc
+    def default_beam_center_mm(convention, pixel_size_mm, fpixels, spixels):
+        \"\"\"The beam centre of a detector configuration that gives none.
+
+        Parameters
+        ----------
+        %(convention)s
+        %(pixel_size_mm)s
+        %(fpixels_spixels)s
+        \"\"\"
+
+The decorator replaces the placeholder line by the entry (``name : type`` and its indented
+description), every line indented as the placeholder was, so that napoleon, ``help()`` and
+Sphinx read an ordinary NumPy-style docstring. Placeholders are ``%(key)s`` (as MNE's
+``fill_doc``) because braces are common in the docstrings' own text (sets, dict literals);
+only a placeholder on a line of its own is replaced, so a ``%`` elsewhere in a docstring needs
+no escaping. An unknown key, or a placeholder inside a line of text, raises at import time.
+For a property, decorate the getter below ``@property``; a ``staticmethod`` or ``classmethod``
+may be decorated on either side.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from typing import Dict, TypeVar
+
+T = TypeVar("T")
+
+docdict: Dict[str, str] = {}
+"""Key to NumPy-style entry: a ``name : type`` line and its description, indented by 4."""
+
+# ----------------------------------------------------------------------------- tensors
+docdict["device"] = """
+device : torch.device or str, optional
+    Device of every tensor it makes. Default: the CPU."""
+docdict["dtype"] = """
+dtype : torch.dtype, optional
+    Floating type of every tensor it makes. Default: float64 (parity with nanoBragg C);
+    float32 is faster."""
+
+# ----------------------------------------------------------------------------- detector
+docdict["convention"] = """
+convention : DetectorConvention
+    The detector convention, whose row of :data:`~nanobrag_torch.conventions.CONVENTIONS`
+    fixes the frame and how the beam centre is given."""
+docdict["pixel_size_mm"] = """
+pixel_size_mm : float
+    Pixel edge, in mm."""
+docdict["fpixels_spixels"] = """
+fpixels, spixels : int
+    Pixels along the fast and slow axes."""
+docdict["roi"] = """
+roi : tuple of 4 ints, optional
+    Region of interest ``(fmin, fmax, smin, smax)``: inclusive, 0-based pixel bounds along
+    fast and slow, clipped to the image. Default (None): the whole image."""
+
+# ----------------------------------------------------------------------------- images and noise
+docdict["float_image"] = """
+float_image : ndarray, shape (spixels, fpixels)
+    Expected photons per pixel (nanoBragg's float image); used at float32 precision, as C
+    stores it."""
+docdict["adc_offset"] = """
+adc_offset : float
+    Offset added to every pixel's count (``-adc``), in ADU. Default: 40, as nanoBragg C."""
+docdict["noise_seed"] = """
+seed : int
+    The user-facing seed of ``-seed n`` (nanoBragg C draws with the internal seed ``-n``), at
+    most 2⁶² in magnitude."""
+docdict["write_path"] = """
+path : str or Path
+    File to write (atomically: an existing file is replaced only once the new one is
+    complete)."""
+
+# ----------------------------------------------------------------------------- likelihoods
+docdict["expected"] = """
+expected : tensor
+    Expected photons per pixel μ (the model's image), any shape."""
+docdict["observed"] = """
+observed : tensor
+    Observed photons per pixel n, of the shape of ``expected``."""
+docdict["n_parameters"] = """
+n_parameters : int
+    Number of fitted parameters."""
+
+# ----------------------------------------------------------------------------- runs and the command
+docdict["prepared"] = """
+prepared : PreparedRun
+    The planned run (:meth:`Simulator.prepare <nanobrag_torch.simulator.Simulator.prepare>`)."""
+docdict["plan"] = """
+plan : Plan
+    The command's plan: the library configurations and the outputs, from
+    :func:`~nanobrag_torch.cli.parse_args`."""
+docdict["out"] = """
+out : text file
+    Where the lines are printed (standard output for the command)."""
+docdict["c_options"] = """
+options : RenderOptions
+    The run's discrete choices: which ``oversample_*`` flags are set, whether there is water,
+    whether C's quirks are reproduced."""
+
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+_PLACEHOLDER_LINE = re.compile(r"^([ \t]*)%\((\w+)\)s[ \t]*$", re.MULTILINE)
+
+
+def fill_docstring(docstring: str, entries: Dict[str, str] = docdict) -> str:
+    """Replace every placeholder line ``%(key)s`` of a docstring by ``entries[key]``.
+
+    Parameters
+    ----------
+    docstring : str
+        The docstring, with placeholders each on a line of its own.
+    entries : dict of str to str
+        The descriptions. Default: :data:`docdict`.
+
+    Returns
+    -------
+    str
+        The docstring with every placeholder line replaced by the entry's lines, each indented
+        as the placeholder was.
+
+    Raises
+    ------
+    KeyError
+        A placeholder names no entry.
+    ValueError
+        A placeholder stands inside a line of text, where it cannot be indented.
+    """
+    def entry(match: re.Match) -> str:
+        indent, key = match.groups()
+        if key not in entries:
+            raise KeyError(f"fill_doc: no shared description {key!r} (known: {', '.join(sorted(entries))})")
+        text = textwrap.dedent(entries[key]).strip("\n")
+        return "\n".join(indent + line if line.strip() else "" for line in text.splitlines())
+
+    filled = _PLACEHOLDER_LINE.sub(entry, docstring)
+    stray = _PLACEHOLDER.search(filled)
+    if stray:
+        raise ValueError(f"fill_doc: placeholder {stray.group(0)} must stand alone on its line")
+    return filled
+
+
+def fill_doc(obj: T) -> T:
+    """Fill the shared parameter descriptions into the docstring of a function, method or class.
+
+    Parameters
+    ----------
+    obj : function, method, class, staticmethod or classmethod
+        What is documented; its ``__doc__`` is rewritten in place (nothing else changes).
+
+    Returns
+    -------
+    object
+        ``obj`` itself, so that it can be used as a decorator.
+
+    Raises
+    ------
+    KeyError, ValueError
+        As :func:`fill_docstring`: an unknown key, or a placeholder inside a line.
+    """
+    target = obj.__func__ if isinstance(obj, (staticmethod, classmethod)) else obj
+    if target.__doc__:  # None under python -OO
+        target.__doc__ = fill_docstring(target.__doc__)
+    return obj
