@@ -36,7 +36,8 @@ from typing import Dict, TypeVar
 T = TypeVar("T")
 
 docdict: Dict[str, str] = {}
-"""Key to NumPy-style entry: a ``name : type`` line and its description, indented by 4."""
+"""Key to NumPy-style text: one or more entries of a section, each a ``name : type`` line (or,
+in a Returns section, a type alone) and its description indented by 4."""
 
 # ----------------------------------------------------------------------------- tensors
 docdict["device"] = """
@@ -46,6 +47,44 @@ docdict["dtype"] = """
 dtype : torch.dtype, optional
     Floating type of every tensor it makes. Default: float64 (parity with nanoBragg C);
     float32 is faster."""
+
+# ----------------------------------------------------------------------------- the fused Bragg sum
+docdict["bragg_q"] = """
+q : tensor (E, 3)
+    Scattering vectors of the E evaluations, in 1/m."""
+docdict["bragg_miller"] = """
+miller : tensor (3, 3·O)
+    Columns are the real-space vectors a, b, c (m) of each of the O orientations, so that
+    ``q @ miller`` gives h, k, l."""
+docdict["bragg_n_cells"] = """
+n_cells : tensor (3,)
+    Na, Nb, Nc (real values allowed)."""
+docdict["bragg_table"] = """
+table : StructureFactors
+    Structure factors, looked up at the nearest integer indices (no gradient flows to them)."""
+docdict["bragg_grad"] = """
+grad : tensor (E,)
+    ``∂loss/∂value`` of every evaluation."""
+docdict["bragg_need"] = """
+need_n, need_q : bool
+    Whether the gradients with respect to ``n_cells`` and ``q`` are computed."""
+docdict["bragg_tangents"] = """
+tangent_q, tangent_miller, tangent_n : tensor or None
+    Tangents of ``q``, ``miller`` and ``n_cells`` (same shapes); None for an input that does not
+    change."""
+docdict["bragg_value"] = """
+tensor (E,)
+    ``Σ_o F(hkl₀)² L(hkl)²`` of every evaluation."""
+docdict["bragg_gradients"] = """
+grad_q : tensor (E, 3) or None
+    None unless ``need_q``.
+grad_miller : tensor (3, 3·O)
+    Of ``miller``.
+grad_n : tensor (3,) or None
+    None unless ``need_n``."""
+docdict["bragg_jvp"] = """
+tensor (E,)
+    The derivative of the value of every evaluation along the tangents."""
 
 # ----------------------------------------------------------------------------- detector
 docdict["convention"] = """
