@@ -97,6 +97,9 @@ pixel_size_mm : float
 docdict["fpixels_spixels"] = """
 fpixels, spixels : int
     Pixels along the fast and slow axes."""
+docdict["flat_image"] = """
+flat_image : tensor (total,)
+    An image as one value per pixel, in flat-index order (panel by panel, each slow-major)."""
 docdict["roi"] = """
 roi : tuple of 4 ints, optional
     Region of interest ``(fmin, fmax, smin, smax)``: inclusive, 0-based pixel bounds along
