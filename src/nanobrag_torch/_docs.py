@@ -117,6 +117,9 @@ docdict["noise_seed"] = """
 seed : int
     The user-facing seed of ``-seed n`` (nanoBragg C draws with the internal seed ``-n``), at
     most 2⁶² in magnitude."""
+docdict["smv_path"] = """
+path : str or Path
+    The SMV image file."""
 docdict["write_path"] = """
 path : str or Path
     File to write (atomically: an existing file is replaced only once the new one is
@@ -129,6 +132,18 @@ expected : tensor
 docdict["observed"] = """
 observed : tensor
     Observed photons per pixel n, of the shape of ``expected``."""
+docdict["loss"] = """
+tensor ()
+    The loss ``L``, summed over the pixels."""
+docdict["gradient"] = """
+tensor
+    ``∂L/∂μ`` of every pixel, of the shape of ``expected``."""
+docdict["fisher_weights"] = """
+tensor
+    ``w = E[∂²L/∂μ²]`` of every pixel, of the shape of ``expected``."""
+docdict["covariance_factor"] = """
+float
+    The factor ``c`` of the covariance ``c (Jᵀ diag(w) J)⁻¹`` of the estimates."""
 docdict["n_parameters"] = """
 n_parameters : int
     Number of fitted parameters."""
