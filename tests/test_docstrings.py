@@ -50,6 +50,8 @@ CHECKED_MODULES = (
 """Modules whose public callables :func:`test_public_callables_are_documented` checks. Extend
 this tuple as more modules get complete docstrings."""
 
+_PLACEHOLDER_LINE = re.compile(r"^[ \t]*%\((\w+)\)s[ \t]*$", re.MULTILINE)
+
 
 # ----------------------------------------------------------------------------- fill_doc
 def _indented_doc():
@@ -180,8 +182,37 @@ def test_every_shared_entry_is_used():
     used = set()
     for source in Path(_docs.__file__).parent.rglob("*.py"):
         if source.name != "_docs.py":
-            used.update(re.findall(r"^[ \t]*%\((\w+)\)s[ \t]*$", source.read_text(), re.MULTILINE))
+            used.update(_PLACEHOLDER_LINE.findall(source.read_text()))
     assert sorted(set(docdict) - used) == []
+
+
+def test_no_placeholder_is_left_unfilled():
+    """A placeholder in a docstring that ``fill_doc`` does not decorate stays as it was written:
+    every module that writes one has no ``%(key)s`` left in any docstring, private ones too."""
+    package = Path(_docs.__file__).parent
+    for source in sorted(package.rglob("*.py")):
+        if source.name == "_docs.py" or not _PLACEHOLDER_LINE.search(source.read_text()):
+            continue
+        parts = source.relative_to(package.parent).with_suffix("").parts
+        module = importlib.import_module(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+        for name, obj in _all_documented(module):
+            assert not re.search(r"%\(\w+\)s", obj.__doc__ or ""), f"{name}: placeholder left unfilled"
+
+
+def _all_documented(module) -> Iterator[Tuple[str, object]]:
+    """Every function, class, method and property getter defined in ``module``, private ones too."""
+    for name, obj in vars(module).items():
+        if getattr(obj, "__module__", None) != module.__name__:
+            continue
+        if inspect.isfunction(obj):
+            yield f"{module.__name__}.{name}", obj
+        elif inspect.isclass(obj):
+            yield f"{module.__name__}.{name}", obj
+            for member_name, member in vars(obj).items():
+                member = member.fget if isinstance(member, property) else member
+                member = member.__func__ if isinstance(member, (staticmethod, classmethod)) else member
+                if inspect.isfunction(member):
+                    yield f"{module.__name__}.{name}.{member_name}", member
 
 
 # ----------------------------------------------------------------------------- the checker
@@ -293,6 +324,10 @@ def _problems(qualified: str, obj, kind: str) -> List[str]:
     missing = [name for name in arguments if name not in names]
     if missing:
         problems.append(f"{qualified}: parameters not documented: {', '.join(missing)}")
+    if kind != "class":
+        stale = [name for name in sorted(names) if name not in arguments]
+        if stale:
+            problems.append(f"{qualified}: documents parameters it does not take: {', '.join(stale)}")
     bare = [name for name, description in documented if name in arguments and not description]
     if bare:
         problems.append(f"{qualified}: parameters without a description: {', '.join(bare)}")
@@ -345,6 +380,17 @@ def test_the_checker_sees_what_is_missing():
         "undocumented: raises, but has no Raises section"]
     assert _problems("documented", documented, "function") == []
     assert _problems("procedure", procedure, "function") == ["procedure: parameters without a description: a"]
+
+    def stale(a) -> None:
+        """Summary.
+
+        Parameters
+        ----------
+        a, b : int
+            Numbers.
+        """
+
+    assert _problems("stale", stale, "function") == ["stale: documents parameters it does not take: b"]
 
 
 def test_the_checker_walks_every_kind():
