@@ -150,6 +150,19 @@ def test_fill_doc_keeps_help_and_the_signature():
     assert inspect.getdoc(default_beam_center_mm).splitlines()[0].startswith("The beam centre")
 
 
+def test_fill_doc_output_reads_as_napoleon_fields():
+    """Sphinx's napoleon turns every filled entry into a parameter field with its type."""
+    napoleon = pytest.importorskip("sphinx.ext.napoleon")
+    from nanobrag_torch.models.detector import Detector
+
+    config = napoleon.Config(napoleon_use_rtype=False, napoleon_google_docstring=False)
+    text = str(napoleon.NumpyDocstring(inspect.getdoc(Detector), config))
+    for name, kind in (("config", "DetectorConfig"), ("device", "torch.device or str, optional"),
+                       ("dtype", "torch.dtype, optional")):
+        assert f":param {name}: " in text and f":type {name}: {kind}" in text
+    assert "%(" not in text
+
+
 def test_fill_doc_refuses_unknown_keys_and_inline_placeholders():
     with pytest.raises(KeyError, match="no_such_key"):
         fill_docstring("Summary.\n\n    %(no_such_key)s\n")

@@ -67,7 +67,8 @@ grad : tensor (E,)
     ``∂loss/∂value`` of every evaluation."""
 docdict["bragg_need"] = """
 need_n, need_q : bool
-    Whether the gradients with respect to ``n_cells`` and ``q`` are computed."""
+    Whether the gradients with respect to ``n_cells`` and ``q`` are computed (``need_q``
+    defaults to True)."""
 docdict["bragg_tangents"] = """
 tangent_q, tangent_miller, tangent_n : tensor or None
     Tangents of ``q``, ``miller`` and ``n_cells`` (same shapes); None for an input that does not
