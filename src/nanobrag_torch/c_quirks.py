@@ -24,6 +24,7 @@ from typing import Optional, Tuple
 
 import torch
 
+from ._docs import fill_doc
 from .constants import R_E_SQR_M2, WATER_F
 
 
@@ -65,6 +66,11 @@ def water_background(molecules: float, fluence: torch.Tensor) -> torch.Tensor:
         Water molecules in the beam.
     fluence : tensor ()
         Photons per m².
+
+    Returns
+    -------
+    tensor ()
+        The background, to be added to the unscaled sum of every pixel.
     """
     return WATER_F ** 2 * R_E_SQR_M2 * fluence * molecules
 
@@ -97,6 +103,7 @@ def interpolation_shutoff(valid: torch.Tensor, switched_off: bool) -> Tuple[torc
     return (flat & (order < int(invalid[0]))).reshape(valid.shape), True
 
 
+@fill_doc
 def accumulate(term: torch.Tensor, f_latt: Optional[torch.Tensor], kept: Optional[torch.Tensor],
                omega: torch.Tensor, polar: torch.Tensor, capture: torch.Tensor, first_polar: torch.Tensor,
                background: torch.Tensor, options) -> torch.Tensor:
@@ -124,8 +131,7 @@ def accumulate(term: torch.Tensor, f_latt: Optional[torch.Tensor], kept: Optiona
         The polarization factor C applies once per pixel.
     background : tensor ()
         The water background (:func:`water_background`), or 0.
-    options : RenderOptions
-        Which ``oversample_*`` flags are set and whether there is water.
+    %(c_options)s
 
     Returns
     -------
@@ -164,6 +170,7 @@ def _sum_all_but_first(x: torch.Tensor) -> torch.Tensor:
     return x.sum(tuple(range(1, x.ndim)))
 
 
+@fill_doc
 def capture_without_thickness(shape, reference: torch.Tensor, options) -> torch.Tensor:
     """The capture fraction of an ideal sensor, [P, T, S]: 1, except C's 0 when
     ``oversample_thick`` is set without a thickness (C then multiplies every term by 0).
@@ -174,7 +181,12 @@ def capture_without_thickness(shape, reference: torch.Tensor, options) -> torch.
         (P, T, S).
     reference : tensor
         Gives the dtype and device.
-    options : RenderOptions
+    %(c_options)s
+
+    Returns
+    -------
+    tensor (P, T, S)
+        1 everywhere, or 0 everywhere for that quirk.
     """
     value = 0.0 if (options.c_quirks and options.oversample_thick) else 1.0
     return torch.full(shape, value, dtype=reference.dtype, device=reference.device)

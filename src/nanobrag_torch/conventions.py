@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
+from ._docs import fill_doc
 from .config import DetectorConvention, DetectorPivot, Scalar
 
 Direction = Tuple[float, float, float]
@@ -100,19 +101,44 @@ its default two-theta axis is +y, not MOSFLM's −z."""
 
 
 # ----------------------------------------------------------------------------- pivot
+@fill_doc
 def detector_pivot(convention: DetectorConvention, requested: Optional[DetectorPivot]) -> DetectorPivot:
-    """The pivot of the library's detector: the requested one, else the convention's default."""
+    """The pivot of the library's detector: the requested one, else the convention's default.
+
+    Parameters
+    ----------
+    %(convention)s
+    requested : DetectorPivot or None
+        The configured pivot (``DetectorConfig.detector_pivot``); None for the convention's.
+
+    Returns
+    -------
+    DetectorPivot
+    """
     return requested if requested is not None else CONVENTIONS[convention].pivot
 
 
+@fill_doc
 def command_line_pivot(convention: DetectorConvention, last_pivot_flag: DetectorPivot) -> DetectorPivot:
     """The pivot nanoBragg C uses: a named convention forces its own, CUSTOM keeps the pivot of
-    the last pivot-setting flag (``-pivot``, ``-Xbeam``, ``-Xclose``, ``-distance``, ...)."""
+    the last pivot-setting flag (``-pivot``, ``-Xbeam``, ``-Xclose``, ``-distance``, ...).
+
+    Parameters
+    ----------
+    %(convention)s
+    last_pivot_flag : DetectorPivot
+        The pivot that the last pivot-setting flag on the command line implies.
+
+    Returns
+    -------
+    DetectorPivot
+    """
     row = CONVENTIONS[convention]
     return last_pivot_flag if row.pivot_from_flags else row.pivot
 
 
 # ----------------------------------------------------------------------------- beam centre
+@fill_doc
 def beam_point(convention: DetectorConvention, beam_center_f: Scalar, beam_center_s: Scalar,
                pixel_size: Scalar, fpixels: int, spixels: int) -> Tuple[Scalar, Scalar]:
     """The point of the detector that a beam centre names, along fast and slow.
@@ -123,14 +149,13 @@ def beam_point(convention: DetectorConvention, beam_center_f: Scalar, beam_cente
 
     Parameters
     ----------
-    convention : DetectorConvention
+    %(convention)s
     beam_center_f, beam_center_s : float or tensor
         Beam centre in the convention's terms (see
         :class:`~nanobrag_torch.config.DetectorConfig`).
     pixel_size : float or tensor
         Pixel edge, in the unit of the beam centre.
-    fpixels, spixels : int
-        Pixels along the fast and slow axes.
+    %(fpixels_spixels)s
 
     Returns
     -------
@@ -143,6 +168,7 @@ def beam_point(convention: DetectorConvention, beam_center_f: Scalar, beam_cente
                  for centre, count, far in zip((beam_center_f, beam_center_s), (fpixels, spixels), row.from_far_edge))
 
 
+@fill_doc
 def beam_center_for_pixel(convention: DetectorConvention, fast_px: float, slow_px: float, pixel_size_mm: float,
                           fpixels: int, spixels: int) -> Tuple[float, float]:
     """The beam centre that puts the beam on the centre of a pixel.
@@ -155,12 +181,11 @@ def beam_center_for_pixel(convention: DetectorConvention, fast_px: float, slow_p
 
     Parameters
     ----------
-    convention : DetectorConvention
+    %(convention)s
     fast_px, slow_px : float
         Pixel coordinates of the beam (pixel centres at integers).
-    pixel_size_mm : float
-    fpixels, spixels : int
-        Pixels along the fast and slow axes.
+    %(pixel_size_mm)s
+    %(fpixels_spixels)s
 
     Returns
     -------
@@ -171,6 +196,7 @@ def beam_center_for_pixel(convention: DetectorConvention, fast_px: float, slow_p
                                  pixel_size_mm, fpixels, spixels)
 
 
+@fill_doc
 def beam_center_for_point(convention: DetectorConvention, fast: Scalar, slow: Scalar, pixel_size: Scalar,
                           fpixels: int, spixels: int) -> Tuple[Scalar, Scalar]:
     """The beam centre that names a point of the detector: the inverse of :func:`beam_point`.
@@ -179,13 +205,12 @@ def beam_center_for_point(convention: DetectorConvention, fast: Scalar, slow: Sc
 
     Parameters
     ----------
-    convention : DetectorConvention
+    %(convention)s
     fast, slow : float or tensor
         The point, from the outer corner of pixel (0, 0) along the fast and slow axes.
     pixel_size : float or tensor
         Pixel edge, in the unit of ``fast`` and ``slow``.
-    fpixels, spixels : int
-        Pixels along the fast and slow axes.
+    %(fpixels_spixels)s
 
     Returns
     -------
@@ -198,6 +223,7 @@ def beam_center_for_point(convention: DetectorConvention, fast: Scalar, slow: Sc
                  for point, count, far in zip((fast, slow), (fpixels, spixels), row.from_far_edge))
 
 
+@fill_doc
 def default_beam_center_mm(convention: DetectorConvention, pixel_size_mm: float, fpixels: int,
                            spixels: int) -> Tuple[float, float]:
     """The beam centre of a :class:`~nanobrag_torch.config.DetectorConfig` that gives none.
@@ -206,6 +232,12 @@ def default_beam_center_mm(convention: DetectorConvention, pixel_size_mm: float,
     :attr:`Convention.default_beam_past_middle_px` pixels along both axes: on a 1024 × 1024
     detector at pixel coordinate 512.5 for MOSFLM, 512 for DENZO and ADXV, and 511.5 (the
     middle) for XDS, DIALS and CUSTOM.
+
+    Parameters
+    ----------
+    %(convention)s
+    %(pixel_size_mm)s
+    %(fpixels_spixels)s
 
     Returns
     -------
@@ -217,6 +249,7 @@ def default_beam_center_mm(convention: DetectorConvention, pixel_size_mm: float,
                                  fpixels, spixels)
 
 
+@fill_doc
 def c_header_beam_center(convention: DetectorConvention, beam_center_f: float,
                          beam_center_s: float) -> Tuple[float, float]:
     """nanoBragg C's ``(Xbeam, Ybeam)`` (the SMV header's BEAM_CENTER_X/Y) of a beam centre.
@@ -224,6 +257,18 @@ def c_header_beam_center(convention: DetectorConvention, beam_center_f: float,
     MOSFLM and DENZO call the slow coordinate X; the others call the fast one X. The mapping
     swaps or keeps the pair, so it also turns C's ``(Xbeam, Ybeam)`` into
     ``(beam_center_f, beam_center_s)``.
+
+    Parameters
+    ----------
+    %(convention)s
+    beam_center_f, beam_center_s : float
+        Beam centre along fast and slow, in mm, as
+        :class:`~nanobrag_torch.config.DetectorConfig` gives it.
+
+    Returns
+    -------
+    x_beam, y_beam : float
+        C's ``Xbeam`` and ``Ybeam``, in mm.
     """
     if CONVENTIONS[convention].x_beam_along_slow:
         return beam_center_s, beam_center_f

@@ -9,12 +9,28 @@ from typing import Any, Optional, Sequence
 
 import torch
 
+from ._docs import fill_doc
 
+
+@fill_doc
 def as_tensor(value: Any, device: Optional[torch.device], dtype: torch.dtype) -> torch.Tensor:
     """Convert a number, sequence, array or tensor to a tensor on ``device`` with ``dtype``.
 
     A tensor keeps its autograd graph (it is moved and cast, never copied out of the graph),
     so a parameter with ``requires_grad=True`` stays differentiable.
+
+    Parameters
+    ----------
+    value : number, sequence, ndarray or tensor
+        What to convert; a sequence may mix numbers and tensors (they are stacked).
+    device : torch.device or None
+        Target device; None keeps a tensor's device and puts anything else on the CPU.
+    dtype : torch.dtype
+        Target floating type.
+
+    Returns
+    -------
+    tensor
     """
     if isinstance(value, torch.Tensor):
         return value.to(device=device, dtype=dtype)
@@ -24,17 +40,48 @@ def as_tensor(value: Any, device: Optional[torch.device], dtype: torch.dtype) ->
 
 
 def same_device(a: torch.device, b: torch.device) -> bool:
-    """Same device type and index; a device without an index (``cuda``) matches any index."""
+    """Same device type and index; a device without an index (``cuda``) matches any index.
+
+    Parameters
+    ----------
+    a, b : torch.device
+        The devices to compare.
+
+    Returns
+    -------
+    bool
+    """
     return a.type == b.type and (a.index is None or b.index is None or a.index == b.index)
 
 
 def unit(vector: torch.Tensor) -> torch.Tensor:
-    """``vector / |vector|`` along the last axis."""
+    """``vector / |vector|`` along the last axis.
+
+    Parameters
+    ----------
+    vector : tensor (..., 3)
+        Non-zero vectors.
+
+    Returns
+    -------
+    tensor (..., 3)
+        Unit vectors along them.
+    """
     return vector / torch.linalg.vector_norm(vector, dim=-1, keepdim=True)
 
 
 def dot(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Dot product along the last axis."""
+    """Dot product along the last axis.
+
+    Parameters
+    ----------
+    u, v : tensor (..., 3)
+        Vectors (broadcast against each other).
+
+    Returns
+    -------
+    tensor (...)
+    """
     return (u * v).sum(dim=-1)
 
 
@@ -51,6 +98,7 @@ def rotation_about_axis(axis: torch.Tensor, angle_rad: torch.Tensor) -> torch.Te
     Returns
     -------
     tensor (..., 3, 3)
+        ``R`` such that ``R @ v`` is ``v`` rotated.
     """
     c = torch.cos(angle_rad)[..., None, None]
     s = torch.sin(angle_rad)[..., None, None]
@@ -67,7 +115,18 @@ def rotation_about_axis(axis: torch.Tensor, angle_rad: torch.Tensor) -> torch.Te
 
 
 def rotation_xyz(angles_rad: Sequence[torch.Tensor]) -> torch.Tensor:
-    """``Rz(rz) @ Ry(ry) @ Rx(rx)``: rotate about lab x first, then y, then z."""
+    """``Rz(rz) @ Ry(ry) @ Rx(rx)``: rotate about lab x first, then y, then z.
+
+    Parameters
+    ----------
+    angles_rad : sequence of 3 tensors ()
+        Angles ``rx, ry, rz`` in radians about lab x, y and z; the matrix takes their dtype and
+        device.
+
+    Returns
+    -------
+    tensor (3, 3)
+    """
     rx, ry, rz = angles_rad
     dtype, device = rx.dtype, rx.device
     ex = torch.tensor([1.0, 0.0, 0.0], dtype=dtype, device=device)

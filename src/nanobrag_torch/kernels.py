@@ -28,6 +28,7 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
+from ._docs import fill_doc
 from .config import CrystalShape
 from .physics import lattice_factor, nearest_index, sincg_ratio, sincg_ratio_derivatives
 from .structure_factors import StructureFactors
@@ -58,10 +59,22 @@ def _ratio_derivatives(x: torch.Tensor, n_axis: torch.Tensor, ratio: torch.Tenso
     return d_x, d_n
 
 
+@fill_doc
 def bragg_sum_forward(q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Tensor,
                       table: StructureFactors) -> torch.Tensor:
-    """``Σ_o F(hkl₀)² L(hkl)²`` (E,) for scattering vectors ``q`` (E, 3, 1/m) and ``miller``
-    (3, 3·O, m); see :func:`bragg_sum`."""
+    """``Σ_o F(hkl₀)² L(hkl)²`` of every evaluation; see :func:`bragg_sum`.
+
+    Parameters
+    ----------
+    %(bragg_q)s
+    %(bragg_miller)s
+    %(bragg_n_cells)s
+    %(bragg_table)s
+
+    Returns
+    -------
+    %(bragg_value)s
+    """
     loops = _cpu_loops(q)
     if loops is None:
         return tensor_bragg_sum_forward(q, miller, n_cells, table)
@@ -72,12 +85,25 @@ def bragg_sum_forward(q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Tens
     return torch.from_numpy(out).to(q.dtype)
 
 
+@fill_doc
 def bragg_sum_backward(grad: torch.Tensor, q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Tensor,
                        table: StructureFactors, need_n: bool, need_q: bool = True
                        ) -> Tuple[Optional[torch.Tensor], torch.Tensor, Optional[torch.Tensor]]:
-    """Gradients of :func:`bragg_sum_forward` with respect to ``q``, ``miller`` and ``n_cells``
-    given ``grad`` (E,) = ∂loss/∂value; the first is None unless ``need_q``, the last None
-    unless ``need_n``."""
+    """Gradients of :func:`bragg_sum_forward` with respect to ``q``, ``miller`` and ``n_cells``.
+
+    Parameters
+    ----------
+    %(bragg_grad)s
+    %(bragg_q)s
+    %(bragg_miller)s
+    %(bragg_n_cells)s
+    %(bragg_table)s
+    %(bragg_need)s
+
+    Returns
+    -------
+    %(bragg_gradients)s
+    """
     loops = _cpu_loops(q)
     if loops is None:
         return tensor_bragg_sum_backward(grad, q, miller, n_cells, table, need_n, need_q)
@@ -95,12 +121,26 @@ def bragg_sum_backward(grad: torch.Tensor, q: torch.Tensor, miller: torch.Tensor
             torch.from_numpy(grad_n.sum(0)).to(n_cells.dtype) if need_n else None)
 
 
+@fill_doc
 def bragg_sum_jvp(q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Tensor, table: StructureFactors,
                   tangent_q: Optional[torch.Tensor], tangent_miller: Optional[torch.Tensor],
                   tangent_n: Optional[torch.Tensor]) -> torch.Tensor:
-    """Directional derivative of :func:`bragg_sum_forward` along the tangents of its inputs
-    (None: no change), for forward-mode automatic differentiation: the refinement's Jacobian
-    columns come from one such pass each."""
+    """Directional derivative of :func:`bragg_sum_forward` along the tangents of its inputs,
+    for forward-mode automatic differentiation: the refinement's Jacobian columns come from one
+    such pass each.
+
+    Parameters
+    ----------
+    %(bragg_q)s
+    %(bragg_miller)s
+    %(bragg_n_cells)s
+    %(bragg_table)s
+    %(bragg_tangents)s
+
+    Returns
+    -------
+    %(bragg_jvp)s
+    """
     loops = _cpu_loops(q)
     if loops is None:
         return tensor_bragg_sum_jvp(q, miller, n_cells, table, tangent_q, tangent_miller, tangent_n)
@@ -118,7 +158,17 @@ def bragg_sum_jvp(q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Tensor, 
 
 def runs_as_loops(device: torch.device) -> bool:
     """Whether the fused kernel runs as the compiled CPU loops on ``device`` (outside
-    ``torch.compile``): then it keeps no temporaries per evaluation and orientation."""
+    ``torch.compile``): then it keeps no temporaries per evaluation and orientation.
+
+    Parameters
+    ----------
+    device : torch.device or str
+        Where the kernel's inputs are.
+
+    Returns
+    -------
+    bool
+    """
     return torch.device(device).type == "cpu" and not torch.compiler.is_compiling()
 
 
@@ -169,9 +219,22 @@ def _axes(miller: torch.Tensor) -> np.ndarray:
     return _float64(miller.detach().transpose(0, 1).reshape(-1, 3, 3))
 
 
+@fill_doc
 def tensor_bragg_sum_forward(q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Tensor,
                              table: StructureFactors) -> torch.Tensor:
-    """:func:`bragg_sum_forward` as tensor operations (any device, ``torch.compile``)."""
+    """:func:`bragg_sum_forward` as tensor operations (any device, ``torch.compile``).
+
+    Parameters
+    ----------
+    %(bragg_q)s
+    %(bragg_miller)s
+    %(bragg_n_cells)s
+    %(bragg_table)s
+
+    Returns
+    -------
+    %(bragg_value)s
+    """
     hkl = (q @ miller).unflatten(-1, (-1, 3))
     hkl0 = nearest_index(hkl)
     factors = table.nearest(hkl0)
@@ -180,11 +243,26 @@ def tensor_bragg_sum_forward(q: torch.Tensor, miller: torch.Tensor, n_cells: tor
     return amplitude.mul_(amplitude).sum(-1)
 
 
+@fill_doc
 def tensor_bragg_sum_backward(grad: torch.Tensor, q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Tensor,
                               table: StructureFactors, need_n: bool, need_q: bool = True
                               ) -> Tuple[Optional[torch.Tensor], torch.Tensor, Optional[torch.Tensor]]:
     """:func:`bragg_sum_backward` as tensor operations, by the chain rule through
-    :func:`~nanobrag_torch.physics.sincg_ratio_derivatives` (``dx/dδ = π``)."""
+    :func:`~nanobrag_torch.physics.sincg_ratio_derivatives` (``dx/dδ = π``).
+
+    Parameters
+    ----------
+    %(bragg_grad)s
+    %(bragg_q)s
+    %(bragg_miller)s
+    %(bragg_n_cells)s
+    %(bragg_table)s
+    %(bragg_need)s
+
+    Returns
+    -------
+    %(bragg_gradients)s
+    """
     hkl = (q @ miller).unflatten(-1, (-1, 3))
     hkl0 = nearest_index(hkl)
     factors = table.nearest(hkl0)
@@ -200,10 +278,24 @@ def tensor_bragg_sum_backward(grad: torch.Tensor, q: torch.Tensor, miller: torch
     return grad_q, grad_miller, grad_n
 
 
+@fill_doc
 def tensor_bragg_sum_jvp(q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Tensor, table: StructureFactors,
                          tangent_q: Optional[torch.Tensor], tangent_miller: Optional[torch.Tensor],
                          tangent_n: Optional[torch.Tensor]) -> torch.Tensor:
-    """:func:`bragg_sum_jvp` as tensor operations."""
+    """:func:`bragg_sum_jvp` as tensor operations.
+
+    Parameters
+    ----------
+    %(bragg_q)s
+    %(bragg_miller)s
+    %(bragg_n_cells)s
+    %(bragg_table)s
+    %(bragg_tangents)s
+
+    Returns
+    -------
+    %(bragg_jvp)s
+    """
     hkl = (q @ miller).unflatten(-1, (-1, 3))
     hkl0 = nearest_index(hkl)
     factors = table.nearest(hkl0)
@@ -248,10 +340,23 @@ class _BraggSum(torch.autograd.Function):
         return grad_q, grad_miller if ctx.needs_input_grad[1] else None, grad_n, None
 
 
+@fill_doc
 def bragg_sum_reference(q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Tensor,
                         table: StructureFactors) -> torch.Tensor:
     """:func:`bragg_sum_forward` written with :func:`nanobrag_torch.physics.lattice_factor`, so
-    that autograd differentiates it to any order (it keeps every intermediate)."""
+    that autograd differentiates it to any order (it keeps every intermediate).
+
+    Parameters
+    ----------
+    %(bragg_q)s
+    %(bragg_miller)s
+    %(bragg_n_cells)s
+    %(bragg_table)s
+
+    Returns
+    -------
+    %(bragg_value)s
+    """
     hkl = (q @ miller).unflatten(-1, (-1, 3))
     hkl0 = nearest_index(hkl.detach())
     amplitude = table.nearest(hkl0) * lattice_factor(CrystalShape.SQUARE, hkl - hkl0, n_cells, 1.0)
@@ -268,24 +373,20 @@ def _differentiable_backward(ctx, grad, q, miller, n_cells):
     return tuple(next(grads) if need else None for need in needs) + (None,)
 
 
+@fill_doc
 def bragg_sum(q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Tensor, table: StructureFactors) -> torch.Tensor:
     """Differentiable ``Σ_o F_cell(hkl₀)² F_latt(hkl)²`` for the SQUARE shape.
 
     Parameters
     ----------
-    q : tensor (E, 3)
-        Scattering vectors in 1/m.
-    miller : tensor (3, 3·O)
-        Columns are the real-space vectors a, b, c (m) of each of the O orientations, so that
-        ``q @ miller`` gives h, k, l.
-    n_cells : tensor (3,)
-        Na, Nb, Nc (real values allowed).
-    table : StructureFactors
-        Structure factors (nearest neighbour; no gradient flows to them).
+    %(bragg_q)s
+    %(bragg_miller)s
+    %(bragg_n_cells)s
+    %(bragg_table)s
 
     Returns
     -------
-    tensor (E,)
+    %(bragg_value)s
     """
     return _BraggSum.apply(q, miller, n_cells, table)
 
@@ -300,6 +401,10 @@ def compile_enabled() -> bool:
     Only the forward kernel is compiled (about 1.8x faster on the CPU); the hand-written
     backward is faster eager than as inductor compiles it. Compilation happens on the first
     call and is cached on disk by PyTorch; the eager kernel gives the same numbers.
+
+    Returns
+    -------
+    bool
     """
     if os.environ.get("NANOBRAGG_DISABLE_COMPILE", "0") not in ("", "0"):
         return False

@@ -18,10 +18,13 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 
+from ._docs import fill_doc
+
 Roi = Tuple[int, int, int, int]
 """``(fmin, fmax, smin, smax)``: inclusive, 0-based pixel bounds along fast and slow."""
 
 
+@fill_doc
 def roi_bounds(roi: Optional[Sequence[int]], fpixels: int, spixels: int) -> Roi:
     """A region of interest clipped to a panel of ``fpixels × spixels`` pixels.
 
@@ -29,8 +32,7 @@ def roi_bounds(roi: Optional[Sequence[int]], fpixels: int, spixels: int) -> Roi:
     ----------
     roi : sequence of 4 ints or None
         ``(fmin, fmax, smin, smax)``, inclusive; None for the whole panel.
-    fpixels, spixels : int
-        Pixels along the fast and slow axes.
+    %(fpixels_spixels)s
 
     Returns
     -------
@@ -52,6 +54,11 @@ class PixelLayout:
     ----------
     panel_shapes : tuple of (int, int)
         ``(spixels, fpixels)`` of every panel, in panel order.
+
+    Raises
+    ------
+    ValueError
+        No panel, or a panel whose shape is not two counts ≥ 1.
     """
 
     panel_shapes: Tuple[Tuple[int, int], ...]
@@ -106,7 +113,18 @@ class PixelLayout:
         return (self.panels,) + self.panel_shapes[0]
 
     def flat_index(self, panel: torch.Tensor, slow: torch.Tensor, fast: torch.Tensor) -> torch.Tensor:
-        """Flat indices of pixels given by panel, slow and fast coordinates (integer tensors)."""
+        """Flat indices of pixels given by panel, slow and fast coordinates.
+
+        Parameters
+        ----------
+        panel, slow, fast : tensor of int
+            Coordinates of the pixels (broadcast against each other).
+
+        Returns
+        -------
+        tensor of int64
+            ``offset[panel] + slow · fpixels[panel] + fast``.
+        """
         panel = torch.as_tensor(panel, dtype=torch.int64)
         offsets = torch.tensor(self.offsets, dtype=torch.int64, device=panel.device)
         widths = torch.tensor([fast for _, fast in self.panel_shapes], dtype=torch.int64, device=panel.device)
@@ -114,7 +132,18 @@ class PixelLayout:
             fast, dtype=torch.int64)
 
     def panel_of(self, flat: torch.Tensor) -> torch.Tensor:
-        """The panel (int64) of every flat index in ``flat``."""
+        """The panel of every flat index.
+
+        Parameters
+        ----------
+        flat : tensor of int
+            Flat indices, each in ``[0, total)``.
+
+        Returns
+        -------
+        tensor of int64
+            Of the shape of ``flat``.
+        """
         flat = torch.as_tensor(flat, dtype=torch.int64)
         ends = torch.tensor(self.offsets[1:], dtype=torch.int64, device=flat.device)
         return torch.bucketize(flat, ends, right=True)
@@ -146,6 +175,17 @@ class PixelLayout:
     def check_flat(self, pixels, name: str = "pixels") -> torch.Tensor:
         """Flat pixel indices given by a caller, as int64, checked to name pixels of the detector.
 
+        Parameters
+        ----------
+        pixels : tensor or sequence of int
+            The caller's flat indices.
+        name : str
+            What they are, for the error message.
+
+        Returns
+        -------
+        tensor (n,) of int64
+
         Raises
         ------
         ValueError
@@ -170,6 +210,11 @@ class PixelLayout:
         name : str
             What the image is, for the error message.
 
+        Returns
+        -------
+        tensor (panels, slow, fast)
+            A view of ``image``.
+
         Raises
         ------
         ValueError
@@ -183,12 +228,39 @@ class PixelLayout:
         raise ValueError(f"{name} has shape {shape}, but the detector's images have shape {self.image_shape} "
                          f"({self._describe()})")
 
+    @fill_doc
     def image_from_flat(self, flat_image: torch.Tensor) -> torch.Tensor:
-        """A flat image of :attr:`total` pixels in the detector's :attr:`image_shape`."""
+        """A flat image of :attr:`total` pixels in the detector's :attr:`image_shape`.
+
+        Parameters
+        ----------
+        %(flat_image)s
+
+        Returns
+        -------
+        tensor
+            A view of ``flat_image`` of shape :attr:`image_shape`.
+
+        Raises
+        ------
+        ValueError
+            The panels differ in size (see :attr:`image_shape`).
+        """
         return flat_image.reshape(self.image_shape)
 
+    @fill_doc
     def split(self, flat_image: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        """A flat image cut into one ``(slow, fast)`` image per panel."""
+        """A flat image cut into one ``(slow, fast)`` image per panel.
+
+        Parameters
+        ----------
+        %(flat_image)s
+
+        Returns
+        -------
+        tuple of tensors (slow, fast)
+            Views of ``flat_image``, in panel order.
+        """
         return tuple(part.reshape(shape) for part, shape in zip(flat_image.split(self.panel_sizes), self.panel_shapes))
 
     def _describe(self) -> str:

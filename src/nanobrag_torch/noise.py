@@ -16,6 +16,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from ._docs import fill_doc
 from .config import NOISE_SEED_LIMIT
 from .layout import roi_bounds
 
@@ -62,6 +63,7 @@ def gammln(xx: float) -> float:
     return float(_kernels().gammln(float(xx)))
 
 
+@fill_doc
 class PoissonGenerator:
     """nanoBragg's noise generator: ``poidev`` and ``gaussdev`` on one ``ran1`` stream.
 
@@ -70,9 +72,7 @@ class PoissonGenerator:
 
     Parameters
     ----------
-    seed : int
-        The user-facing seed of ``-seed n`` (nanoBragg draws with the internal seed ``-n``);
-        at most 2⁶² in magnitude.
+    %(noise_seed)s
 
     Raises
     ------
@@ -87,6 +87,11 @@ class PoissonGenerator:
         """Standard normal deviate by the polar Box–Muller method (float precision).
 
         Every second call returns the deviate cached by the previous one, as C does.
+
+        Returns
+        -------
+        float
+            The deviate; the generator's state advances.
         """
         return float(_kernels().gaussdev(self._state, self._spare))
 
@@ -107,6 +112,7 @@ class PoissonGenerator:
         return float(_kernels().poidev(float(mean), self._state, self._spare))
 
 
+@fill_doc
 def noise_image(float_image: np.ndarray, seed: int, adc_offset: float = 40.0,
                 roi: Optional[Tuple[int, int, int, int]] = None) -> Tuple[np.ndarray, float, int]:
     """nanoBragg's Poisson noise image (``-noisefile``).
@@ -117,14 +123,10 @@ def noise_image(float_image: np.ndarray, seed: int, adc_offset: float = 40.0,
 
     Parameters
     ----------
-    float_image : ndarray, shape (spixels, fpixels)
-        Expected photons per pixel (nanoBragg's float image); used at float32 precision.
-    seed : int
-        User-facing seed (``-seed n``).
-    adc_offset : float
-        Added to every drawn count (``-adc``).
-    roi : tuple of 4 ints, optional
-        Inclusive ``(fmin, fmax, smin, smax)``.
+    %(float_image)s
+    %(noise_seed)s
+    %(adc_offset)s
+    %(roi)s
 
     Returns
     -------
@@ -159,6 +161,7 @@ def noise_image(float_image: np.ndarray, seed: int, adc_offset: float = 40.0,
     return image, float(photons), int(overloads)
 
 
+@fill_doc
 def int_image(float_image: np.ndarray, scale: float, adc_offset: float = 40.0,
               roi: Optional[Tuple[int, int, int, int]] = None) -> np.ndarray:
     """nanoBragg's noiseless integer image (``-intfile``).
@@ -168,15 +171,16 @@ def int_image(float_image: np.ndarray, scale: float, adc_offset: float = 40.0,
 
     Parameters
     ----------
-    float_image : ndarray, shape (spixels, fpixels)
+    %(float_image)s
     scale : float
-        Multiplier (``-scale``, or 55000 / max_I).
-    adc_offset : float
-    roi : tuple of 4 ints, optional
+        Multiplier, ADU per photon (``-scale``, or 55000 / max_I: :func:`intfile_scale`).
+    %(adc_offset)s
+    %(roi)s
 
     Returns
     -------
     ndarray of uint16, shape (spixels, fpixels)
+        The integer image, 0 outside the ROI.
     """
     values = np.asarray(float_image, dtype=np.float32).astype(np.float64)
     fmin, fmax, smin, smax = roi_bounds(roi, values.shape[1], values.shape[0])
@@ -188,7 +192,20 @@ def int_image(float_image: np.ndarray, scale: float, adc_offset: float = 40.0,
 
 
 def intfile_scale(max_value: float, requested: Optional[float]) -> float:
-    """Scale of the integer image: the requested one if > 0, else 55000 / max (1 if max is 0)."""
+    """Scale of the integer image: the requested one if > 0, else 55000 / max (1 if max is 0).
+
+    Parameters
+    ----------
+    max_value : float
+        Largest value of the float image, in photons.
+    requested : float or None
+        The scale asked for (``-scale``); None or ≤ 0 for the automatic one.
+
+    Returns
+    -------
+    float
+        ADU per photon.
+    """
     if requested is not None and requested > 0:
         return float(requested)
     return 55000.0 / max_value if max_value > 0 else 1.0

@@ -33,7 +33,18 @@ SERIES_BELOW = 1e-4
 
 
 def nearest_index(h: torch.Tensor) -> torch.Tensor:
-    """Nearest integer as nanoBragg takes it: ``ceil(h - 0.5)`` (ties go down)."""
+    """Nearest integer as nanoBragg takes it: ``ceil(h - 0.5)`` (ties go down).
+
+    Parameters
+    ----------
+    h : tensor
+        Fractional Miller indices.
+
+    Returns
+    -------
+    tensor
+        The nearest integers, as floating-point values of ``h``'s dtype.
+    """
     return torch.ceil(h - 0.5)
 
 
@@ -44,6 +55,18 @@ def sincg_ratio(x: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
     squares away, to nanoBragg's ``sincg(π h, N) = sin(N π h) / sin(π h)`` with ``h = h₀ + δ``
     for integer N; for real N the smooth continuation in N. Its derivatives are
     :func:`sincg_ratio_derivatives`.
+
+    Parameters
+    ----------
+    x : tensor
+        ``π δ`` (radians), never 0.
+    n : tensor
+        The number of cells N along the axis (broadcast against ``x``; real values allowed).
+
+    Returns
+    -------
+    tensor
+        ``sin(N x) / sin(x)``.
     """
     return torch.sin(n * x).div_(torch.sin(x))
 
@@ -51,6 +74,17 @@ def sincg_ratio(x: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
 def sincg_ratio_derivatives(x: torch.Tensor, n: torch.Tensor, ratio: torch.Tensor,
                             need_n: bool = True) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Derivatives of :func:`sincg_ratio` ``r = sin(N x) / sin(x)``, given ``r``.
+
+    Parameters
+    ----------
+    x : tensor
+        ``π δ`` (radians), never 0.
+    n : tensor
+        The number of cells N along the axis.
+    ratio : tensor
+        ``r = sincg_ratio(x, n)``, already computed.
+    need_n : bool
+        Whether to compute ``∂r/∂N`` too.
 
     Returns
     -------
@@ -72,6 +106,18 @@ def sincg_fraction(delta: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
     For ``|π δ| <`` :data:`SERIES_BELOW` the Taylor series ``N (1 − (N² − 1) x² / 6)`` replaces
     the ratio, so that the value at δ = 0 is the limit N and the first and second derivatives
     are exact there (autograd through the ratio itself would divide 0 by 0).
+
+    Parameters
+    ----------
+    delta : tensor
+        Fractional index offsets ``δ``, in [-½, ½].
+    n : tensor
+        The number of cells N along the axis.
+
+    Returns
+    -------
+    tensor
+        ``sin(N π δ) / sin(π δ)``, N where ``δ = 0``.
     """
     x = math.pi * delta
     small = x.abs() < SERIES_BELOW
@@ -107,6 +153,7 @@ def lattice_factor(
     Parameters
     ----------
     shape : CrystalShape
+        Crystal shape: SQUARE, ROUND, GAUSS or TOPHAT.
     delta_hkl : tensor (..., 3)
         Fractional Miller indices minus their nearest integers.
     n_cells : tensor (3,)
@@ -119,6 +166,7 @@ def lattice_factor(
     Returns
     -------
     tensor (...)
+        ``F_latt`` of every offset.
     """
     if shape is CrystalShape.SQUARE:
         return (sincg_fraction(delta_hkl[..., 0], n_cells[0])

@@ -25,6 +25,8 @@ def chunk_intensity(p: PreparedRun, panel: int, slow: torch.Tensor, fast: torch.
     Parameters
     ----------
     p : PreparedRun
+        The planned run (:meth:`Simulator.prepare
+        <nanobrag_torch.simulator.Simulator.prepare>`); nothing else is read.
     panel : int
         The panel all the pixels lie on.
     slow, fast : tensor (P,) of int

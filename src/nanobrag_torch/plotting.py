@@ -85,6 +85,11 @@ def color_limits(image: Any, *, decades: float = DECADES, percentile: float = PE
     vmin, vmax : float
         ``vmax / 10**decades`` and ``vmax``, in photons per pixel. An image without positive
         pixels gets ``vmax = 1``.
+
+    Raises
+    ------
+    ValueError
+        The image is not 2-D, or the given ``vmax`` is not > 0.
     """
     if vmax is None:
         values = _as_image(image)
@@ -125,6 +130,7 @@ def show_detector_image(image: Any, ax=None, *, title: Optional[str] = None,
     ax : matplotlib.axes.Axes, optional
         Where to draw. Default: a new figure.
     title : str, optional
+        Title of the axes. Default: none.
     region : pair of slices (slow, fast), optional
         Show only ``image[region]``; the axes keep the detector's pixel numbers.
     log : bool
@@ -149,6 +155,11 @@ def show_detector_image(image: Any, ax=None, *, title: Optional[str] = None,
     matplotlib.image.AxesImage
         The image artist; ``artist.set_data(new_image)`` redraws another image (of the
         same shape) on the same scale, as an animation does.
+
+    Raises
+    ------
+    ValueError
+        The image is not 2-D, ``region`` is not a pair of slices, or ``vmax`` is not > 0.
     """
     import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm, Normalize
@@ -179,6 +190,7 @@ def show_residual(residual: Any, ax=None, *, title: Optional[str] = None,
     ax : matplotlib.axes.Axes, optional
         Where to draw. Default: a new figure.
     title : str, optional
+        Title of the axes. Default: none.
     region : pair of slices (slow, fast), optional
         Show only ``residual[region]``, with the detector's pixel numbers on the axes.
     scale : float, optional
@@ -196,6 +208,12 @@ def show_residual(residual: Any, ax=None, *, title: Optional[str] = None,
     Returns
     -------
     matplotlib.image.AxesImage
+        The image artist.
+
+    Raises
+    ------
+    ValueError
+        The residual is not 2-D, or ``region`` is not a pair of slices.
     """
     shown, extent = _crop(_as_image(residual), region)
     if scale is None:

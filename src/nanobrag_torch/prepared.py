@@ -105,8 +105,18 @@ class PanelPlanes:
 
     @classmethod
     def of(cls, geometries) -> "PanelPlanes":
-        """The planes of the panels whose geometries (a sequence of
-        :class:`~nanobrag_torch.models.detector.DetectorGeometry`) are given, in panel order."""
+        """The planes of the panels whose geometries are given.
+
+        Parameters
+        ----------
+        geometries : sequence of DetectorGeometry
+            Every panel's geometry (:meth:`Detector.geometry
+            <nanobrag_torch.models.detector.Detector.geometry>`), in panel order.
+
+        Returns
+        -------
+        PanelPlanes
+        """
         return cls(origin_m=torch.stack([g.pix0_m for g in geometries]),
                    fast=torch.stack([g.fdet for g in geometries]), slow=torch.stack([g.sdet for g in geometries]),
                    normal=torch.stack([g.odet for g in geometries]),
@@ -245,6 +255,7 @@ class PreparedRun:
         Returns
         -------
         bool
+            True when the chunks are recomputed.
         """
         exempt = (FUSED_KERNEL_INPUTS if self.fused else frozenset()) | APPLIED_AFTER_CHUNKS
         needing = [field.name for field in fields(self) if _requires_grad(getattr(self, field.name))]
@@ -259,6 +270,7 @@ class PreparedRun:
         Returns
         -------
         int
+            Bytes per pixel.
         """
         evaluations = self.subpixel_offsets.shape[0] * self.layer_depths_m.shape[0] * self.n_sources
         return evaluations * KEPT_NUMBERS_PER_EVALUATION * self.subpixel_offsets.element_size()

@@ -15,6 +15,7 @@ from typing import Callable, Iterator, Optional, Tuple
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from ._docs import fill_doc
 from .kernels import runs_as_loops
 from .pixel_physics import chunk_intensity
 from .layout import PixelLayout
@@ -29,15 +30,14 @@ large enough that the fixed cost of each tensor operation (thread start-up and b
 spread over many pixels."""
 
 
+@fill_doc
 def render(prepared: PreparedRun, pixels: Optional[torch.Tensor] = None, pixel_batch_size: Optional[int] = None,
            progress: Optional[Callable[[int, int], None]] = None) -> torch.Tensor:
     """Render the expected photons of a prepared run.
 
     Parameters
     ----------
-    prepared : PreparedRun
-        What :meth:`Simulator.prepare <nanobrag_torch.simulator.Simulator.prepare>` returned;
-        the render reads nothing else.
+    %(prepared)s
     pixels : tensor (n,) of int, optional
         Flat indices (:class:`~nanobrag_torch.layout.PixelLayout`) of the only pixels to
         render. Default: the detector's rendered pixels (inside the ROI, not masked), the
@@ -52,7 +52,8 @@ def render(prepared: PreparedRun, pixels: Optional[torch.Tensor] = None, pixel_b
     -------
     tensor
         The image in the layout's :attr:`~nanobrag_torch.layout.PixelLayout.image_shape`, or
-        (n,) for ``pixels``. Expected photons per pixel (nanoBragg's float image).
+        (n,) for ``pixels``. Expected photons per pixel (nanoBragg's float image). The render
+        reads nothing but ``prepared``.
 
     Raises
     ------
@@ -101,17 +102,19 @@ def _render_pixels(prepared: PreparedRun, pixels: torch.Tensor, pixel_batch_size
     return rendered * prepared.photon_scale
 
 
+@fill_doc
 def evaluations_per_pixel(prepared: PreparedRun) -> int:
     """Evaluations a chunk holds in memory at once per pixel: sub-pixels × layers × sources,
     times the orientations unless the compiled CPU loops compute the Bragg sum.
 
     Parameters
     ----------
-    prepared : PreparedRun
+    %(prepared)s
 
     Returns
     -------
     int
+        Evaluations per pixel.
     """
     orientations = prepared.cell_vectors_m.shape[0] * prepared.cell_vectors_m.shape[1]
     held = 1 if prepared.fused and runs_as_loops(prepared.device) else orientations

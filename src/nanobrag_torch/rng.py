@@ -47,7 +47,13 @@ class Ran1:
             self.idum += _IM
 
     def uniform(self) -> float:
-        """Next uniform deviate in (0, 1), rounded to single precision as in C."""
+        """Next uniform deviate in (0, 1), rounded to single precision as in C.
+
+        Returns
+        -------
+        float
+            The deviate; the generator's state advances.
+        """
         if self.idum <= 0 or not self.iy:
             self.idum = 1 if -self.idum < 1 else -self.idum
             for j in range(_NTAB + 7, -1, -1):

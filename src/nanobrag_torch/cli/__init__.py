@@ -61,6 +61,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     Every error is one line ``nanobragg: error: <what>`` on stderr and status 2, with no
     traceback and no output file written.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments, without the program name, as nanoBragg C takes them. Default:
+        ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        The exit status: 0 on success (and for ``-h``), 2 for an error, 130 when interrupted.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if any(a in ("-h", "-help", "--help") for a in argv):

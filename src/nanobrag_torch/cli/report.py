@@ -11,6 +11,7 @@ from typing import Dict, Optional
 import numpy as np
 import torch
 
+from .._docs import fill_doc
 from ..config import DetectorConfig, DetectorPivot
 from ..io.atomic import atomic_write
 from ..io.mosflm import cell_parameters
@@ -27,7 +28,22 @@ from .plan import Plan
 
 @dataclass
 class Statistics:
-    """nanoBragg's image statistics over the rendered pixels."""
+    """nanoBragg's image statistics over the rendered pixels.
+
+    Attributes
+    ----------
+    max_I : float
+        The largest value, in photons (0 without rendered pixels).
+    max_fast, max_slow : int
+        Pixel coordinates of the (first) largest value.
+    mean : float
+        Mean value, in photons.
+    rms : float
+        Root mean square ``sqrt(Σ v² / (n − 1))`` over the n rendered pixels.
+    rmsd : float
+        Root mean square deviation from ``mean`` over the ROI (masked pixels included), as C
+        computes it.
+    """
 
     max_I: float
     max_fast: int
@@ -38,7 +54,19 @@ class Statistics:
 
 
 def image_statistics(image: np.ndarray, detector: DetectorConfig) -> Statistics:
-    """max, mean and rms over rendered (ROI, unmasked) pixels, rmsd over the ROI."""
+    """max, mean and rms over rendered (ROI, unmasked) pixels, rmsd over the ROI.
+
+    Parameters
+    ----------
+    image : ndarray (spixels, fpixels)
+        The float image, photons per pixel.
+    detector : DetectorConfig
+        Gives the ROI and the mask.
+
+    Returns
+    -------
+    Statistics
+    """
     spixels, fpixels = image.shape
     fmin, fmax, smin, smax = roi_bounds(detector.roi, fpixels, spixels)
     in_roi = np.zeros(image.shape, dtype=bool)
@@ -56,8 +84,23 @@ def image_statistics(image: np.ndarray, detector: DetectorConfig) -> Statistics:
         rmsd=math.sqrt(float(((roi_values - mean) ** 2).sum()) / max(roi_values.size - 1, 1)))
 
 
+@fill_doc
 def smv_header(plan: Plan, geometry: DetectorGeometry, fpixels: int, spixels: int) -> Dict[str, str]:
-    """The SMV header nanoBragg writes, values formatted as C's ``%g``."""
+    """The SMV header nanoBragg writes, values formatted as C's ``%g``.
+
+    Parameters
+    ----------
+    %(plan)s
+    geometry : DetectorGeometry
+        The run's detector geometry (beam centre, distances, origins, axes).
+    %(fpixels_spixels)s
+
+    Returns
+    -------
+    dict of str
+        Keys and formatted values, in the order they are written
+        (:func:`~nanobrag_torch.io.smv.write_smv`).
+    """
     pixel = plan.detector.pixel_size_mm
     fbeam = float(geometry.Fbeam_m) * 1000
     sbeam = float(geometry.Sbeam_m) * 1000
@@ -81,7 +124,22 @@ def smv_header(plan: Plan, geometry: DetectorGeometry, fpixels: int, spixels: in
 
 
 def pgm_scale(requested: Optional[float], statistics: Statistics, int_scale: float) -> float:
-    """PGM scale: ``-pgmscale`` if given, else 250/(5·rmsd), else the integer-image scale."""
+    """PGM scale: ``-pgmscale`` if given, else 250/(5·rmsd), else the integer-image scale.
+
+    Parameters
+    ----------
+    requested : float or None
+        The ``-pgmscale`` value, if given.
+    statistics : Statistics
+        The float image's statistics (its ``rmsd``).
+    int_scale : float
+        The integer image's scale (:func:`~nanobrag_torch.noise.intfile_scale`).
+
+    Returns
+    -------
+    float
+        Grey levels per photon.
+    """
     if requested is not None:
         return requested
     if statistics.rmsd > 0:
@@ -89,8 +147,18 @@ def pgm_scale(requested: Optional[float], statistics: Statistics, int_scale: flo
     return int_scale
 
 
+@fill_doc
 def print_setup(plan: Plan, simulator: Simulator, prepared: PreparedRun, out) -> None:
-    """The set-up summary, in the words and formats of nanoBragg C's stdout."""
+    """The set-up summary, in the words and formats of nanoBragg C's stdout.
+
+    Parameters
+    ----------
+    %(plan)s
+    simulator : Simulator
+        The simulator built from the plan (its crystal's cell vectors are printed).
+    %(prepared)s
+    %(out)s
+    """
     geometry = prepared.geometry
     det, cry = plan.detector, plan.crystal
     with torch.no_grad():
@@ -143,8 +211,20 @@ def print_setup(plan: Plan, simulator: Simulator, prepared: PreparedRun, out) ->
         print(f"  noise image seed: {-plan.noise.seed}", file=out)
 
 
+@fill_doc
 def write_outputs(plan: Plan, prepared: PreparedRun, floats: np.ndarray, out) -> None:
-    """Float, integer, PGM and noise images, in C's order and words."""
+    """Float, integer, PGM and noise images, in C's order and words.
+
+    Each file is written atomically; the lines C prints about them go to ``out``.
+
+    Parameters
+    ----------
+    %(plan)s
+    %(prepared)s
+    floats : ndarray (spixels, fpixels)
+        The rendered float image, photons per pixel.
+    %(out)s
+    """
     det = plan.detector
     print(f"writing {plan.outputs.floatfile} as {floats.size} 4-byte floats", file=out)
     with atomic_write(plan.outputs.floatfile, "wb") as handle:

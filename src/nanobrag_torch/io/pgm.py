@@ -7,9 +7,11 @@ from typing import Union
 
 import numpy as np
 
+from .._docs import fill_doc
 from .atomic import atomic_write
 
 
+@fill_doc
 def write_pgm(path: Union[str, Path], image: np.ndarray, scale: float) -> None:
     """Write an image as an 8-bit binary PGM (P5) with nanoBragg's scaling.
 
@@ -17,8 +19,7 @@ def write_pgm(path: Union[str, Path], image: np.ndarray, scale: float) -> None:
 
     Parameters
     ----------
-    path : str or Path
-        File to write (atomically).
+    %(write_path)s
     image : ndarray (slow, fast)
         Float image, photons per pixel.
     scale : float

@@ -7,6 +7,7 @@ from typing import Dict, Tuple, Union
 
 import numpy as np
 
+from .._docs import fill_doc
 from .atomic import atomic_write
 
 HEADER_BYTES = 512
@@ -16,8 +17,22 @@ UNTERMINATED_KEYS = ("DIALS_ORIGIN",)
 
 def format_smv_header(header: Dict[str, str]) -> bytes:
     """The header: ``{``, one ``KEY=value;`` line per entry, ``}`` and a form feed, padded with
-    spaces to 512 bytes. A header with long values that does not fit is padded to the next
-    multiple of 512 instead, and its ``HEADER_BYTES`` says so (nanoBragg C would overflow)."""
+    spaces to 512 bytes.
+
+    A header with long values that does not fit is padded to the next multiple of 512 instead,
+    and its ``HEADER_BYTES`` says so (nanoBragg C would overflow).
+
+    Parameters
+    ----------
+    header : dict of str
+        Keys and already formatted values, in the order they are written; the value of
+        ``HEADER_BYTES`` is replaced by the header's size.
+
+    Returns
+    -------
+    bytes
+        The header, a multiple of 512 bytes long.
+    """
     size = HEADER_BYTES
     while True:
         lines = ["{"]
@@ -31,13 +46,13 @@ def format_smv_header(header: Dict[str, str]) -> bytes:
         size += HEADER_BYTES
 
 
+@fill_doc
 def write_smv(path: Union[str, Path], data: np.ndarray, header: Dict[str, str]) -> None:
     """Write an SMV image.
 
     Parameters
     ----------
-    path : str or Path
-        File to write (atomically).
+    %(write_path)s
     data : ndarray (slow, fast) of uint16
         Pixels, stored in native byte order with the fast index varying fastest.
     header : dict of str
@@ -49,13 +64,13 @@ def write_smv(path: Union[str, Path], data: np.ndarray, header: Dict[str, str]) 
         handle.write(pixels.tobytes())
 
 
+@fill_doc
 def read_smv_header(path: Union[str, Path]) -> Dict[str, str]:
     """Read the header of an SMV image.
 
     Parameters
     ----------
-    path : str or Path
-        The image file.
+    %(smv_path)s
 
     Returns
     -------
@@ -73,13 +88,13 @@ def read_smv_header(path: Union[str, Path]) -> Dict[str, str]:
     return _parse_header(path, Path(path).read_bytes())[0]
 
 
+@fill_doc
 def read_smv(path: Union[str, Path]) -> Tuple[np.ndarray, Dict[str, str]]:
     """Read an SMV image.
 
     Parameters
     ----------
-    path : str or Path
-        The image file.
+    %(smv_path)s
 
     Returns
     -------

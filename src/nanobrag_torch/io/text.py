@@ -13,10 +13,12 @@ def read_text(path: Union[str, Path]) -> str:
     Parameters
     ----------
     path : str or Path
+        The file.
 
     Returns
     -------
     str
+        Its text.
 
     Raises
     ------

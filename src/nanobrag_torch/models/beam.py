@@ -8,13 +8,25 @@ from typing import Optional, Tuple
 
 import torch
 
+from .._docs import fill_doc
 from ..config import BeamConfig
 from ..geometry import as_tensor, rotation_about_axis, unit
 
 
 @dataclass(frozen=True)
 class SamplingAxis:
-    """One resolved sampling axis: number of points, full range and step (radians or fraction)."""
+    """One resolved sampling axis: number of points, full range and step (radians or fraction).
+
+    Attributes
+    ----------
+    count : int
+        Number of points (≥ 1).
+    range : float
+        Full range the points span, in radians (divergence) or as a fraction (dispersion); 0 for
+        one point.
+    step : float
+        Distance between neighbouring points, in the unit of ``range``; 0 for one point.
+    """
 
     count: int
     range: float
@@ -40,6 +52,11 @@ def resolve_sampling(count: Optional[int], range_: Optional[float], step: Option
         Step (> 0); ``None`` means not given.
     range_if_only_count : float
         Range used when only the count is given (nanoBragg uses 1: one radian, or 100 %).
+
+    Returns
+    -------
+    SamplingAxis
+        The completed axis.
     """
     has_count, has_range, has_step = count is not None, range_ is not None, step is not None
     count_value = count if has_count else 0
@@ -68,14 +85,16 @@ def resolve_sampling(count: Optional[int], range_: Optional[float], step: Option
     return SamplingAxis(count_value, range_value, step_value)
 
 
+@fill_doc
 class Beam:
     """Incident directions and wavelengths of every source of a :class:`BeamConfig`.
 
     Parameters
     ----------
     config : BeamConfig
-    device : torch.device, optional
-    dtype : torch.dtype
+        Wavelength, divergence, dispersion or explicit sources, polarization and fluence.
+    %(device)s
+    %(dtype)s
     """
 
     def __init__(self, config: BeamConfig, device: Optional[torch.device] = None,
@@ -93,7 +112,13 @@ class Beam:
         return self._t(self.config.wavelength_A) * 1e-10
 
     def divergence_axes(self) -> Tuple[SamplingAxis, SamplingAxis, SamplingAxis]:
-        """Resolved horizontal and vertical divergence (radians) and dispersion (fraction)."""
+        """Resolved horizontal and vertical divergence (radians) and dispersion (fraction).
+
+        Returns
+        -------
+        horizontal, vertical, dispersion : SamplingAxis
+            The three axes, completed by :func:`resolve_sampling`.
+        """
         cfg = self.config
 
         def mrad(value):
@@ -120,6 +145,7 @@ class Beam:
         incident : tensor (sources, 3)
             Unit propagation directions.
         wavelength_m : tensor (sources,)
+            Wavelength of every source, in m.
         """
         cfg = self.config
         if cfg.sources is not None:

@@ -10,6 +10,7 @@ from typing import Optional, Tuple
 
 import torch
 
+from .._docs import fill_doc
 from ..config import DetectorConfig, DetectorConvention, DetectorPivot
 from ..conventions import (CONVENTIONS, Convention, beam_center_for_point, beam_point, default_beam_center_mm,
                            detector_pivot)
@@ -41,6 +42,7 @@ class DetectorGeometry:
     dials_origin_mm : tensor (3,)
         DIALS origin.
     pivot : DetectorPivot
+        The pivot the detector was placed with (configured, or the convention's).
     """
 
     pix0_m: torch.Tensor
@@ -61,16 +63,16 @@ class DetectorGeometry:
     pivot: DetectorPivot
 
 
+@fill_doc
 class Detector:
     """A detector built from a :class:`~nanobrag_torch.config.DetectorConfig`.
 
     Parameters
     ----------
     config : DetectorConfig
-    device : torch.device, optional
-        Default: the CPU.
-    dtype : torch.dtype, optional
-        Default: float64.
+        Convention, pixels, distance, beam centre, rotations, sensor, ROI and mask.
+    %(device)s
+    %(dtype)s
     """
 
     def __init__(self, config: DetectorConfig, *, device: Optional[torch.device] = None,
@@ -106,7 +108,12 @@ class Detector:
         return beam, fdet, sdet, odet
 
     def twotheta_axis(self) -> torch.Tensor:
-        """Unit two-theta axis (the configured one, else the convention's)."""
+        """Unit two-theta axis (the configured one, else the convention's).
+
+        Returns
+        -------
+        tensor (3,)
+        """
         axis = self.config.twotheta_axis
         return unit(self._t(axis if axis is not None else self.convention.twotheta_axis))
 
@@ -127,6 +134,12 @@ class Detector:
         axis. With the SAMPLE pivot, the point closest to the sample of the unrotated detector
         (at the close distance along the normal) turns with it; with the BEAM pivot, the beam
         point stays where the beam meets the detector, at the distance along the beam.
+
+        Returns
+        -------
+        DetectorGeometry
+            Tensors on the detector's device in its dtype, differentiable in the config's
+            tensor fields.
 
         Raises
         ------
@@ -207,7 +220,12 @@ class Detector:
     def rendered_pixels(self) -> torch.Tensor:
         """Flat indices (:class:`~nanobrag_torch.layout.PixelLayout`) of the pixels inside the
         ROI and not masked, in nanoBragg's traversal order (panel by panel, slow outer, fast
-        inner)."""
+        inner).
+
+        Returns
+        -------
+        tensor (n,) of int64
+        """
         cfg = self.config
         fmin, fmax, smin, smax = roi_bounds(cfg.roi, cfg.fpixels, cfg.spixels)
         slow = torch.arange(smin, smax + 1, device=self.device)
@@ -252,6 +270,7 @@ def detector_region(config: DetectorConfig, fast0: int, slow0: int, fast_pixels:
     Returns
     -------
     DetectorConfig
+        A copy of ``config`` for the region.
 
     Raises
     ------

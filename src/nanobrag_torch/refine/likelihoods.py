@@ -14,6 +14,8 @@ from typing import Union
 
 import torch
 
+from .._docs import fill_doc
+
 DEFAULT_FLOOR_PHOTONS = 1e-6
 """Smallest expected count a pixel is given: a photon counted where the model expects none
 costs ``-log(1e-6) ≈ 14`` instead of an infinite penalty."""
@@ -35,21 +37,65 @@ class Poisson:
     def _mu(self, expected: torch.Tensor) -> torch.Tensor:
         return expected + self.floor_photons
 
+    @fill_doc
     def loss(self, expected: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
-        """The deviance ``2 Σ μ − n + n log(n/μ)``: twice the NLL, shifted to 0 at a perfect fit."""
+        """The deviance ``2 Σ μ − n + n log(n/μ)``: twice the NLL, shifted to 0 at a perfect fit.
+
+        Parameters
+        ----------
+        %(expected)s
+        %(observed)s
+
+        Returns
+        -------
+        %(loss)s
+        """
         mu = self._mu(expected)
         return 2 * (mu - observed + torch.xlogy(observed, observed) - torch.xlogy(observed, mu)).sum()
 
+    @fill_doc
     def gradient(self, expected: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
-        """``∂L/∂μ = 2 (1 − n/μ)`` for each pixel."""
+        """``∂L/∂μ = 2 (1 − n/μ)`` for each pixel.
+
+        Parameters
+        ----------
+        %(expected)s
+        %(observed)s
+
+        Returns
+        -------
+        %(gradient)s
+        """
         return 2 * (1 - observed / self._mu(expected))
 
+    @fill_doc
     def fisher_weights(self, expected: torch.Tensor) -> torch.Tensor:
-        """``E[∂²L/∂μ²] = 2/μ`` for each pixel."""
+        """``E[∂²L/∂μ²] = 2/μ`` for each pixel.
+
+        Parameters
+        ----------
+        %(expected)s
+
+        Returns
+        -------
+        %(fisher_weights)s
+        """
         return 2 / self._mu(expected)
 
+    @fill_doc
     def covariance_factor(self, expected: torch.Tensor, observed: torch.Tensor, n_parameters: int) -> float:
-        """2: the loss is twice the NLL, so the covariance is ``2 (Jᵀ W J)⁻¹``."""
+        """2: the loss is twice the NLL, so the covariance is ``2 (Jᵀ W J)⁻¹``.
+
+        Parameters
+        ----------
+        %(expected)s
+        %(observed)s
+        %(n_parameters)s
+
+        Returns
+        -------
+        %(covariance_factor)s
+        """
         return 2.0
 
 
@@ -72,24 +118,68 @@ class Gaussian:
     def _variance(self, expected: torch.Tensor) -> torch.Tensor:
         return expected.clamp(min=0) + self.readout_noise_photons ** 2 + self.floor_photons
 
+    @fill_doc
     def loss(self, expected: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
-        """``Σ (n − μ)²/v + log(v)`` with ``v = μ + σ²`` (twice the NLL up to a constant)."""
+        """``Σ (n − μ)²/v + log(v)`` with ``v = μ + σ²`` (twice the NLL up to a constant).
+
+        Parameters
+        ----------
+        %(expected)s
+        %(observed)s
+
+        Returns
+        -------
+        %(loss)s
+        """
         variance = self._variance(expected)
         return ((observed - expected) ** 2 / variance + torch.log(variance)).sum()
 
+    @fill_doc
     def gradient(self, expected: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
-        """``∂L/∂μ``, the variance's dependence on μ included."""
+        """``∂L/∂μ``, the variance's dependence on μ included.
+
+        Parameters
+        ----------
+        %(expected)s
+        %(observed)s
+
+        Returns
+        -------
+        %(gradient)s
+        """
         variance = self._variance(expected)
         residual = observed - expected
         return -2 * residual / variance - residual ** 2 / variance ** 2 + 1 / variance
 
+    @fill_doc
     def fisher_weights(self, expected: torch.Tensor) -> torch.Tensor:
-        """``E[∂²L/∂μ²] = 2/v + 1/v²``: the mean carries ``2/v``, the variance ``1/v²``."""
+        """``E[∂²L/∂μ²] = 2/v + 1/v²``: the mean carries ``2/v``, the variance ``1/v²``.
+
+        Parameters
+        ----------
+        %(expected)s
+
+        Returns
+        -------
+        %(fisher_weights)s
+        """
         variance = self._variance(expected)
         return 2 / variance + 1 / variance ** 2
 
+    @fill_doc
     def covariance_factor(self, expected: torch.Tensor, observed: torch.Tensor, n_parameters: int) -> float:
-        """2: the loss is twice the NLL."""
+        """2: the loss is twice the NLL.
+
+        Parameters
+        ----------
+        %(expected)s
+        %(observed)s
+        %(n_parameters)s
+
+        Returns
+        -------
+        %(covariance_factor)s
+        """
         return 2.0
 
 
@@ -100,20 +190,64 @@ class MeanSquaredError:
 
     name = "mse"
 
+    @fill_doc
     def loss(self, expected: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
-        """``Σ (n − μ)²``."""
+        """``Σ (n − μ)²``.
+
+        Parameters
+        ----------
+        %(expected)s
+        %(observed)s
+
+        Returns
+        -------
+        %(loss)s
+        """
         return ((observed - expected) ** 2).sum()
 
+    @fill_doc
     def gradient(self, expected: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
-        """``∂L/∂μ = 2 (μ − n)``."""
+        """``∂L/∂μ = 2 (μ − n)``.
+
+        Parameters
+        ----------
+        %(expected)s
+        %(observed)s
+
+        Returns
+        -------
+        %(gradient)s
+        """
         return 2 * (expected - observed)
 
+    @fill_doc
     def fisher_weights(self, expected: torch.Tensor) -> torch.Tensor:
-        """2 for every pixel."""
+        """2 for every pixel.
+
+        Parameters
+        ----------
+        %(expected)s
+
+        Returns
+        -------
+        %(fisher_weights)s
+        """
         return torch.full_like(expected, 2.0)
 
+    @fill_doc
     def covariance_factor(self, expected: torch.Tensor, observed: torch.Tensor, n_parameters: int) -> float:
-        """``2 σ̂²`` with ``σ̂² = RSS / (pixels − parameters)``."""
+        """``2 σ̂²`` with ``σ̂² = RSS / (pixels − parameters)``.
+
+        Parameters
+        ----------
+        %(expected)s
+        %(observed)s
+        %(n_parameters)s
+
+        Returns
+        -------
+        %(covariance_factor)s
+        """
         dof = max(observed.numel() - n_parameters, 1)
         return 2.0 * float(((observed - expected) ** 2).sum()) / dof
 
@@ -123,7 +257,22 @@ LIKELIHOODS = {"poisson": Poisson, "gaussian": Gaussian, "mse": MeanSquaredError
 
 
 def as_likelihood(spec: Union[str, Likelihood]) -> Likelihood:
-    """A likelihood from its name (``"poisson"``, ``"gaussian"``, ``"mse"``) or an instance."""
+    """A likelihood from its name (``"poisson"``, ``"gaussian"``, ``"mse"``) or an instance.
+
+    Parameters
+    ----------
+    spec : str or Poisson or Gaussian or MeanSquaredError
+        The name (with the default parameters), or a likelihood object, returned as it is.
+
+    Returns
+    -------
+    Poisson or Gaussian or MeanSquaredError
+
+    Raises
+    ------
+    ValueError
+        Neither a known name nor a likelihood object.
+    """
     if isinstance(spec, (Poisson, Gaussian, MeanSquaredError)):
         return spec
     if isinstance(spec, str) and spec in LIKELIHOODS:

@@ -25,7 +25,13 @@ class Progress:
             self._bar = tqdm(desc="refine", unit=" evaluations", leave=True, file=sys.stderr)
 
     def stage(self, name: str) -> None:
-        """Show the stage the refinement is in."""
+        """Show the stage the refinement is in.
+
+        Parameters
+        ----------
+        name : str
+            The stage, as the bar's description shows it.
+        """
         if self._bar is not None:
             self._bar.set_description(f"refine: {name}")
 
@@ -35,7 +41,13 @@ class Progress:
             self._bar.update(1)
 
     def loss(self, value: float) -> None:
-        """Show the current loss."""
+        """Show the current loss.
+
+        Parameters
+        ----------
+        value : float
+            The loss, shown with 6 significant digits.
+        """
         if self._bar is not None:
             self._bar.set_postfix(loss=f"{value:.6g}")
 
