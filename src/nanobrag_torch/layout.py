@@ -96,8 +96,8 @@ class PixelLayout:
 
     @property
     def image_shape(self) -> Tuple[int, ...]:
-        """Shape of a whole image: ``(slow, fast)`` for one panel, ``(panels, slow, fast)`` for
-        several of one size.
+        """The shape of a whole image, ``(slow, fast)`` for one panel and ``(panels, slow, fast)``
+        for several of one size.
 
         Raises
         ------

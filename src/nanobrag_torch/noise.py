@@ -173,7 +173,7 @@ def int_image(float_image: np.ndarray, scale: float, adc_offset: float = 40.0,
     ----------
     %(float_image)s
     scale : float
-        Multiplier, ADU per photon (``-scale``, or 55000 / max_I: :func:`intfile_scale`).
+        Multiplier, ADU per photon (``-scale``, or 55000 / max_I: ``intfile_scale``).
     %(adc_offset)s
     %(roi)s
 

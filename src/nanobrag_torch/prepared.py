@@ -86,13 +86,13 @@ class PanelPlanes:
 
     Attributes
     ----------
-    origin_m : tensor (panels, 3)
+    origin_m : tensor (n_panels, 3)
         Lab position of the outer corner of pixel (0, 0) of every panel.
-    fast, slow, normal : tensor (panels, 3)
+    fast, slow, normal : tensor (n_panels, 3)
         Unit fast axis, slow axis and normal.
-    pixel_size_m : tensor (panels,)
+    pixel_size_m : tensor (n_panels,)
         Pixel edge.
-    close_distance_m : tensor (panels,)
+    close_distance_m : tensor (n_panels,)
         Perpendicular distance of every panel's plane from the sample.
     """
 
