@@ -37,7 +37,9 @@ class Simulator:
     Parameters
     ----------
     crystal : Crystal
+        The crystal: cell, orientation, mosaic domains, size and structure factors.
     detector : Detector
+        The detector: its panels' geometry, pixels and sensor.
     beam_config : BeamConfig, optional
         Default: ``BeamConfig()`` (1 Å, default fluence).
     device : torch.device, optional
