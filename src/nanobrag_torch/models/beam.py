@@ -117,7 +117,7 @@ class Beam:
         Returns
         -------
         horizontal, vertical, dispersion : SamplingAxis
-            The three axes, completed by :func:`resolve_sampling`.
+            The three axes, completed by ``resolve_sampling``.
         """
         cfg = self.config
 

@@ -61,7 +61,7 @@ REFINABLE_FIELDS: Dict[str, Dict[str, Tuple[int, Tuple[float, float]]]] = {
     for config, cls in CONFIG_CLASSES.items()
 }
 """Every refinable field by configuration: its number of values (0 for a scalar) and its default
-bounds, the :func:`solver_bounds` of its rule (N ≥ 1, 0 ≤ mosaic spread ≤ 180°, lengths > 0)."""
+bounds, the ``solver_bounds`` of its rule (N ≥ 1, 0 ≤ mosaic spread ≤ 180°, lengths > 0)."""
 
 ORIENTATION_FIELDS = ("phi_start_deg", "misset_deg")
 """Crystal fields that only rotate the crystal: the global orientation search moves them."""
