@@ -167,6 +167,13 @@ plan : Plan
 docdict["out"] = """
 out : text file
     Where the lines are printed (standard output for the command)."""
+docdict["pixel_batch_size"] = """
+pixel_batch_size : int, optional
+    Pixels per chunk. Default: about ``DEFAULT_EVALUATIONS_PER_CHUNK`` (2¹⁹) evaluations per
+    chunk."""
+docdict["render_progress"] = """
+progress : callable, optional
+    Called as ``progress(done_pixels, total_pixels)`` after every chunk."""
 docdict["c_options"] = """
 options : RenderOptions
     The run's discrete choices: which ``oversample_*`` flags are set, whether there is water,
