@@ -57,7 +57,18 @@ _COS = tuple((-1.0) ** k / math.factorial(2 * k) for k in range(12))
 @contextlib.contextmanager
 def threads(count: int):
     """Run the loops on ``count`` of numba's threads (at most ``NUMBA_NUM_THREADS``), then
-    restore the previous count."""
+    restore the previous count.
+
+    Parameters
+    ----------
+    count : int
+        Threads wanted; clipped to ``1 .. NUMBA_NUM_THREADS``.
+
+    Yields
+    ------
+    None
+        Once, with the thread count set; the previous count is restored on leaving.
+    """
     previous = numba.get_num_threads()
     numba.set_num_threads(max(1, min(count, numba.config.NUMBA_NUM_THREADS)))
     try:

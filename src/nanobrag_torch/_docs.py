@@ -149,17 +149,31 @@ docdict["n_parameters"] = """
 n_parameters : int
     Number of fitted parameters."""
 
+# ----------------------------------------------------------------------------- refinement
+docdict["refine_configs"] = """
+configs : mapping
+    ``{"crystal": CrystalConfig, "detector": DetectorConfig, "beam": BeamConfig}``."""
+docdict["refined_parameters"] = """
+parameters : sequence of Parameter
+    The refined parameters, in the order of the value vectors."""
+
 # ----------------------------------------------------------------------------- runs and the command
 docdict["prepared"] = """
 prepared : PreparedRun
     The planned run (:meth:`Simulator.prepare <nanobrag_torch.simulator.Simulator.prepare>`)."""
 docdict["plan"] = """
 plan : Plan
-    The command's plan: the library configurations and the outputs, from
-    :func:`~nanobrag_torch.cli.parse_args`."""
+    The command's plan: the library configurations and the outputs, from ``parse_args``."""
 docdict["out"] = """
 out : text file
     Where the lines are printed (standard output for the command)."""
+docdict["pixel_batch_size"] = """
+pixel_batch_size : int, optional
+    Pixels per chunk. Default: about ``DEFAULT_EVALUATIONS_PER_CHUNK`` (2¹⁹) evaluations per
+    chunk."""
+docdict["render_progress"] = """
+progress : callable, optional
+    Called as ``progress(done_pixels, total_pixels)`` after every chunk."""
 docdict["c_options"] = """
 options : RenderOptions
     The run's discrete choices: which ``oversample_*`` flags are set, whether there is water,

@@ -19,7 +19,18 @@ _warned_about_cache = False
 
 
 def cached_jit(**options):
-    """``numba.njit(cache=True, **options)``; without the cache (one warning) where no folder is writable."""
+    """``numba.njit(cache=True, **options)``; without the cache (one warning) where no folder is writable.
+
+    Parameters
+    ----------
+    **options
+        Options of ``numba.njit`` (``nogil``, ``parallel``, ``error_model``, ...).
+
+    Returns
+    -------
+    callable
+        A decorator that compiles a function with those options.
+    """
 
     def decorate(func):
         global _warned_about_cache

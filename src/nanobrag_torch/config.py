@@ -165,7 +165,18 @@ class FieldRule:
     note: str = ""
 
     def admits(self, value: float) -> bool:
-        """True when ``value`` (a plain number) lies within the bounds (NaN never does)."""
+        """True when ``value`` (a plain number) lies within the bounds (NaN never does).
+
+        Parameters
+        ----------
+        value : float
+            A plain number (one element of a field of several values), in the field's unit.
+
+        Returns
+        -------
+        bool
+            Whether it lies within ``lower`` and ``upper``.
+        """
         if isinstance(value, float) and math.isnan(value):
             return False
         above = self.lower is None or (value >= self.lower.value if self.lower.closed else value > self.lower.value)
@@ -173,7 +184,13 @@ class FieldRule:
         return above and below
 
     def bounds_text(self) -> str:
-        """The bounds as a message writes them: ``"> 0"``, ``">= 0 and <= 180"``; ``""`` for none."""
+        """The bounds as a message writes them: ``"> 0"``, ``">= 0 and <= 180"``; ``""`` for none.
+
+        Returns
+        -------
+        str
+            The bounds, without the unit.
+        """
         parts = []
         if self.lower is not None:
             parts.append(f"{'>=' if self.lower.closed else '>'} {_number_text(self.lower.value)}")
@@ -183,7 +200,13 @@ class FieldRule:
 
     def requirement(self) -> str:
         """What a value of a REAL or INTEGER field must be, as a :class:`ConfigError` says it
-        (``"must be a finite number > 0"``, ``"must be an integer >= 1"``)."""
+        (``"must be a finite number > 0"``, ``"must be an integer >= 1"``).
+
+        Returns
+        -------
+        str
+            The requirement, with ``note`` in parentheses when there is one.
+        """
         bounds = self.bounds_text()
         if self.kind == INTEGER:
             text = "must be an integer" + (f" {bounds}" if bounds else "")

@@ -23,12 +23,18 @@ from .structure_factors import StructureFactors
 
 @dataclass(frozen=True)
 class TutorialData:
-    """Paths of the tutorial's files."""
+    """Paths of the tutorial's files.
+
+    Attributes
+    ----------
+    matrix : Path
+        ``A.mat``: the MOSFLM orientation matrix (wavelength 0.9768 Å).
+    hkl : Path
+        ``scaled.hkl``: ``h k l F`` for 64,333 reflections.
+    """
 
     matrix: Path
-    """``A.mat``: the MOSFLM orientation matrix (wavelength 0.9768 Å)."""
     hkl: Path
-    """``scaled.hkl``: ``h k l F`` for 64,333 reflections."""
 
 
 def data_path(name: str) -> Path:
@@ -94,23 +100,31 @@ class TutorialExperiment:
     Derive a variant with ``dataclasses.replace`` (another phi, an oscillation, a start
     for a refinement) or a piece of the detector with
     :func:`~nanobrag_torch.models.detector.detector_region`.
+
+    Attributes
+    ----------
+    crystal : CrystalConfig
+        ``A.mat``'s cell and orientation at 0.9768 Å, 36 × 47 × 29 cells, five mosaic domains
+        (seed 42) spread by 0.2°, a still at phi 0° about the spindle (−1, 0, 0).
+    detector : DetectorConfig
+        The 2463 × 2527 Pilatus of 0.172 mm pixels at 231.27466 mm, tilted (CUSTOM vectors:
+        fdet and sdet of the command line made unit vectors, the normal their cross product, as
+        nanoBragg takes them), placed by its beam centre (217.742295, 213.907080) mm.
+    beam : BeamConfig
+        0.9768 Å, a fluence of 10²⁴ photons per m² (10¹⁸ photons per second for 1 s through a
+        1 mm beam).
+    structure_factors : StructureFactors
+        ``scaled.hkl``'s 64,333 amplitudes, 0 for every other reflection.
+    command : str
+        The nanoBragg command line of the experiment, to run in the folder of ``A.mat`` and
+        ``scaled.hkl``: the configurations are the ``nanobragg`` command's reading of it.
     """
 
     crystal: CrystalConfig
-    """``A.mat``'s cell and orientation at 0.9768 Å, 36 × 47 × 29 cells, five mosaic domains
-    (seed 42) spread by 0.2°, a still at phi 0° about the spindle (−1, 0, 0)."""
     detector: DetectorConfig
-    """The 2463 × 2527 Pilatus of 0.172 mm pixels at 231.27466 mm, tilted (CUSTOM vectors: fdet
-    and sdet of the command line made unit vectors, the normal their cross product, as
-    nanoBragg takes them), placed by its beam centre (217.742295, 213.907080) mm."""
     beam: BeamConfig
-    """0.9768 Å, a fluence of 10²⁴ photons per m² (10¹⁸ photons per second for 1 s through a
-    1 mm beam)."""
     structure_factors: StructureFactors
-    """``scaled.hkl``'s 64,333 amplitudes, 0 for every other reflection."""
     command: str
-    """The nanoBragg command line of the experiment, to run in the folder of ``A.mat`` and
-    ``scaled.hkl``: the configurations are the ``nanobragg`` command's reading of it."""
 
 
 def tutorial_experiment(dtype: torch.dtype = torch.float64,

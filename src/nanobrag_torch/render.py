@@ -42,11 +42,8 @@ def render(prepared: PreparedRun, pixels: Optional[torch.Tensor] = None, pixel_b
         Flat indices (:class:`~nanobrag_torch.layout.PixelLayout`) of the only pixels to
         render. Default: the detector's rendered pixels (inside the ROI, not masked), the
         others 0.
-    pixel_batch_size : int, optional
-        Pixels per chunk. Default: about ``DEFAULT_EVALUATIONS_PER_CHUNK`` (2¹⁹) evaluations per
-        chunk.
-    progress : callable, optional
-        Called as ``progress(done_pixels, total_pixels)`` after every chunk.
+    %(pixel_batch_size)s
+    %(render_progress)s
 
     Returns
     -------

@@ -18,6 +18,7 @@ from typing import Callable, Optional, TypeVar
 import torch
 
 from . import c_quirks as quirks
+from ._docs import fill_doc
 from .config import MAX_OVERSAMPLE, BeamConfig, ConfigError, CrystalShape
 from .constants import AVOGADRO_PER_MOL, R_E_SQR_M2, WATER_F, WATER_MOLAR_MASS_G
 from .geometry import as_tensor, same_device, unit
@@ -37,7 +38,9 @@ class Simulator:
     Parameters
     ----------
     crystal : Crystal
+        The crystal: cell, orientation, mosaic domains, size and structure factors.
     detector : Detector
+        The detector: its panels' geometry, pixels and sensor.
     beam_config : BeamConfig, optional
         Default: ``BeamConfig()`` (1 Å, default fluence).
     device : torch.device, optional
@@ -184,18 +187,15 @@ class Simulator:
         return torch.tensor(WATER_F ** 2 * molecules * steps, device=self.device, dtype=self.dtype)
 
     # ----------------------------------------------------------------- run
+    @fill_doc
     def run(self, pixel_batch_size: Optional[int] = None, progress: Optional[Callable[[int, int], None]] = None,
             prepared: Optional[PreparedRun] = None, pixels: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Render the image.
 
         Parameters
         ----------
-        pixel_batch_size : int, optional
-            Pixels per chunk. Default: about
-            ``DEFAULT_EVALUATIONS_PER_CHUNK`` (2¹⁹) evaluations per
-            chunk.
-        progress : callable, optional
-            Called as ``progress(done_pixels, total_pixels)`` after every chunk.
+        %(pixel_batch_size)s
+        %(render_progress)s
         prepared : PreparedRun, optional
             What this simulator's :meth:`prepare` returned, to render without computing it
             again. Default: :meth:`prepare` now.

@@ -53,7 +53,18 @@ def _is_number(text: str) -> bool:
 
 
 def looks_like_option(text: str) -> bool:
-    """Whether a command-line word is an option (``-x``), not a value (``-5``, ``-.5e3``)."""
+    """Whether a command-line word is an option (``-x``), not a value (``-5``, ``-.5e3``).
+
+    Parameters
+    ----------
+    text : str
+        A word of the command line.
+
+    Returns
+    -------
+    bool
+        True when it starts with ``-``, is longer than that, and is not a number.
+    """
     return text.startswith("-") and len(text) > 1 and not _is_number(text)
 
 
@@ -76,7 +87,147 @@ class RawArgs:
     ``None`` means "not given" (C's NaN, 0 or −1 defaults). Lengths are in mm, angles in degrees.
     ``origins`` records, for each field set from the command line or an ``-img``/``-mask``
     header, where its value came from (``"-detpixels_x 0"``, ``"-img a.img header
-    PIXEL_SIZE=0"``), so that an error about the value can name it as it was given.
+    PIXEL_SIZE=0"``), so that an error about the value can name it as it was given. Each
+    attribute is named by the options that set it.
+
+    Attributes
+    ----------
+    Na, Nb, Nc : int
+        Unit cells along a, b and c (``-Na``, ``-Nb``, ``-Nc``, ``-N``).
+    cell : list of 6 floats or None
+        ``-cell``: a, b, c (Å) and alpha, beta, gamma (degrees), missing values filled as C does.
+    misset : tuple of 3 floats or None
+        ``-misset`` rotations about x, y and z, in degrees.
+    misset_random : bool
+        ``-misset random``: a random orientation (from ``misset_seed``).
+    sample_mm : list of 3 floats
+        Crystal size along x, y and z (``-samplesize``, ``-xtal_thick``, ``-xtal_width``, ...).
+    Xbeam, Ybeam : float or None
+        ``-Xbeam``, ``-Ybeam``: the beam centre, in mm (beam pivot).
+    Xclose, Yclose : float or None
+        ``-Xclose``, ``-Yclose``: the point of the detector closest to the sample, in mm
+        (sample pivot).
+    ORGX, ORGY : float or None
+        ``-ORGX``, ``-ORGY``: XDS's origin, in pixels (sample pivot).
+    pivot : DetectorPivot
+        ``-pivot``, or the pivot that the last beam-centre or distance option implies.
+    convention : DetectorConvention
+        ``-mosflm``, ``-xds``, ``-adxv``, ``-denzo``, ``-dials``; CUSTOM after a vector option.
+    vectors : dict of str to tuple of 3 floats
+        The vectors given (``fdet``, ``sdet``, ``odet``, ``beam``, ``polar``, ``spindle``,
+        ``twotheta_axis``), by the name of their option.
+    pix0_given : bool
+        ``-pix0_vector`` was given (its values are ignored, as in C: it only selects CUSTOM).
+    distance : float
+        ``-distance``, in mm (beam pivot).
+    close_distance : float or None
+        ``-close_distance``, in mm (sample pivot).
+    detector_absorption : DetectorAbsorption
+        What ``-detector_abs`` set, if anything.
+    detector_abs_um : float or None
+        ``-detector_abs``: the attenuation depth, in µm.
+    detector_thick_um : float
+        ``-detector_thick``: the sensor thickness, in µm.
+    detector_thicksteps : int or None
+        ``-detector_thicksteps``: sensor layers.
+    twotheta : float
+        ``-twotheta``: the detector's two-theta angle, in degrees.
+    rot : list of 3 floats
+        ``-detector_rotx``, ``-detector_roty``, ``-detector_rotz``, in degrees.
+    detsize_f, detsize_s : float
+        ``-detsize``, ``-detsize_f``, ``-detsize_s``: the detector's size, in mm.
+    fpixels, spixels : int or None
+        ``-detpixels``, ``-detpixels_f``, ``-detpixels_s``: pixels along fast and slow.
+    curved : bool
+        ``-curved_det``.
+    pixel : float
+        ``-pixel``: the pixel size, in mm.
+    point_pixel : bool
+        ``-point_pixel``.
+    polar : float
+        ``-polar``: the Kahn polarization factor.
+    nopolar : bool
+        ``-nopolar``.
+    oversample : int or None
+        ``-oversample``: sub-pixels per pixel edge.
+    oversample_thick, oversample_polar, oversample_omega : bool
+        ``-oversample_thick``, ``-oversample_polar``, ``-oversample_omega``.
+    roi : list of 4 ints or None
+        ``-roi``: fmin, fmax, smin, smax.
+    wavelength_A : float
+        ``-lambda`` (or ``-energy``, converted), in Å.
+    fluence : float
+        ``-fluence``, in photons per m².
+    flux : float
+        ``-flux``, in photons per second (0: not given).
+    exposure : float
+        ``-exposure``, in s.
+    beamsize_mm : float
+        ``-beamsize``, in mm.
+    mosaic_spread : float or None
+        ``-mosaic``, in degrees.
+    mosaic_domains : int or None
+        ``-mosaic_domains``.
+    dispersion : float
+        ``-dispersion``, in percent.
+    dispsteps : int or None
+        ``-dispsteps``: wavelengths.
+    hdivrange, vdivrange : float or None
+        ``-hdivrange``, ``-vdivrange`` (``-divergence``): the divergence ranges, in mrad.
+    hdivstep, vdivstep : float or None
+        ``-hdivstep``, ``-vdivstep``, in mrad.
+    hdivsteps, vdivsteps : int or None
+        ``-hdivsteps``, ``-vdivsteps`` (``-divsteps``).
+    round_div : bool
+        ``-round_div`` (True) or ``-square_div`` (False).
+    adc : float
+        ``-adc``: the offset of the integer images, in ADU.
+    phi0 : float
+        ``-phi``: the start of the rotation, in degrees.
+    osc : float or None
+        ``-osc``: the oscillation range, in degrees.
+    phistep : float or None
+        ``-phistep``, in degrees.
+    phisteps : int or None
+        ``-phisteps``.
+    dmin : float
+        ``-dmin``: the resolution limit, in Å (0: none).
+    matfile, hklfile : str or None
+        ``-mat``, ``-hkl``: the orientation matrix and the text HKL file.
+    default_F : float
+        ``-default_F``: the structure factor of reflections without one.
+    dumpfile : str
+        ``-dump``: the Fdump cache.
+    imgfile, maskfile : str or None
+        ``-img``, ``-mask``: SMV files whose headers give defaults (size, pixel, distance,
+        wavelength, beam centre, phi); the mask's pixels are read too.
+    sourcefile : str or None
+        ``-sourcefile``.
+    floatfile, intfile, pgmfile, noisefile : str
+        ``-floatfile``, ``-intfile``, ``-pgmfile``, ``-noisefile``: the output files' names.
+    write_pgm, calculate_noise : bool
+        Whether the PGM preview and the noise image are written (``-nopgm``, ``-nonoise``).
+    intfile_scale : float or None
+        ``-scale``: of the integer image (None: automatic).
+    pgm_scale : float or None
+        ``-pgmscale`` (None: automatic).
+    progress : bool or None
+        ``-progress`` (True), ``-noprogress`` (False), or neither (None).
+    interpolate : bool or None
+        ``-interpolate`` (True), ``-nointerpolate`` (False), or neither (None: C's automatic
+        choice).
+    shape : CrystalShape
+        ``-round_xtal``, ``-square_xtal``, ``-gauss_xtal``, ``-tophat_spots``.
+    fudge : float
+        ``-fudge``.
+    seed, mosaic_seed, misset_seed : int or None
+        ``-seed``, ``-mosaic_seed``, ``-misset_seed``.
+    water_um : float
+        ``-water``: the water thickness, in µm.
+    ignored : list of str
+        A warning for each option that is read and ignored.
+    origins : dict of str to str
+        Field name to the option or header entry that set it, as given.
     """
 
     Na: int = 1
@@ -200,6 +351,19 @@ class Option:
     apply: Callable[[RawArgs, list], Optional[str]]
 
     def matches(self, arg: str) -> bool:
+        """Whether C's parser triggers this option on ``arg`` (by any of its ``patterns``).
+
+        Parameters
+        ----------
+        arg : str
+            A word of the command line.
+
+        Returns
+        -------
+        bool
+            True when a pattern matches by its rule (``strstr``, ``strcmp`` or ``strstr`` and a
+            length).
+        """
         for text, rule in self.patterns:
             if rule == "exact":
                 if arg == text:
@@ -209,6 +373,18 @@ class Option:
         return False
 
     def exactly(self, arg: str) -> bool:
+        """Whether ``arg`` is exactly one of the option's spellings (not a longer word).
+
+        Parameters
+        ----------
+        arg : str
+            A word of the command line.
+
+        Returns
+        -------
+        bool
+            True when ``arg`` equals the text of one of ``patterns``.
+        """
         return any(arg == text for text, _ in self.patterns)
 
 
@@ -688,7 +864,18 @@ CONFIG_FIELD_FLAGS: Dict[str, str] = {
 
 def library_message(error: Exception) -> str:
     """A library exception as one line; a :class:`~nanobrag_torch.config.ConfigError` is prefixed
-    with the flag of its field, an :class:`OSError` with its file."""
+    with the flag of its field, an :class:`OSError` with its file.
+
+    Parameters
+    ----------
+    error : Exception
+        Raised by the library while the command planned or ran.
+
+    Returns
+    -------
+    str
+        The message on one line (whitespace collapsed; the exception's type when it has none).
+    """
     message = " ".join(str(error).split()) or type(error).__name__
     if isinstance(error, ConfigError) and error.field in CONFIG_FIELD_FLAGS:
         message = f"{CONFIG_FIELD_FLAGS[error.field]}: {message}"

@@ -26,7 +26,23 @@ from .options import DetectorAbsorption, RawArgs, UsageError, looks_like_option,
 # --------------------------------------------------------------------------- the plan
 @dataclass
 class Outputs:
-    """Files the command writes (None: not written)."""
+    """Files the command writes (None: not written).
+
+    Attributes
+    ----------
+    floatfile : str
+        The float image (``-floatfile``; default ``floatimage.bin``).
+    intfile : str
+        The SMV integer image (``-intfile``; default ``intimage.img``).
+    pgmfile : str or None
+        The PGM preview (``-pgmfile``; default ``image.pgm``; None after ``-nopgm``).
+    noisefile : str or None
+        The SMV image with Poisson noise (``-noisefile``; default ``noiseimage.img``; None after
+        ``-nonoise``).
+    fdump : str or None
+        The Fdump cache written after reading a text HKL file (``-dump``; default
+        ``Fdump.bin``); None when none is written.
+    """
 
     floatfile: str
     intfile: str
@@ -37,7 +53,7 @@ class Outputs:
 
 @dataclass
 class Plan:
-    """Everything a run needs, resolved from the command line (see :func:`parse_args`).
+    """Everything a run needs, resolved from the command line (see ``parse_args``).
 
     Attributes
     ----------
@@ -48,6 +64,7 @@ class Plan:
     fdump_in : str or None
         Fdump cache to read when no ``-hkl`` is given and the cache exists.
     outputs : Outputs
+        Files the command writes.
     pgm_scale : float or None
         ``-pgmscale`` (None: automatic).
     header : dict
@@ -169,7 +186,19 @@ class PhysicalBound:
     c_instead: Optional[Callable[[RawArgs, float], Optional[str]]] = None
 
     def problem(self, raw: RawArgs) -> Optional[str]:
-        """The error message for the value of ``raw``, or None if it is within bounds."""
+        """The error message for the value of ``raw``, or None if it is within bounds.
+
+        Parameters
+        ----------
+        raw : RawArgs
+            The parsed option variables; the field ``field`` of it is checked.
+
+        Returns
+        -------
+        str or None
+            ``"<option as given> is not physical: <what> must be <bounds>"`` (with what C would
+            do instead, where known) for the first element out of bounds, or None.
+        """
         value = getattr(raw, self.field)
         for element in (value if isinstance(value, list) else [value]):
             if element is None or (math.isfinite(element) and self.rule.admits(element)):

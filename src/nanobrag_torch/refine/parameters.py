@@ -19,6 +19,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
+from .._docs import fill_doc
 from ..config import BeamConfig, CrystalConfig, DetectorConfig, FieldRule, refinable_fields
 
 SCALE = "scale"
@@ -60,7 +61,7 @@ REFINABLE_FIELDS: Dict[str, Dict[str, Tuple[int, Tuple[float, float]]]] = {
     for config, cls in CONFIG_CLASSES.items()
 }
 """Every refinable field by configuration: its number of values (0 for a scalar) and its default
-bounds, the :func:`solver_bounds` of its rule (N ≥ 1, 0 ≤ mosaic spread ≤ 180°, lengths > 0)."""
+bounds, the ``solver_bounds`` of its rule (N ≥ 1, 0 ≤ mosaic spread ≤ 180°, lengths > 0)."""
 
 ORIENTATION_FIELDS = ("phi_start_deg", "misset_deg")
 """Crystal fields that only rotate the crystal: the global orientation search moves them."""
@@ -119,11 +120,23 @@ class Parameter:
         return self.config != SCALE and self.field not in NOT_FITTED_TO_SPOT_POSITIONS
 
 
+@fill_doc
 def mosaic_spread_index(parameters: Sequence[Parameter]) -> Optional[int]:
-    """Position of the mosaic spread among ``parameters``, or None when it is not refined."""
+    """Position of the mosaic spread among ``parameters``, or None when it is not refined.
+
+    Parameters
+    ----------
+    %(refined_parameters)s
+
+    Returns
+    -------
+    int or None
+        The index of the first parameter that is the mosaic spread, or None.
+    """
     return next((p for p, parameter in enumerate(parameters) if parameter.is_mosaic_spread), None)
 
 
+@fill_doc
 def parse_parameters(parameters: Mapping[str, float], configs: Mapping[str, object],
                      bounds: Optional[Mapping[str, Tuple[float, float]]] = None
                      ) -> Tuple[List[Parameter], torch.Tensor]:
@@ -133,8 +146,7 @@ def parse_parameters(parameters: Mapping[str, float], configs: Mapping[str, obje
     ----------
     parameters : mapping of str to float
         Starting value of each parameter to refine, by name.
-    configs : mapping
-        ``{"crystal": CrystalConfig, "detector": DetectorConfig, "beam": BeamConfig}``.
+    %(refine_configs)s
     bounds : mapping of str to (float, float), optional
         Bounds that replace the defaults, by name (``None`` or ±inf for an open side).
 
@@ -199,11 +211,26 @@ def _parameter(name: str, configs: Mapping[str, object]) -> Parameter:
     return Parameter(name, config, field, None if index is None else int(index), lower, upper)
 
 
+@fill_doc
 def configs_with(configs: Mapping[str, object], parameters: Sequence[Parameter],
                  values: Sequence[torch.Tensor]) -> Tuple[CrystalConfig, DetectorConfig, BeamConfig]:
     """The crystal, detector and beam configurations with the refined fields set to ``values``
     (tensors, possibly carrying gradients or tangents); a configuration without a refined field
-    is returned as it is, and the scale, not a field, is skipped."""
+    is returned as it is, and the scale, not a field, is skipped.
+
+    Parameters
+    ----------
+    %(refine_configs)s
+    %(refined_parameters)s
+    values : sequence of tensor ()
+        The value of each parameter, in the order of ``parameters``.
+
+    Returns
+    -------
+    crystal : CrystalConfig
+    detector : DetectorConfig
+    beam : BeamConfig
+    """
     updates: Dict[str, Dict[str, object]] = {"crystal": {}, "detector": {}, "beam": {}}
     for parameter, value in zip(parameters, values):
         if parameter.config == SCALE:
