@@ -42,7 +42,7 @@ def solver_bounds(rule: FieldRule) -> Tuple[float, float]:
     Parameters
     ----------
     rule : FieldRule
-        The field's rule; a closed bound is kept, an open one moved :data:`OPEN_BOUND_MARGIN`
+        The field's rule; a closed bound is kept, an open one moved ``OPEN_BOUND_MARGIN`` (1e-9)
         inwards, a missing one is infinite.
 
     Returns
