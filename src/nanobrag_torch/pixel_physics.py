@@ -29,7 +29,7 @@ def chunk_intensity(p: PreparedRun, panel: int, slow: torch.Tensor, fast: torch.
         <nanobrag_torch.simulator.Simulator.prepare>`); nothing else is read.
     panel : int
         The panel all the pixels lie on.
-    slow, fast : tensor (P,) of int
+    slow, fast : tensor (P,) of float64
         Their pixel coordinates on it.
     interpolation_off : bool
         Whether C's interpolation switch-off happened before this chunk (C quirks only).

@@ -130,7 +130,8 @@ def _chunks(layout: PixelLayout, pixels: torch.Tensor,
         starts = [0] + (torch.nonzero(panel[1:] != panel[:-1]).reshape(-1) + 1).tolist()
         runs = list(zip(starts, starts[1:] + [count])) if count else []
     for start, end in runs:
+        panel = int(layout.panel_of(pixels[start:start + 1])) if layout.panels > 1 else 0
         for first in range(start, end, batch):
             last = min(first + batch, end)
-            panel, slow, fast = layout.coordinates(pixels[first:last])
-            yield slice(first, last), int(panel[0]), slow, fast
+            slow, fast = layout.coordinates_on_panel(panel, pixels[first:last])
+            yield slice(first, last), panel, slow, fast
