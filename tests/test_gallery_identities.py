@@ -53,6 +53,7 @@ FPIXELS, SPIXELS, PIXEL_MM = 160, 128, 0.6
 BEAM_FAST, BEAM_SLOW = 50.0, 40.0
 NAMED = [DetectorConvention.MOSFLM, DetectorConvention.DENZO, DetectorConvention.XDS,
          DetectorConvention.DIALS, DetectorConvention.ADXV]
+"""The five conventions, MOSFLM (the reference of the image comparison) first."""
 
 
 def _lab_frame(convention):
@@ -89,8 +90,9 @@ def test_beam_centre_rules_put_the_beam_on_the_chosen_pixel(five_conventions, co
     assert (fast, slow) == pytest.approx((BEAM_FAST, BEAM_SLOW), abs=1e-9)
 
 
-@pytest.mark.parametrize("convention", NAMED, ids=lambda c: c.name)
+@pytest.mark.parametrize("convention", NAMED[1:], ids=lambda c: c.name)
 def test_one_experiment_gives_one_image_in_every_convention(five_conventions, convention):
+    """Each other convention against MOSFLM (``NAMED[0]``): comparing MOSFLM with itself would test nothing."""
     mosflm = five_conventions[DetectorConvention.MOSFLM][1]
     image = five_conventions[convention][1]
     assert mosflm.max() > 100

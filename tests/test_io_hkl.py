@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from nanobrag_torch import Crystal, CrystalConfig, Detector, DetectorConfig, Simulator, StructureFactors
 from nanobrag_torch.datasets import tutorial_data_paths
 from nanobrag_torch.io.hkl import read_fdump, read_hkl_file, write_fdump
 
@@ -33,6 +34,25 @@ def test_default_fill_and_duplicates(tmp_path):
     assert grid[0, 1, 0] == 10.0
     assert grid[0, 0, 0] == 3.0  # not listed: default_F
     assert int((grid == 3.0).sum()) == 2 * 2 * 3 - 2
+
+
+def test_a_read_table_is_structure_factors_that_unpack_as_the_pair(tmp_path):
+    """read_hkl_file and read_fdump return a StructureFactors (the file's fill value as its
+    default_F) that unpacks as the seed tutorial's (grid, metadata); a crystal gives the same
+    image from either, with its own default_F outside the box."""
+    path = tmp_path / "f.hkl"
+    path.write_text("0 0 0 10\n1 -1 2 5.5\n")
+    table = read_hkl_file(path, default_F=3.0)
+    assert isinstance(table, StructureFactors) and table.default_F == 3.0
+    grid, meta = table
+    assert grid is table.grid and meta is table.metadata
+    write_fdump(tmp_path / "Fdump.bin", *table)
+    cached = read_fdump(tmp_path / "Fdump.bin")
+    assert isinstance(cached, StructureFactors) and torch.equal(cached.grid, grid) and cached.default_F == 0.0
+    config = CrystalConfig(cell_a=30, cell_b=35, cell_c=40, N_cells=(3, 3, 3), default_F=50.0)
+    detector = Detector(DetectorConfig(distance_mm=100, pixel_size_mm=0.3, fpixels=10, spixels=10))
+    images = [Simulator(Crystal(config, factors), detector).run() for factors in (table, (grid, meta), cached)]
+    assert torch.equal(images[0], images[1]) and torch.equal(images[0], images[2])
 
 
 def test_indices_written_as_integral_floats_are_accepted(tmp_path):

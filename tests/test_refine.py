@@ -20,8 +20,11 @@ import torch
 from nanobrag_torch import BeamConfig, CrystalConfig, DetectorConfig, DetectorConvention, Simulator
 from nanobrag_torch import Crystal, Detector, default_beam_center_mm
 from nanobrag_torch.noise import noise_image
+from nanobrag_torch.layout import PixelLayout
 from nanobrag_torch.refine import Gaussian, MeanSquaredError, Poisson, RefinementResult, refine
+from nanobrag_torch.refine.pixels import MARGIN_PX, informative_pixels
 from nanobrag_torch.refine.solver import levenberg_marquardt
+from nanobrag_torch.refine.spots import find_spots
 
 CRYSTAL = CrystalConfig(cell_a=30.0, cell_b=35.0, cell_c=40.0, cell_alpha=90.0, cell_beta=95.0, cell_gamma=90.0,
                         misset_deg=(10.0, 20.0, 30.0), N_cells=(20, 20, 20), default_F=100.0,
@@ -277,16 +280,92 @@ def test_every_field_of_the_result():
     assert "crystal.phi_start_deg" in result.summary()
 
 
+def _fast_columns(result: RefinementResult) -> torch.Tensor:
+    """Fast coordinates of the pixels a refinement compared."""
+    panel, _, fast = Detector(DETECTOR).layout.coordinates(result.pixel_indices)
+    assert bool((panel == 0).all())
+    return fast
+
+
 def test_a_mask_and_a_background_are_used():
+    """A background in the data is exactly accounted for when given (the scale comes out 1 on
+    a noise-free image) and taken for signal when not (the scale comes out above 1); the
+    masked pixels are never compared, though the unmasked refinement compares some of them."""
     background = 0.5
-    observed = noise_image(expected_image() + background, seed=8, adc_offset=0.0)[0].astype(np.float64)
+    observed = expected_image() + background
+    start = {"scale": 0.8}
+    result = refine(observed, start, background=background, **EXPERIMENT)
+    assert result.values["scale"] == pytest.approx(1.0, abs=1e-4)
+    without = refine(observed, start, **EXPERIMENT)
+    assert without.values["scale"] > 1.05, without.values
     mask = np.ones((256, 256), dtype=bool)
     mask[:, :40] = False
+    masked = refine(observed, start, mask=mask, background=background, **EXPERIMENT)
+    assert masked.values["scale"] == pytest.approx(1.0, abs=1e-4)
+    near_spots = int((_fast_columns(result) < 40).sum())
+    assert near_spots > 0, "the masked columns must hold compared pixels for the test to mean something"
+    assert int((_fast_columns(masked) < 40).sum()) == 0
+    assert masked.pixels < result.pixels
+
+
+def test_the_detector_mask_is_the_mask_argument():
+    """One mask rule: a beamstop over the brightest spot in DetectorConfig.mask (where the
+    simulator documents it) changes the compared pixels exactly as the same mask= argument."""
+    image = expected_image()
+    slow, fast = np.unravel_index(np.argmax(image), image.shape)
+    beamstop = np.ones(image.shape, dtype=bool)
+    beamstop[slow - 4:slow + 5, fast - 4:fast + 5] = False
+    start = {"scale": 0.8}
+    free = refine(image, start, **EXPERIMENT)
+    by_argument = refine(image, start, mask=beamstop, **EXPERIMENT)
+    detector = DetectorConfig(**{**DETECTOR.__dict__, "mask": beamstop})
+    by_config = refine(image[None], start, crystal=CRYSTAL, detector=detector, beam=BEAM)  # (panels, slow, fast)
+    masked = torch.from_numpy(~beamstop).reshape(-1)
+    assert bool(masked[free.pixel_indices].any()), "the beamstop must cover compared pixels"
+    assert not bool(masked[by_config.pixel_indices].any())
+    assert torch.equal(by_config.pixel_indices, by_argument.pixel_indices)
+    assert by_config.pixels == by_argument.pixels
+    assert not torch.equal(by_config.pixel_indices, free.pixel_indices)
+    assert by_config.values == by_argument.values
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+def test_float32_and_float64_reach_the_truth(dtype):
     start = {"crystal.phi_start_deg": 0.5, "crystal.mosaic_spread_deg": 0.2}
-    result = refine(observed, start, mask=mask, background=background, **EXPERIMENT)
+    result = refine(counts(5), start, dtype=dtype, **EXPERIMENT)
+    assert result.converged, result.message
     assert_within(result)
-    without = refine(observed, start, mask=mask, **EXPERIMENT)
-    assert without.values != result.values
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_refine_on_cuda_moves_every_input_there_once():
+    """Observed counts, background and a structure-factor table given on the CPU go to the GPU at
+    the entry point; the estimates reach the truth, and the covariance comes back on the CPU."""
+    table = (torch.full((3, 3, 3), 100.0, dtype=torch.float64), dict(h_min=-1, h_max=1, k_min=-1, k_max=1,
+                                                                     l_min=-1, l_max=1))
+    start = {"crystal.phi_start_deg": 0.5, "crystal.mosaic_spread_deg": 0.2}
+    result = refine(torch.as_tensor(counts(5)), start, background=torch.zeros(256, 256), structure_factors=table,
+                    device="cuda", **EXPERIMENT)
+    assert result.converged, result.message
+    assert_within(result)
+    assert result.covariance.device.type == "cpu" and result.pixel_indices.device.type == "cpu"
+
+
+def test_spots_and_pixel_sets_stay_on_their_panel():
+    """Two spots on adjacent rows of a flat image but on two panels are two spots, and the
+    pixels near them stay on their own panels."""
+    image = torch.zeros(2, 16, 16, dtype=torch.float64)
+    image[0, 15, 7] = 20.0  # panel 0's last row
+    image[1, 0, 7] = 30.0  # panel 1's first row
+    everywhere = torch.ones(image.shape, dtype=torch.bool)
+    spots = find_spots(image, torch.zeros_like(image), everywhere)
+    assert spots.panel.tolist() == [0, 1]
+    assert spots.photons.tolist() == [20.0, 30.0]
+    assert spots.slow_px.tolist() == [15.0, 0.0] and spots.fast_px.tolist() == [7.0, 7.0]
+    panel, slow, fast = PixelLayout(((16, 16), (16, 16))).coordinates(informative_pixels([], spots, everywhere))
+    side = 2 * MARGIN_PX + 1
+    assert int((panel == 0).sum()) == int((panel == 1).sum()) == (MARGIN_PX + 1) * side
+    assert int(slow[panel == 0].min()) == 15 - MARGIN_PX and int(slow[panel == 1].max()) == MARGIN_PX
 
 
 def test_progress_bar_only_when_asked(capsys):

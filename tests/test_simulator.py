@@ -218,8 +218,20 @@ def test_inconsistent_structure_factors_are_errors_when_used():
     crystal.hkl_metadata = dict(metadata, l_max=3)
     with pytest.raises(ValueError, match=r"has shape \(7, 9, 5\) but .* need \(7, 9, 6\)"):
         _image(crystal)
-    with pytest.raises(ValueError, match="structure_factors.default_F = 0.0 but config.default_F = 3.0"):
-        Crystal(config, StructureFactors(grid, metadata))
+    with pytest.raises(ValueError, match="must be a StructureFactors, a .grid, metadata. pair or None, got float"):
+        Crystal(config, 3.0)
+
+
+def test_outside_the_table_the_crystal_default_F_applies_whatever_the_table_carries():
+    """One rule (as_structure_factors): read_hkl_file's StructureFactors carries the file's fill
+    value, and a crystal uses its own default_F outside the box, as with the (grid, metadata) pair."""
+    config = CrystalConfig(cell_a=30, cell_b=35, cell_c=40, N_cells=(4, 4, 4), default_F=3.0)
+    grid, metadata = _table()
+    from_pair = _image(Crystal(config, (grid, metadata)))
+    assert torch.equal(_image(Crystal(config, StructureFactors(grid, metadata, default_F=0.0))), from_pair)
+    outside = torch.tensor([[10.0, 0.0, 0.0]], dtype=torch.float64)
+    assert Crystal(config, StructureFactors(grid, metadata, default_F=0.0)).structure_factors().nearest(
+        outside).tolist() == [3.0]
 
 
 # ------------------------------------------------------------------ computed once per run

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from nanobrag_torch import StructureFactors
+from nanobrag_torch.structure_factors import as_structure_factors
 
 F64 = torch.float64
 METADATA = dict(h_min=-2, h_max=1, k_min=0, k_max=2, l_min=-1, l_max=3)
@@ -83,3 +84,20 @@ def test_a_table_that_needs_a_gradient_gets_one_through_the_lookup():
 def test_inconsistent_tables_are_errors(grid, metadata, message):
     with pytest.raises(ValueError, match=message):
         StructureFactors(grid, metadata)
+
+
+def test_as_structure_factors_one_rule_for_every_form():
+    """The table's grid as given, the crystal's default_F outside it; a table already right is
+    returned itself, so that the crystals of a refinement share it."""
+    grid, factors = table()
+    same = as_structure_factors(factors, -7.0, dtype=F64, device=torch.device("cpu"))
+    assert same is factors
+    for given in (factors, (grid, METADATA)):
+        made = as_structure_factors(given, 2.5, dtype=torch.float32)
+        assert made is not factors and made.default_F == 2.5 and made.values.dtype == torch.float32
+        hkl = torch.tensor([[0.0, 1.0, 2.0], [5.0, 0.0, 0.0]])
+        assert made.nearest(hkl).tolist() == [float(grid[2, 1, 3]), 2.5]
+    none = as_structure_factors(None, 4.0)
+    assert not none.has_table and none.nearest(torch.zeros(1, 3, dtype=F64)).tolist() == [4.0]
+    with pytest.raises(ValueError, match="got str"):
+        as_structure_factors("table.hkl", 0.0)

@@ -229,25 +229,25 @@ class PixelLayout:
         Parameters
         ----------
         image : tensor
-            ``(slow, fast)`` for one panel, or ``(panels, slow, fast)``, or flat ``(total,)``.
+            ``(panels, slow, fast)`` (also ``(slow, fast)`` for one panel), or flat ``(total,)``.
         name : str
             What the image is, for the error message.
 
         Returns
         -------
         tensor (panels, slow, fast)
-            A view of ``image``.
+            A view of ``image`` where it can be.
 
         Raises
         ------
         ValueError
-            A shape that is none of these.
+            A shape that is none of these (or panels of different sizes).
         """
         shape = tuple(image.shape)
-        if shape == (self.total,) and len(set(self.panel_shapes)) == 1:
-            return image.reshape((self.panels,) + self.panel_shapes[0])
-        if shape == self.image_shape:
-            return image.reshape((self.panels,) + self.panel_shapes[0])
+        if len(set(self.panel_shapes)) == 1:
+            panels = (self.panels,) + self.panel_shapes[0]
+            if shape in ((self.total,), panels, self.image_shape):
+                return image.reshape(panels)
         raise ValueError(f"{name} has shape {shape}, but the detector's images have shape {self.image_shape} "
                          f"({self._describe()})")
 

@@ -4,15 +4,19 @@
 :func:`nanobrag_torch.io.hkl.read_hkl_file` returns them) and ``default_F`` for every
 reflection outside it. Its lookups are the only ones in the package: nearest-neighbour
 (:meth:`~StructureFactors.nearest`, used by the fused kernel and by the autograd path alike),
-the validity test of interpolation, and tricubic interpolation.
+the validity test of interpolation, and tricubic interpolation. :func:`as_structure_factors`
+is the one rule that turns what a caller gives (a table, a ``(grid, metadata)`` pair, or
+nothing) into the structure factors of a crystal.
 """
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
+from typing import Dict, Iterator, Optional, Tuple, Union
 
 import numpy as np
 import torch
+
+from .geometry import same_device
 
 Metadata = Dict[str, int]
 """Index ranges of a table: ``h_min``, ``h_max``, ``k_min``, ``k_max``, ``l_min``, ``l_max``."""
@@ -86,6 +90,11 @@ class StructureFactors:
         self._shift = torch.tensor([1 - m for m in lowest], **options)
         self._upper = torch.tensor([s - 1 for s in values.shape], **options)
         self._strides = torch.tensor([values.shape[1] * values.shape[2], values.shape[2], 1], **options)
+
+    def __iter__(self) -> Iterator[object]:
+        """The grid, then the metadata: a table unpacks as the ``(grid, metadata)`` pair of the
+        seed tutorial (``hkl_grid, hkl_meta = read_hkl_file(path)``)."""
+        return iter((self.grid, self.metadata))
 
     @property
     def has_table(self) -> bool:
@@ -161,6 +170,64 @@ class StructureFactors:
         index = h[..., :, None, None] + k[..., None, :, None] + l[..., None, None, :]
         weight = weights[0][..., :, None, None] * weights[1][..., None, :, None] * weights[2][..., None, None, :]
         return (weight * self.values.take(index.to(torch.int64))).sum((-1, -2, -3))
+
+
+StructureFactorInput = Union[StructureFactors, Tuple[Optional[torch.Tensor], Optional[Metadata]], None]
+"""What a crystal takes as its structure factors: a :class:`StructureFactors`, the
+``(grid, metadata)`` pair (a tuple or list), or None (no table)."""
+
+
+def as_structure_factors(value: StructureFactorInput, default_F: float, *, dtype: Optional[torch.dtype] = None,
+                         device: Optional[torch.device] = None) -> StructureFactors:
+    """The structure factors of a crystal whose ``config.default_F`` is ``default_F``.
+
+    The one rule, for every caller (:class:`~nanobrag_torch.models.crystal.Crystal`, and through it
+    the simulator and :func:`~nanobrag_torch.refine.refine`): the table's grid is used as given,
+    so the entries of its index box that a file does not list keep the value the reader filled
+    them with (:func:`~nanobrag_torch.io.hkl.read_hkl_file`'s ``default_F``); every reflection
+    outside the box has the crystal's ``default_F``, whatever ``default_F`` a
+    :class:`StructureFactors` carries. A :class:`StructureFactors` and its ``(grid, metadata)``
+    pair thus give the same image, as nanoBragg's ``-hkl`` with ``-default_F`` does.
+
+    Parameters
+    ----------
+    value : StructureFactors, (grid, metadata) or None
+        The table (``grid`` a tensor (h_range, k_range, l_range) of amplitudes in electrons,
+        ``metadata`` its index ranges), or None for none.
+    default_F : float
+        Amplitude (electrons) of every reflection outside the table: the crystal's.
+    dtype : torch.dtype, optional
+        Of the lookups. Default: the grid's (float64 without a grid).
+    device : torch.device, optional
+        Default: the grid's (the CPU without a grid).
+
+    Returns
+    -------
+    StructureFactors
+        ``value`` itself when it is a :class:`StructureFactors` with this ``default_F``, dtype and
+        device (so that the crystals of a refinement share one table, and a grid's graph is kept);
+        otherwise a new table.
+
+    Raises
+    ------
+    ValueError
+        ``value`` is neither a :class:`StructureFactors`, a pair nor None; or the pair's grid
+        and metadata do not agree (see :class:`StructureFactors`).
+    """
+    default_F = float(default_F)
+    if isinstance(value, StructureFactors):
+        if (value.default_F == default_F and (dtype is None or value.values.dtype == dtype)
+                and (device is None or same_device(value.values.device, torch.device(device)))):
+            return value
+        grid, metadata = value
+    elif value is None:
+        grid, metadata = None, None
+    elif isinstance(value, (tuple, list)) and len(value) == 2:
+        grid, metadata = value
+    else:
+        raise ValueError(f"structure factors must be a StructureFactors, a (grid, metadata) pair or None, got "
+                         f"{type(value).__name__}")
+    return StructureFactors(grid, metadata, default_F, dtype=dtype, device=device)
 
 
 def _bounds(metadata: Optional[Metadata], shape: Tuple[int, ...]) -> Tuple[Tuple[int, int, int], Tuple[int, int, int]]:

@@ -17,7 +17,7 @@ from ..io.hkl import read_fdump, read_hkl_file, write_fdump
 from ..models.crystal import Crystal
 from ..models.detector import Detector
 from ..simulator import Simulator
-from ..structure_factors import Metadata
+from ..structure_factors import StructureFactors
 from .options import PROGRAM, UsageError, library_message
 from .plan import Outputs, Plan
 from .report import print_setup, write_outputs
@@ -56,7 +56,7 @@ def _output_paths(outputs: Outputs) -> List[Tuple[str, str]]:
     return [(flag, path) for flag, path in named if path is not None]
 
 
-def build_simulator(plan: Plan, device="cpu", dtype=None) -> Tuple[Simulator, Optional[Tuple[torch.Tensor, Metadata]]]:
+def build_simulator(plan: Plan, device="cpu", dtype=None) -> Tuple[Simulator, Optional[StructureFactors]]:
     """The library objects of a plan: the simulator and the structure factors it uses.
 
     Parameters
@@ -70,8 +70,9 @@ def build_simulator(plan: Plan, device="cpu", dtype=None) -> Tuple[Simulator, Op
     -------
     simulator : Simulator
         Built with ``c_quirks=True``.
-    structure : tuple (grid, metadata) or None
-        The HKL table read from ``-hkl`` or the Fdump cache; None for a pure ``-default_F`` run.
+    structure : StructureFactors or None
+        The HKL table read from ``-hkl`` or the Fdump cache (it unpacks as ``grid, metadata``);
+        None for a pure ``-default_F`` run.
     """
     dtype = torch.float64 if dtype is None else dtype
     structure = _read_structure_factors(plan)
@@ -81,7 +82,7 @@ def build_simulator(plan: Plan, device="cpu", dtype=None) -> Tuple[Simulator, Op
     return simulator, structure
 
 
-def _read_structure_factors(plan: Plan) -> Optional[Tuple[torch.Tensor, Metadata]]:
+def _read_structure_factors(plan: Plan) -> Optional[StructureFactors]:
     if plan.hklfile is not None:
         try:
             return read_hkl_file(plan.hklfile, plan.crystal.default_F)

@@ -5,22 +5,21 @@ from __future__ import annotations
 import math
 import warnings
 from pathlib import Path
-from typing import Dict, Tuple, Union
+from typing import Tuple, Union
 
 import numpy as np
 import torch
 
+from ..structure_factors import Metadata, StructureFactors
 from .atomic import atomic_write
 from .text import read_text
-
-Metadata = Dict[str, int]
 
 MAX_TABLE_ENTRIES = 1 << 28
 """The most entries (h range × k range × l range) of a table read from a file: 2 GiB of float64.
 A reflection far from the others would otherwise ask for more memory than any machine has."""
 
 
-def read_hkl_file(path: Union[str, Path], default_F: float = 0.0) -> Tuple[torch.Tensor, Metadata]:
+def read_hkl_file(path: Union[str, Path], default_F: float = 0.0) -> StructureFactors:
     """Read an ``h k l F`` text file into a dense table of amplitudes.
 
     Parameters
@@ -30,13 +29,17 @@ def read_hkl_file(path: Union[str, Path], default_F: float = 0.0) -> Tuple[torch
         (electrons).
     default_F : float
         Amplitude (electrons) of every reflection in the index box that the file does not list.
+        Outside the box, a crystal uses its own ``config.default_F``
+        (:func:`~nanobrag_torch.structure_factors.as_structure_factors`).
 
     Returns
     -------
-    grid : tensor (h_range, k_range, l_range), float64
-        ``grid[h - h_min, k - k_min, l - l_min] = F``; a later duplicate overwrites an earlier one.
-    metadata : dict
-        ``h_min h_max k_min k_max l_min l_max`` and ``h_range k_range l_range`` (max − min + 1).
+    StructureFactors
+        On the CPU in float64, with this ``default_F``. Its ``grid`` (h_range, k_range,
+        l_range) holds ``grid[h - h_min, k - k_min, l - l_min] = F`` (a later duplicate
+        overwrites an earlier one); its ``metadata`` holds ``h_min h_max k_min k_max l_min
+        l_max`` and ``h_range k_range l_range`` (max − min + 1). It unpacks as the pair
+        ``grid, metadata = read_hkl_file(path)``.
 
     Raises
     ------
@@ -55,7 +58,7 @@ def read_hkl_file(path: Union[str, Path], default_F: float = 0.0) -> Tuple[torch
     grid = np.full(shape, float(default_F))
     offsets = indices - minimum
     grid[offsets[:, 0], offsets[:, 1], offsets[:, 2]] = table[:, 3]
-    return torch.from_numpy(grid), _metadata(minimum, maximum)
+    return StructureFactors(torch.from_numpy(grid), _metadata(minimum, maximum), float(default_F))
 
 
 def _read_table(path) -> np.ndarray:
@@ -156,7 +159,7 @@ def write_fdump(path: Union[str, Path], grid: torch.Tensor, metadata: Metadata) 
         handle.write(padded.tobytes())
 
 
-def read_fdump(path: Union[str, Path]) -> Tuple[torch.Tensor, Metadata]:
+def read_fdump(path: Union[str, Path]) -> StructureFactors:
     """Read a ``Fdump.bin`` cache written by nanoBragg or :func:`write_fdump`.
 
     Parameters
@@ -166,8 +169,9 @@ def read_fdump(path: Union[str, Path]) -> Tuple[torch.Tensor, Metadata]:
 
     Returns
     -------
-    grid, metadata
-        As :func:`read_hkl_file`; the padding slabs are dropped.
+    StructureFactors
+        As :func:`read_hkl_file` returns it (the padding slabs dropped), with ``default_F`` 0:
+        the cache stores none, and a crystal uses its own ``config.default_F`` outside the box.
 
     Raises
     ------
@@ -199,4 +203,4 @@ def read_fdump(path: Union[str, Path]) -> Tuple[torch.Tensor, Metadata]:
     if len(bad):
         h, k, l = (int(v) + low for v, low in zip(bad[0], minimum))
         raise ValueError(f"{path}: F({h} {k} {l}) = {grid[tuple(bad[0])]} is not finite")
-    return torch.from_numpy(grid), _metadata(np.array(minimum), np.array(maximum))
+    return StructureFactors(torch.from_numpy(grid), _metadata(np.array(minimum), np.array(maximum)), 0.0)

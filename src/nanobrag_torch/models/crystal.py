@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import math
-from typing import Optional, Tuple, Union
+from typing import Optional, Tuple
 
 import torch
 
 from ..config import DEFAULT_CELL_ANGLE_DEG, DEFAULT_CELL_LENGTH_A, BeamConfig, CrystalConfig
-from ..geometry import as_tensor, rotation_about_axis, rotation_xyz, same_device, unit
+from ..geometry import as_tensor, rotation_about_axis, rotation_xyz, unit
 from ..rng import mosaic_axes_and_factors
-from ..structure_factors import Metadata, StructureFactors
-
-StructureFactorInput = Union[StructureFactors, Tuple[torch.Tensor, Metadata]]
-"""A :class:`~nanobrag_torch.structure_factors.StructureFactors`, or the ``(grid, metadata)``
-pair that :func:`~nanobrag_torch.io.hkl.read_hkl_file` and :func:`~nanobrag_torch.io.hkl.read_fdump` return."""
+from ..structure_factors import Metadata, StructureFactorInput, StructureFactors, as_structure_factors
 
 
 class Crystal:
@@ -24,9 +20,10 @@ class Crystal:
     ----------
     config : CrystalConfig
     structure_factors : StructureFactors or (grid, metadata), optional
-        The amplitudes, as :func:`~nanobrag_torch.io.hkl.read_hkl_file` returns them or as a
-        :class:`~nanobrag_torch.structure_factors.StructureFactors` (whose ``default_F`` must
-        then be ``config.default_F``). ``None``: every amplitude is ``config.default_F``.
+        The amplitudes, as :func:`~nanobrag_torch.io.hkl.read_hkl_file` returns them, or the
+        ``(grid, metadata)`` pair. Every reflection outside the table's index box has
+        ``config.default_F`` (:func:`~nanobrag_torch.structure_factors.as_structure_factors`,
+        the one rule). ``None``: every amplitude is ``config.default_F``.
     beam_config : BeamConfig, optional
         Accepted, and not used, so that code written for the tutorial's API
         (``Crystal(config, beam_config=..., device=..., dtype=...)``) runs: the crystal does
@@ -40,7 +37,7 @@ class Crystal:
     Raises
     ------
     ValueError
-        A ``StructureFactors`` whose ``default_F`` differs from ``config.default_F``.
+        ``structure_factors`` is no table, pair or None, or its grid and metadata disagree.
     """
 
     def __init__(self, config: CrystalConfig, structure_factors: Optional[StructureFactorInput] = None, *,
@@ -49,19 +46,14 @@ class Crystal:
         self.config = config
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.dtype = dtype if dtype is not None else torch.float64
-        self._table: Optional[StructureFactors] = None
-        if isinstance(structure_factors, StructureFactors):
-            if structure_factors.default_F != float(config.default_F):
-                raise ValueError(f"Crystal: structure_factors.default_F = {structure_factors.default_F!r} but "
-                                 f"config.default_F = {config.default_F!r}: give the same value, or pass the "
-                                 f"(grid, metadata) pair to use config.default_F")
-            self._table = structure_factors
-            structure_factors = (structure_factors.grid, structure_factors.metadata)
-        self._hkl_data, self._hkl_metadata = structure_factors if structure_factors is not None else (None, None)
+        self._table: Optional[StructureFactors] = as_structure_factors(
+            structure_factors, config.default_F, dtype=self.dtype, device=self.device)
+        self._hkl_data, self._hkl_metadata = self._table
 
     @property
     def hkl_data(self) -> Optional[torch.Tensor]:
-        """The structure-factor table (h_range, k_range, l_range), or None.
+        """The structure-factor table (h_range, k_range, l_range), or None; given to the
+        constructor, it is in the crystal's dtype on its device.
 
         Kept for the tutorial's API: setting it (and :attr:`hkl_metadata`, in either order)
         replaces the crystal's structure factors, as the ``structure_factors`` argument does.
@@ -242,20 +234,25 @@ class Crystal:
 
     def structure_factors(self) -> StructureFactors:
         """The structure factors on the crystal's device and in its dtype, with ``config.default_F``
-        outside the table (the simulator asks once per run). A ``StructureFactors`` given to the
-        constructor already on that device and in that dtype is used as it is, so that many
-        crystals built from one table (a refinement builds one per evaluation) share it.
+        outside the table (:func:`~nanobrag_torch.structure_factors.as_structure_factors`; the
+        simulator asks once per run). They are built once: a ``StructureFactors`` given to the
+        constructor already on that device, in that dtype and with that ``default_F`` is used as
+        it is, so that many crystals built from one table (a refinement builds one per
+        evaluation) share it.
+
+        Returns
+        -------
+        StructureFactors
 
         Raises
         ------
         ValueError
             :attr:`hkl_data` without :attr:`hkl_metadata`, or a shape that does not match it.
         """
-        table = self._table
-        if table is not None and table.values.dtype == self.dtype and same_device(table.values.device, self.device):
-            return table
-        return StructureFactors(self._hkl_data, self._hkl_metadata, float(self.config.default_F), dtype=self.dtype,
-                                device=self.device)
+        if self._table is None:
+            self._table = as_structure_factors((self._hkl_data, self._hkl_metadata), self.config.default_F,
+                                               dtype=self.dtype, device=self.device)
+        return as_structure_factors(self._table, self.config.default_F, dtype=self.dtype, device=self.device)
 
     def size_m(self) -> torch.Tensor:
         """Crystal size ``(|a| Na, |b| Nb, |c| Nc)`` in metres."""

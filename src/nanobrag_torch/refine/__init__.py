@@ -42,6 +42,8 @@ import numpy as np
 import torch
 
 from ..config import BeamConfig, CrystalConfig, DetectorConfig
+from ..layout import PixelLayout
+from ..models.detector import Detector
 from .indexing import search_orientation, spread_grid
 from .jacobian import forward_jacobian
 from .likelihoods import Gaussian, Likelihood, MeanSquaredError, Poisson, as_likelihood
@@ -66,8 +68,10 @@ def refine(observed, parameters: Mapping[str, float], *, crystal: CrystalConfig,
 
     Parameters
     ----------
-    observed : tensor or array (spixels, fpixels)
-        Photons per pixel (counts with the ADC offset removed, or a noise-free expected image).
+    observed : tensor or array (spixels, fpixels) or (panels, spixels, fpixels)
+        Photons per pixel (counts with the ADC offset removed, or a noise-free expected image):
+        ``(spixels, fpixels)`` for a one-panel detector, or one image per panel
+        (:class:`~nanobrag_torch.layout.PixelLayout`).
     parameters : mapping of str to float
         The parameters to refine and their starting values. A name is ``"crystal.<field>"``,
         ``"detector.<field>"`` or ``"beam.<field>"`` with ``[i]`` for a field of three values
@@ -77,23 +81,30 @@ def refine(observed, parameters: Mapping[str, float], *, crystal: CrystalConfig,
     crystal, detector, beam : CrystalConfig, DetectorConfig, BeamConfig
         The experiment. The refined fields are replaced by the parameters' values.
     structure_factors : StructureFactors or tuple (grid, metadata), optional
-        As :func:`nanobrag_torch.io.hkl.read_hkl_file` returns them; default: every amplitude
-        is ``crystal.default_F``.
+        As :func:`nanobrag_torch.io.hkl.read_hkl_file` returns them, with ``crystal.default_F``
+        outside the table as for a :class:`~nanobrag_torch.models.crystal.Crystal`
+        (:func:`~nanobrag_torch.structure_factors.as_structure_factors`); default: every
+        amplitude is ``crystal.default_F``.
     likelihood : {"poisson", "gaussian", "mse"} or Poisson, Gaussian, MeanSquaredError
         ``"poisson"``: photon counting (the exact likelihood of a counting detector; works on a
         noise-free image too); ``"gaussian"``: Poisson variance plus readout noise
         (``Gaussian(readout_noise_photons=σ)``); ``"mse"``: least squares.
-    mask : array (spixels, fpixels) of bool, optional
-        Pixels to use (True). Default: all.
-    background : float or array (spixels, fpixels), optional
-        Expected background photons per pixel, added to the simulated image. Default 0.
+    mask : array of bool, optional
+        Pixels to use (True), of ``observed``'s shape. Default: all. The detector's own
+        ``detector.mask`` and ``detector.roi`` apply as well (the same rule as the simulator's:
+        a masked pixel, or one outside the ROI, is neither rendered nor compared).
+    background : float or array, optional
+        Expected background photons per pixel, of ``observed``'s shape, added to the simulated
+        image. Default 0.
     bounds : mapping of str to (float or None, float or None), optional
         Replaces a parameter's default bounds (mosaic spread ≥ 0, N ≥ 1, lengths and the
         wavelength > 0, cell angles in (0, 180)).
     dtype : torch.dtype
         Precision of the simulation (float32 is accurate enough and twice as fast).
     device : torch.device or str, optional
-        Where the simulation runs. Default: the CPU.
+        Where the simulation runs; ``observed``, ``mask``, ``background`` and the structure
+        factors are moved there once. Default: ``observed``'s device when it is a tensor, else
+        the CPU.
     progress : bool, optional
         Draw a progress bar (stage, evaluations, loss) on standard error. Default: when
         standard error is a terminal.
@@ -101,15 +112,16 @@ def refine(observed, parameters: Mapping[str, float], *, crystal: CrystalConfig,
     Returns
     -------
     RefinementResult
-        Estimates, standard errors, covariance, history, convergence flag and message, and the
-        number of simulator evaluations.
+        Estimates, standard errors, covariance, history, convergence flag and message, the
+        number of simulator evaluations, and the pixels compared (flat indices, on the CPU).
 
     Raises
     ------
     ValueError
         ``observed``, ``mask`` or ``background`` of the wrong shape, negative or non-finite
-        counts, a mask that selects no pixel, no parameters, an unknown or non-refinable
-        parameter name, a start outside its bounds, or a parameter the image does not depend on.
+        counts, a mask (with the detector's mask and ROI) that selects no pixel, no
+        parameters, an unknown or non-refinable parameter name, a start outside its bounds, or
+        a parameter the image does not depend on.
 
     Examples
     --------
@@ -118,14 +130,16 @@ def refine(observed, parameters: Mapping[str, float], *, crystal: CrystalConfig,
     ...                 structure_factors=read_hkl_file("scaled.hkl"))  # doctest: +SKIP
     >>> print(result.summary())  # doctest: +SKIP
     """
-    device = torch.device(device) if device is not None else torch.device("cpu")
-    shape = (detector.spixels, detector.fpixels)
-    observed = _image("observed", observed, shape)
+    if device is None:
+        device = observed.device if isinstance(observed, torch.Tensor) else torch.device("cpu")
+    device = torch.device(device)
+    detector_pixels = Detector(detector, device=device)
+    observed = _image("observed", observed, detector_pixels.layout, device)
     if bool((observed < 0).any()):
         raise ValueError(f"observed has {int((observed < 0).sum())} negative pixels (minimum "
                          f"{float(observed.min()):g}): give photon counts with the ADC offset removed")
-    used = _mask(mask, shape)
-    background = _background(background, shape)
+    used = _allowed(mask, detector_pixels, device)
+    background = _background(background, detector_pixels.layout, device)
     likelihood = as_likelihood(likelihood)
     configs = {"crystal": crystal, "detector": detector, "beam": beam}
     params, x = parse_parameters(parameters, configs, bounds)
@@ -151,7 +165,7 @@ def refine(observed, parameters: Mapping[str, float], *, crystal: CrystalConfig,
         names=names, values={n: float(v) for n, v in zip(names, local.x)},
         stderr={n: float(s) for n, s in zip(names, stderr)}, covariance=covariance, history=history.entries,
         converged=local.converged, message=local.message + _degeneracy(local.matrix, names),
-        evaluations=model.evaluations, pixels=int(objective.pixels.numel()))
+        evaluations=model.evaluations, pixels=int(objective.pixels.numel()), pixel_indices=objective.pixels.cpu())
 
 
 SINGULAR_EIGENVALUE = 1e-8
@@ -214,7 +228,8 @@ def _choose_start(model: ExperimentModel, likelihood: Likelihood, observed: torc
     """
 
     def bright_pixels(values):
-        return brightest_pixels((model.expected(values) - background.reshape(-1)).reshape(observed.shape))
+        signal = (model.expected(values) - background.reshape(-1)).reshape(observed.shape)
+        return brightest_pixels(torch.where(used, signal, torch.zeros_like(signal)))
 
     bright = [bright_pixels(values) for _, values in waypoints]
     comparison = PixelObjective(model, likelihood, observed.reshape(-1), _pixels(bright, spots, used))
@@ -269,32 +284,41 @@ def _finite_or_inf(loss: float) -> float:
     return loss if math.isfinite(loss) else math.inf
 
 
-def _image(name: str, value, shape) -> torch.Tensor:
-    """A finite float64 image of the detector's shape, on the CPU."""
+def _image(name: str, value, layout: PixelLayout, device: torch.device) -> torch.Tensor:
+    """A finite float64 image of the detector, ``(panels, spixels, fpixels)``, on ``device``."""
     image = value.detach() if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
-    if tuple(image.shape) != shape:
-        raise ValueError(f"{name} has shape {tuple(image.shape)}, but the detector has (spixels, fpixels) = {shape}")
-    image = image.to(device="cpu", dtype=torch.float64)
+    image = layout.as_panels(image, name).to(device=device, dtype=torch.float64)
     if not bool(torch.isfinite(image).all()):
         raise ValueError(f"{name} has {int((~torch.isfinite(image)).sum())} non-finite pixels (NaN or inf)")
     return image
 
 
-def _mask(mask, shape) -> torch.Tensor:
-    if mask is None:
-        return torch.ones(shape, dtype=torch.bool)
-    used = _image("mask", mask, shape) != 0
-    if not bool(used.any()):
-        raise ValueError("mask selects no pixel (all are 0/False)")
-    return used
+def _allowed(mask, detector: Detector, device: torch.device) -> torch.Tensor:
+    """The pixels compared, ``(panels, spixels, fpixels)`` of bool on ``device``: those the
+    detector renders (:meth:`~nanobrag_torch.models.detector.Detector.rendered_pixels`: inside
+    its ROI and not in its mask) that ``mask`` (when given) selects."""
+    layout = detector.layout
+    allowed = torch.zeros(layout.total, dtype=torch.bool, device=device)
+    allowed[detector.rendered_pixels().to(device)] = True
+    allowed = layout.as_panels(allowed)
+    if mask is not None:
+        selected = _image("mask", mask, layout, device) != 0
+        if not bool(selected.any()):
+            raise ValueError("mask selects no pixel (all are 0/False)")
+        allowed &= selected
+    if not bool(allowed.any()):
+        raise ValueError(f"the mask argument, DetectorConfig.mask and DetectorConfig.roi = {detector.config.roi} "
+                         f"together select no pixel")
+    return allowed
 
 
-def _background(background, shape) -> torch.Tensor:
+def _background(background, layout: PixelLayout, device: torch.device) -> torch.Tensor:
+    """The expected background, ``(panels, spixels, fpixels)`` float64 on ``device``."""
     if background is None:
-        return torch.zeros(shape, dtype=torch.float64)
+        background = 0.0
     if np.ndim(background) == 0:
-        background = torch.full(shape, float(background), dtype=torch.float64)
-    values = _image("background", background, shape)
+        background = torch.full(layout.image_shape, float(background), dtype=torch.float64)
+    values = _image("background", background, layout, device)
     if bool((values < 0).any()):
         raise ValueError(f"background has negative pixels (minimum {float(values.min()):g} photons)")
     return values

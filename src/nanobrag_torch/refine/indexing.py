@@ -140,7 +140,7 @@ def search_orientation(model: ExperimentModel, parameters: Sequence[Parameter], 
     indices = [p for p, parameter in enumerate(parameters) if parameter.is_orientation]
     spread_index = mosaic_spread_index(parameters)
     with torch.no_grad():
-        q, direction, cells = model.spot_geometry(list(x.unbind()), spots.slow_px, spots.fast_px)
+        q, direction, cells = model.spot_geometry(list(x.unbind()), spots.panel, spots.slow_px, spots.fast_px)
     matrix = cells[0]
     rocking = model.reflection_width_per_A(x)
     start_spread = float(x[spread_index]) if spread_index is not None else float(
@@ -238,7 +238,7 @@ def _matrix_jacobian(model: ExperimentModel, x: torch.Tensor, indices: Sequence[
     """d(cell matrix of the unrotated domain)/d(parameters ``indices``) as (9, k), and the matrix (3, 3)."""
     leaf = x.detach().clone().requires_grad_(True)
     nowhere = torch.zeros(0, dtype=torch.float64)
-    matrix = model.spot_geometry(list(leaf.unbind()), nowhere, nowhere)[2][0]
+    matrix = model.spot_geometry(list(leaf.unbind()), nowhere.long(), nowhere, nowhere)[2][0]
     rows = [torch.autograd.grad(matrix.reshape(-1)[i], leaf, retain_graph=True)[0][list(indices)] for i in range(9)]
     return torch.stack(rows), matrix.detach()
 

@@ -3,6 +3,12 @@
 :class:`ExperimentModel` renders the expected photon counts of chosen pixels for a vector of
 parameter values, and their exact Jacobian by forward-mode automatic differentiation: one
 forward pass per parameter, each holding only the rendered pixels.
+
+Where its results live: pixel-level ones (:meth:`~ExperimentModel.expected`,
+:meth:`~ExperimentModel.expected_and_jacobian`) on the working device, where the images are;
+spot-level ones (:meth:`~ExperimentModel.spot_geometry`, :meth:`~ExperimentModel.domain_rotations`:
+a few hundred spots, 3 × 3 matrices) on the CPU in float64, beside the parameter vectors and
+the small linear algebra of the search and the solver.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from ..geometry import unit
 from ..models.crystal import Crystal
 from ..models.detector import Detector
 from ..simulator import Simulator
-from ..structure_factors import StructureFactors
+from ..structure_factors import StructureFactorInput, as_structure_factors
 from .parameters import SCALE, Parameter, configs_with
 
 
@@ -28,12 +34,15 @@ class ExperimentModel:
     configs : mapping
         ``{"crystal": CrystalConfig, "detector": DetectorConfig, "beam": BeamConfig}``.
     structure_factors : StructureFactors or tuple (grid, metadata) or None
-        As :class:`~nanobrag_torch.models.crystal.Crystal` takes them; converted once to the
-        simulation's dtype (and to float64 for the spot geometry) and shared by every evaluation.
+        As :class:`~nanobrag_torch.models.crystal.Crystal` takes them (the same rule:
+        :func:`~nanobrag_torch.structure_factors.as_structure_factors`); converted once to the
+        simulation's dtype (and to float64 for the spot geometry) on ``device`` and shared by
+        every evaluation.
     parameters : sequence of Parameter
         The refined parameters, in the order of the value vectors.
-    background : tensor (spixels · fpixels,)
-        Expected background photons per pixel (flat, float64).
+    background : tensor (pixels,)
+        Expected background photons per pixel, flat (:class:`~nanobrag_torch.layout.PixelLayout`),
+        float64, on ``device``.
     dtype, device
         Of the simulation.
     on_evaluation : callable, optional
@@ -45,11 +54,12 @@ class ExperimentModel:
         Simulator runs so far (a forward-mode pass for one Jacobian column counts as one).
     """
 
-    def __init__(self, configs: Mapping[str, object], structure_factors, parameters: Sequence[Parameter],
-                 background: torch.Tensor, dtype: torch.dtype, device: torch.device,
+    def __init__(self, configs: Mapping[str, object], structure_factors: StructureFactorInput,
+                 parameters: Sequence[Parameter], background: torch.Tensor, dtype: torch.dtype, device: torch.device,
                  on_evaluation: Optional[Callable[[], None]] = None):
         self.configs = dict(configs)
-        self._tables = {dt: _table(structure_factors, configs["crystal"].default_F, dt, device)
+        self._tables = {dt: as_structure_factors(structure_factors, configs["crystal"].default_F, dtype=dt,
+                                                 device=device)
                         for dt in {dtype, torch.float64}}
         self.parameters = list(parameters)
         self.background = background
@@ -81,13 +91,13 @@ class ExperimentModel:
         return image
 
     def expected(self, x: torch.Tensor, pixels: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Expected counts (float64) at the flat ``pixels`` (all pixels, flat, when None)."""
+        """Expected counts (float64, on the device) at the flat ``pixels`` (all pixels, flat, when None)."""
         with torch.no_grad():
             image = self._render(self._values(x), pixels).to(torch.float64)
         return image * self._scale(x) + (self.background if pixels is None else self.background[pixels])
 
     def expected_and_jacobian(self, x: torch.Tensor, pixels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Expected counts (n,) and their Jacobian (n, P) at the flat ``pixels``, float64.
+        """Expected counts (n,) and their Jacobian (n, P) at the flat ``pixels``, float64, on the device.
 
         Column ``p`` is the exact derivative with respect to parameter ``p`` from one
         forward-mode pass; the scale's column is the image itself.
@@ -112,10 +122,20 @@ class ExperimentModel:
         return image * scale + self.background[pixels], jacobian
 
     # ------------------------------------------------------------------ geometry of the spots
-    def spot_geometry(self, values: Sequence[torch.Tensor], slow_px: torch.Tensor, fast_px: torch.Tensor
-                      ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Where spots at fractional pixel positions (0 is the centre of the first pixel) point,
-        and the crystal they should index with, in float64 and differentiable in ``values``.
+    def spot_geometry(self, values: Sequence[torch.Tensor], panel: torch.Tensor, slow_px: torch.Tensor,
+                      fast_px: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Where spots at fractional pixel positions of their panels (0 is the centre of a
+        panel's first pixel) point, and the crystal they should index with, in float64 on the
+        CPU and differentiable in ``values``.
+
+        Parameters
+        ----------
+        values : sequence of tensor
+            The refined parameters' values.
+        panel : tensor (n,) of int
+            The spots' panels.
+        slow_px, fast_px : tensor (n,)
+            The spots' positions on their panels, pixels.
 
         Returns
         -------
@@ -125,17 +145,22 @@ class ExperimentModel:
             Unit diffracted directions ``s``.
         cells_A : tensor (domains, 3, 3)
             Rows a, b, c (Å) of every mosaic domain at the middle phi step.
+
+        Raises
+        ------
+        ValueError
+            A panel the detector does not have.
         """
         simulator = self.simulator(values, torch.float64)
         prepared = simulator.prepare()
-        geometry = prepared.geometry
-        fast = (fast_px.to(self.device, torch.float64) + 0.5) * geometry.pixel_size_m
-        slow = (slow_px.to(self.device, torch.float64) + 0.5) * geometry.pixel_size_m
-        direction = unit(geometry.pix0_m + fast[:, None] * geometry.fdet + slow[:, None] * geometry.sdet)
-        q_per_A = (direction - geometry.beam) / (simulator.beam.wavelength_m * 1e10)
+        origin, fdet, sdet, pixel_size_m = _panel_frames(prepared, panel.to(self.device))
+        fast = (fast_px.to(self.device, torch.float64) + 0.5) * pixel_size_m
+        slow = (slow_px.to(self.device, torch.float64) + 0.5) * pixel_size_m
+        direction = unit(origin + fast[:, None] * fdet + slow[:, None] * sdet)
+        q_per_A = (direction - prepared.geometry.beam) / (simulator.beam.wavelength_m * 1e10)
         cells = prepared.cell_vectors_m
         cells_A = cells[cells.shape[0] // 2] * 1e10
-        return q_per_A, direction, cells_A
+        return q_per_A.cpu(), direction.cpu(), cells_A.cpu()
 
     def pixel_in_reciprocal_space_per_A(self, x: torch.Tensor) -> float:
         """How far one pixel at the detector's closest point reaches in reciprocal space:
@@ -155,18 +180,29 @@ class ExperimentModel:
             return float(1.0 / (lengths * crystal.n_cells()).min())
 
     def domain_rotations(self, x: torch.Tensor, spreads_deg: torch.Tensor) -> torch.Tensor:
-        """Lab-frame rotations of the mosaic domains for each of the spreads, (S, domains, 3, 3), float64."""
+        """Lab-frame rotations of the mosaic domains for each of the spreads, (S, domains, 3, 3),
+        float64 on the CPU."""
         with torch.no_grad():
             simulator = self.simulator(list(x.to(self.device).unbind()), torch.float64)
-            return simulator.crystal.mosaic_rotations(spreads_deg.to(self.device, torch.float64))
+            return simulator.crystal.mosaic_rotations(spreads_deg.to(self.device, torch.float64)).cpu()
 
 
-def _table(structure_factors, default_F: float, dtype: torch.dtype, device: torch.device) -> StructureFactors:
-    """The structure factors as one table in ``dtype`` on ``device``."""
-    if isinstance(structure_factors, StructureFactors):
-        grid, metadata, default_F = structure_factors.grid, structure_factors.metadata, structure_factors.default_F
-    elif structure_factors is not None:
-        grid, metadata = structure_factors
-    else:
-        grid, metadata = None, None
-    return StructureFactors(grid, metadata, float(default_F), dtype=dtype, device=device)
+def _panel_frames(prepared, panel: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The frame of each spot's panel: the corner of its pixel (0, 0) (m) and its fast and slow
+    unit vectors, (n, 3) each, and its pixel size (m).
+
+    The one place that knows where a panel is: a detector is one panel today, whose frame is
+    ``prepared.geometry``; the frames of several panels are looked up here.
+
+    Raises
+    ------
+    ValueError
+        A panel the detector does not have.
+    """
+    geometry = prepared.geometry
+    origins, fast_axes, slow_axes = geometry.pix0_m[None], geometry.fdet[None], geometry.sdet[None]  # (panels, 3)
+    panels = origins.shape[0]
+    if panel.numel() and (int(panel.min()) < 0 or int(panel.max()) >= panels):
+        raise ValueError(f"spot_geometry: spots on panels {int(panel.min())} to {int(panel.max())}, but the "
+                         f"detector has {panels} panel(s)")
+    return origins[panel], fast_axes[panel], slow_axes[panel], geometry.pixel_size_m

@@ -22,31 +22,34 @@ def informative_pixels(bright: Sequence[torch.Tensor], spots: Spots, used: torch
 
     Pixels far from every spot have an expected count and derivatives so small that they
     add nothing measurable to the likelihood; leaving them out makes each evaluation tens of
-    times cheaper on a large detector.
+    times cheaper on a large detector. The dilation stays on each panel: it reaches no pixel
+    of another panel.
 
     Parameters
     ----------
-    bright : sequence of tensors (spixels, fpixels) of bool
+    bright : sequence of tensors (panels, spixels, fpixels) of bool
         :func:`brightest_pixels` of predicted images (e.g. at the starting point and at the
         candidates a refinement compares).
     spots : Spots
         Observed spots.
-    used : tensor (spixels, fpixels) of bool
+    used : tensor (panels, spixels, fpixels) of bool
         Pixels the caller allows.
 
     Returns
     -------
     tensor (n,) of int64
-        Sorted flat indices (slow · fpixels + fast), dilated by :data:`MARGIN_PX`.
+        Sorted flat indices (:class:`~nanobrag_torch.layout.PixelLayout`:
+        ``panel · spixels · fpixels + slow · fpixels + fast``), dilated by :data:`MARGIN_PX`,
+        on the device of ``used``.
     """
-    keep = torch.zeros(used.shape, dtype=torch.bool)
+    keep = torch.zeros(used.shape, dtype=torch.bool, device=used.device)
     for mask in bright:
         keep |= mask
-    rows = spots.slow_px.round().long().clamp(0, used.shape[0] - 1)
-    cols = spots.fast_px.round().long().clamp(0, used.shape[1] - 1)
-    keep[rows, cols] = True
+    rows = spots.slow_px.round().long().clamp(0, used.shape[1] - 1)
+    cols = spots.fast_px.round().long().clamp(0, used.shape[2] - 1)
+    keep[spots.panel, rows, cols] = True
     width = 2 * MARGIN_PX + 1
-    keep = functional.max_pool2d(keep[None, None].to(torch.float32), width, stride=1, padding=MARGIN_PX)[0, 0] > 0
+    keep = functional.max_pool2d(keep[:, None].to(torch.float32), width, stride=1, padding=MARGIN_PX)[:, 0] > 0
     return torch.nonzero((keep & used).reshape(-1)).reshape(-1)
 
 
@@ -58,12 +61,13 @@ def brightest_pixels(signal: torch.Tensor) -> torch.Tensor:
 
     Parameters
     ----------
-    signal : tensor (spixels, fpixels)
-        Predicted photons per pixel (without background).
+    signal : tensor (panels, spixels, fpixels)
+        Predicted photons per pixel (without background), 0 where pixels are not compared.
 
     Returns
     -------
-    tensor (spixels, fpixels) of bool
+    tensor (panels, spixels, fpixels) of bool
+        (Of the shape of ``signal``, whatever it is.)
     """
     flat = signal.reshape(-1).clamp(min=0)
     total = float(flat.sum(dtype=torch.float64))

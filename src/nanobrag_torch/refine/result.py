@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 
@@ -36,6 +36,9 @@ class RefinementResult:
         Simulator runs used (a forward-mode pass for one Jacobian column counts as one).
     pixels : int
         Pixels the final stage evaluated.
+    pixel_indices : tensor (pixels,) of int64, optional
+        Their flat indices (:class:`~nanobrag_torch.layout.PixelLayout`; ``Detector(config).layout.coordinates``
+        gives their panel, slow and fast coordinates), sorted, on the CPU.
     """
 
     names: List[str]
@@ -47,6 +50,7 @@ class RefinementResult:
     message: str = ""
     evaluations: int = 0
     pixels: int = 0
+    pixel_indices: Optional[torch.Tensor] = None
 
     @property
     def correlation(self) -> torch.Tensor:

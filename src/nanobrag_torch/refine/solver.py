@@ -21,14 +21,18 @@ STEP_TOLERANCE_SIGMA = 0.01
 class PixelObjective:
     """The loss of a likelihood over a fixed set of pixels, its gradient and Fisher matrix.
 
+    The pixels' quantities stay on the model's device; what the solver works with (loss,
+    gradient, Fisher matrix) comes back in float64 on the CPU, beside the parameter vectors.
+
     Parameters
     ----------
     model : ExperimentModel
     likelihood : Poisson, Gaussian or MeanSquaredError
-    observed : tensor (spixels · fpixels,)
-        Observed counts, flat, float64.
+    observed : tensor (pixels,)
+        Observed counts, flat (:class:`~nanobrag_torch.layout.PixelLayout`), float64, on the
+        model's device.
     pixels : tensor (n,)
-        Flat indices of the pixels evaluated.
+        Flat indices of the pixels evaluated, on the model's device.
     """
 
     def __init__(self, model: ExperimentModel, likelihood: Likelihood, observed: torch.Tensor, pixels: torch.Tensor):
@@ -42,7 +46,8 @@ class PixelObjective:
         return float(self.likelihood.loss(self.model.expected(x, self.pixels), self.observed))
 
     def linearize(self, x: torch.Tensor) -> Tuple[float, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Loss, gradient (P,), Fisher-scoring matrix ``Jᵀ W J`` (P, P) and the expected counts.
+        """Loss, gradient (P,) and Fisher-scoring matrix ``Jᵀ W J`` (P, P) on the CPU, and the
+        expected counts (n,) on the model's device.
 
         Raises
         ------
@@ -60,7 +65,7 @@ class PixelObjective:
         loss = float(self.likelihood.loss(expected, self.observed))
         gradient = jacobian.T @ self.likelihood.gradient(expected, self.observed)
         matrix = jacobian.T @ (self.likelihood.fisher_weights(expected)[:, None] * jacobian)
-        return loss, gradient, matrix, expected
+        return loss, gradient.cpu(), matrix.cpu(), expected
 
     def covariance(self, matrix: torch.Tensor, expected: torch.Tensor, n_parameters: int) -> torch.Tensor:
         """Covariance of the estimates from the Fisher-scoring matrix (inf where it is singular)."""

@@ -40,7 +40,7 @@ MIN_SPOTS = 10
 def position_errors(model: ExperimentModel, values: Sequence[torch.Tensor], spots: Spots) -> torch.Tensor:
     """Per spot, the part of (nearest lattice point − q) perpendicular to the diffracted
     direction, for its best-matching mosaic domain, (n, 3) in Å⁻¹ (differentiable in ``values``)."""
-    q, direction, cells = model.spot_geometry(values, spots.slow_px, spots.fast_px)
+    q, direction, cells = model.spot_geometry(values, spots.panel, spots.slow_px, spots.fast_px)
     hkl = torch.einsum("dij,nj->dni", cells, q)
     lattice_point = torch.einsum("dij,dnj->dni", torch.linalg.inv(cells), torch.round(hkl.detach()))
     difference = lattice_point - q
