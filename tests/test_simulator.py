@@ -321,7 +321,7 @@ def test_the_render_reads_only_the_prepared_run_and_renders_panels_apart():
     first, first_image = simulate(detector=near)
     second, second_image = simulate(detector=far)
     one, two = first.prepare(), second.prepare()
-    both = dataclasses.replace(one, layout=PixelLayout(one.layout.panel_shapes * 2),
+    both = dataclasses.replace(one, layout=PixelLayout(one.layout.panel_shapes * 2), regions=one.regions * 2,
                                panels=PanelPlanes.of([one.geometry, two.geometry]))
     image = render(both)
     assert image.shape == (2, 40, 48)

@@ -195,6 +195,52 @@ class PixelLayout:
         slow = torch.div(within, widths, rounding_mode="floor")
         return panel, slow, within - slow * widths
 
+    def selected_pixels(self, regions: Sequence[Roi], mask: Optional[torch.Tensor] = None,
+                        device: Optional[torch.device] = None) -> torch.Tensor:
+        """Flat indices of the pixels inside every panel's region and not masked, in traversal
+        order (panel by panel, slow outer, fast inner): the one rule of which pixels a
+        detector renders and a refinement may compare.
+
+        Parameters
+        ----------
+        regions : sequence of (fmin, fmax, smin, smax)
+            Every panel's region of interest, inclusive and clipped to it (:func:`roi_bounds`).
+        mask : tensor (total,) of bool, optional
+            False for a masked pixel. Default: none masked.
+        device : torch.device, optional
+            Of the indices. Default: the mask's, else the CPU.
+
+        Returns
+        -------
+        tensor (n,) of int64
+        """
+        device = device if device is not None else (mask.device if mask is not None else None)
+        parts = []
+        for offset, (fmin, fmax, smin, smax), (_, fpixels) in zip(self.offsets, regions, self.panel_shapes):
+            slow = torch.arange(smin, smax + 1, device=device)
+            fast = torch.arange(fmin, fmax + 1, device=device)
+            parts.append(offset + (slow[:, None] * fpixels + fast[None, :]).reshape(-1))
+        index = torch.cat(parts)
+        return index if mask is None else index[mask.to(index.device)[index]]
+
+    def selects_every_pixel(self, regions: Sequence[Roi], mask: Optional[torch.Tensor] = None) -> bool:
+        """Whether :meth:`selected_pixels` of these regions and mask is every pixel, in order.
+
+        Parameters
+        ----------
+        regions : sequence of (fmin, fmax, smin, smax)
+            As for :meth:`selected_pixels`.
+        mask : tensor (total,) of bool, optional
+            As for :meth:`selected_pixels`.
+
+        Returns
+        -------
+        bool
+        """
+        whole = all(tuple(region) == (0, fast - 1, 0, slow - 1)
+                    for region, (slow, fast) in zip(regions, self.panel_shapes))
+        return whole and (mask is None or bool(mask.all()))
+
     def check_flat(self, pixels, name: str = "pixels") -> torch.Tensor:
         """Flat pixel indices given by a caller, as int64, checked to name pixels of the detector.
 

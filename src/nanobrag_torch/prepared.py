@@ -9,7 +9,7 @@ run's discrete choices, nanoBragg C's quirks switch among them.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, is_dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 
@@ -136,9 +136,12 @@ class PreparedRun:
     ----------
     layout : PixelLayout
         The detector's panels and the numbering of their pixels.
-    rendered_pixels : tensor (n,) of int64, or None
-        Flat indices of the pixels a whole image renders (inside the ROI and not masked), in
-        traversal order; None when that is every pixel.
+    regions : tuple of (fmin, fmax, smin, smax)
+        Every panel's region of interest, clipped to it; a whole image renders the pixels
+        inside them that are not masked
+        (:meth:`~nanobrag_torch.layout.PixelLayout.selected_pixels`).
+    pixel_mask : tensor (total,) of bool, or None
+        False where a pixel is masked; None without a mask.
     panels : PanelPlanes
         Where every panel is.
     geometry : DetectorGeometry
@@ -186,7 +189,8 @@ class PreparedRun:
     """
 
     layout: PixelLayout
-    rendered_pixels: Optional[torch.Tensor]
+    regions: Tuple[Tuple[int, int, int, int], ...]
+    pixel_mask: Optional[torch.Tensor]
     panels: PanelPlanes
     geometry: DetectorGeometry
     incident: torch.Tensor

@@ -61,12 +61,13 @@ def render(prepared: PreparedRun, pixels: Optional[torch.Tensor] = None, pixel_b
     if pixels is not None:
         indices = layout.check_flat(pixels).to(prepared.device)
         return _render_pixels(prepared, indices, pixel_batch_size, progress)
-    if prepared.rendered_pixels is None:  # every pixel, in order: the buffer is the image
+    if layout.selects_every_pixel(prepared.regions, prepared.pixel_mask):  # the buffer is the image
         every = torch.arange(layout.total, device=prepared.device)
         return layout.image_from_flat(_render_pixels(prepared, every, pixel_batch_size, progress))
-    values = _render_pixels(prepared, prepared.rendered_pixels, pixel_batch_size, progress)
+    rendered = layout.selected_pixels(prepared.regions, prepared.pixel_mask, prepared.device)
+    values = _render_pixels(prepared, rendered, pixel_batch_size, progress)
     image = torch.zeros(layout.total, device=prepared.device, dtype=prepared.dtype)
-    return layout.image_from_flat(image.index_put((prepared.rendered_pixels,), values))
+    return layout.image_from_flat(image.index_put((rendered,), values))
 
 
 def _render_pixels(prepared: PreparedRun, pixels: torch.Tensor, pixel_batch_size: Optional[int],

@@ -119,7 +119,6 @@ class Simulator:
             reciprocal = torch.stack(self.crystal.reciprocal_vectors_per_A())
         fluence = as_tensor(beam_cfg.fluence_photons_per_m2, dev, dt)
         layout = self.detector.layout
-        rendered = self.detector.rendered_pixels()
         options = RenderOptions(
             shape=crystal_cfg.shape, fudge=float(crystal_cfg.fudge), curved_detector=detector_cfg.curved_detector,
             point_pixel=detector_cfg.point_pixel, oversample_omega=detector_cfg.oversample_omega,
@@ -127,7 +126,7 @@ class Simulator:
             nopolar=beam_cfg.nopolar, dmin_m=beam_cfg.dmin_A * 1e-10, water=beam_cfg.water_size_um > 0,
             interpolate=interpolate, fused=self._fused(factors, interpolate), c_quirks=self.c_quirks)
         return PreparedRun(
-            layout=layout, rendered_pixels=None if rendered.numel() == layout.total else rendered,
+            layout=layout, regions=self.detector.regions(), pixel_mask=self.detector.pixel_mask(),
             panels=PanelPlanes.of([geometry]), geometry=geometry, incident=incident, wavelength_m=wavelength,
             polarization_axis=polarization_axis, kahn_factor=as_tensor(beam_cfg.polarization_factor, dev, dt),
             oversample=oversample,

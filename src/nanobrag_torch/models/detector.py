@@ -217,24 +217,39 @@ class Detector:
         """How the detector's pixels are addressed: one panel of ``(spixels, fpixels)``."""
         return PixelLayout(((self.config.spixels, self.config.fpixels),))
 
+    def regions(self) -> Tuple[Tuple[int, int, int, int], ...]:
+        """Every panel's region of interest, clipped to it (the whole panel without an ROI).
+
+        Returns
+        -------
+        tuple of (fmin, fmax, smin, smax)
+            Inclusive pixel bounds, one per panel.
+        """
+        cfg = self.config
+        return (roi_bounds(cfg.roi, cfg.fpixels, cfg.spixels),)
+
+    def pixel_mask(self) -> Optional[torch.Tensor]:
+        """The configured mask as a flat tensor (total,) of bool, False where a pixel is masked,
+        on the detector's device; None without a mask.
+
+        Returns
+        -------
+        tensor (total,) of bool, or None
+        """
+        if self.config.mask is None:
+            return None
+        return torch.as_tensor(self.config.mask, device=self.device).reshape(-1) != 0
+
     def rendered_pixels(self) -> torch.Tensor:
         """Flat indices (:class:`~nanobrag_torch.layout.PixelLayout`) of the pixels inside the
         ROI and not masked, in nanoBragg's traversal order (panel by panel, slow outer, fast
-        inner).
+        inner), by :meth:`~nanobrag_torch.layout.PixelLayout.selected_pixels`.
 
         Returns
         -------
         tensor (n,) of int64
         """
-        cfg = self.config
-        fmin, fmax, smin, smax = roi_bounds(cfg.roi, cfg.fpixels, cfg.spixels)
-        slow = torch.arange(smin, smax + 1, device=self.device)
-        fast = torch.arange(fmin, fmax + 1, device=self.device)
-        index = (slow[:, None] * cfg.fpixels + fast[None, :]).reshape(-1)
-        if cfg.mask is not None:
-            mask = torch.as_tensor(cfg.mask, device=self.device).reshape(-1)
-            index = index[mask[index] != 0]
-        return index
+        return self.layout.selected_pixels(self.regions(), self.pixel_mask(), self.device)
 
 
 def _beam_center_mm(config: DetectorConfig) -> Tuple:
