@@ -7,7 +7,7 @@ index counts the pixels panel by panel, each panel slow-major:
 one-panel case: its flat index is ``slow · fpixels + fast``, and its images are
 ``(slow, fast)``; the images of several panels of one size are ``(panels, slow, fast)``.
 
-Regions of interest are clipped to a panel by :func:`roi_bounds`, the one place that rule is
+Regions of interest are clipped to a panel by ``roi_bounds``, the one place that rule is
 written.
 """
 
@@ -204,7 +204,7 @@ class PixelLayout:
         Parameters
         ----------
         regions : sequence of (fmin, fmax, smin, smax)
-            Every panel's region of interest, inclusive and clipped to it (:func:`roi_bounds`).
+            Every panel's region of interest, inclusive and clipped to it (``roi_bounds``).
         mask : tensor (total,) of bool, optional
             False for a masked pixel. Default: none masked.
         device : torch.device, optional
