@@ -60,6 +60,14 @@ CHECKED_MODULES = (
     "nanobrag_torch._bragg_kernels",
     "nanobrag_torch._noise_kernels",
     "nanobrag_torch._numba",
+    "nanobrag_torch.refine",
+    "nanobrag_torch.refine.spots",
+    "nanobrag_torch.refine.pixels",
+    "nanobrag_torch.refine.result",
+    "nanobrag_torch.structure_factors",
+    "nanobrag_torch.io.hkl",
+    "nanobrag_torch.models.crystal",
+    "nanobrag_torch.cli.simulate",
 )
 """Modules whose public callables :func:`test_public_callables_are_documented` checks. Extend
 this tuple as more modules get complete docstrings."""

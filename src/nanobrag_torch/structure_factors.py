@@ -112,7 +112,18 @@ class StructureFactors:
         return torch.minimum(offset, self._upper)
 
     def nearest(self, hkl0: torch.Tensor) -> torch.Tensor:
-        """Amplitudes at the integer-valued indices ``hkl0`` (..., 3); ``default_F`` outside the table."""
+        """Amplitudes at the integer-valued indices ``hkl0`` (..., 3); ``default_F`` outside the table.
+
+        Parameters
+        ----------
+        hkl0 : tensor (..., 3)
+            Integer-valued Miller indices h, k, l.
+
+        Returns
+        -------
+        tensor (...)
+            The amplitude at each index.
+        """
         offset = self._padded_offsets(hkl0)
         if torch.compiler.is_compiling():
             index = (offset * self._strides).sum(-1)  # inductor fuses this into the kernel's loop
@@ -137,6 +148,16 @@ class StructureFactors:
         """Where tricubic interpolation is allowed: ``min + 2 <= h <= max - 2`` on every axis.
 
         Nowhere without a table.
+
+        Parameters
+        ----------
+        hkl : tensor (..., 3)
+            Fractional Miller indices h, k, l.
+
+        Returns
+        -------
+        tensor of bool (...)
+            Whether each index may be interpolated.
         """
         valid = torch.full(hkl.shape[:-1], self.has_table, dtype=torch.bool, device=hkl.device)
         if self.has_table:
@@ -150,6 +171,16 @@ class StructureFactors:
         Uses the 4×4×4 table points ``floor(h) - 1 … floor(h) + 2`` as nanoBragg's ``polin3``.
         Only meaningful where :meth:`interpolation_valid` holds; elsewhere points outside the
         table read ``default_F``.
+
+        Parameters
+        ----------
+        hkl : tensor (..., 3)
+            Fractional Miller indices h, k, l.
+
+        Returns
+        -------
+        tensor (...)
+            The interpolated amplitude at each index.
         """
         base = torch.floor(hkl.detach())
         nodes = torch.arange(-1.0, 3.0, dtype=hkl.dtype, device=hkl.device)

@@ -62,7 +62,9 @@ def build_simulator(plan: Plan, device="cpu", dtype=None) -> Tuple[Simulator, Op
     Parameters
     ----------
     plan : Plan
+        The command's plan: the library configurations and the outputs, from ``parse_args``.
     device : str or torch.device
+        Device of the crystal's and detector's tensors. Default: the CPU.
     dtype : torch.dtype, optional
         Default float64 (parity with C).
 
@@ -138,9 +140,17 @@ def run(plan: Plan, out=None, err=None) -> int:
     Parameters
     ----------
     plan : Plan
+        The command's plan: the library configurations and the outputs, from ``parse_args``.
     out, err : text streams, optional
         Summary and warnings/progress streams (default stdout and stderr).
 
+    Returns
+    -------
+    int
+        The exit status, 0.
+
+    Notes
+    -----
     Everything that can fail on the inputs (the outputs' folders, the structure factors, the
     set-up) is done before the plan's warnings are printed, so that a failing run prints only
     its error line. The library's warnings during the run become warning lines too.

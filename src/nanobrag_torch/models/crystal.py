@@ -19,6 +19,8 @@ class Crystal:
     Parameters
     ----------
     config : CrystalConfig
+        The crystal's configuration: cell or orientation matrix, misset, mosaicity, Na Nb Nc,
+        ``default_F``.
     structure_factors : StructureFactors or (grid, metadata), optional
         The amplitudes, as :func:`~nanobrag_torch.io.hkl.read_hkl_file` returns them, or the
         ``(grid, metadata)`` pair. Every reflection outside the table's index box has
@@ -134,6 +136,11 @@ class Crystal:
         With cell lengths given (``-cell``, alone or with a matrix) the vectors point along
         ``b* × c*``, ``c* × a*``, ``a* × b*`` and have those lengths; from a matrix alone they
         are ``V · (b* × c*)``, ... with ``V = 1 / (a* · (b* × c*))``.
+
+        Returns
+        -------
+        a, b, c : tensor (3,)
+            The three real-space vectors, in Å.
         """
         a_star, b_star, c_star = self._misset_reciprocal()
         bc = torch.linalg.cross(b_star, c_star)
@@ -146,7 +153,13 @@ class Crystal:
         return bc * volume, ca * volume, ab * volume
 
     def reciprocal_vectors_per_A(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Reciprocal vectors a*, b*, c* in Å⁻¹, recomputed from the real-space vectors as nanoBragg does."""
+        """Reciprocal vectors a*, b*, c* in Å⁻¹, recomputed from the real-space vectors as nanoBragg does.
+
+        Returns
+        -------
+        a_star, b_star, c_star : tensor (3,)
+            The three reciprocal vectors, in 1/Å.
+        """
         a, b, c = self.real_space_vectors_A()
         bc = torch.linalg.cross(b, c)
         if self._uses_cell_lengths():
@@ -229,7 +242,13 @@ class Crystal:
 
     # -------------------------------------------------------- other derived
     def n_cells(self) -> torch.Tensor:
-        """Na, Nb, Nc as a tensor (3,)."""
+        """Na, Nb, Nc as a tensor (3,).
+
+        Returns
+        -------
+        tensor (3,)
+            The number of unit cells along a, b and c.
+        """
         return self._t(list(self.config.N_cells))
 
     def structure_factors(self) -> StructureFactors:
@@ -255,7 +274,13 @@ class Crystal:
         return as_structure_factors(self._table, self.config.default_F, dtype=self.dtype, device=self.device)
 
     def size_m(self) -> torch.Tensor:
-        """Crystal size ``(|a| Na, |b| Nb, |c| Nc)`` in metres."""
+        """Crystal size ``(|a| Na, |b| Nb, |c| Nc)`` in metres.
+
+        Returns
+        -------
+        tensor (3,)
+            The crystal's edges along a, b and c, in m.
+        """
         a, b, c = self.real_space_vectors_A()
         lengths = torch.stack([torch.linalg.vector_norm(v) for v in (a, b, c)]) * 1e-10
         return lengths * self.n_cells()

@@ -59,7 +59,14 @@ class RefinementResult:
         return self.covariance / (scale[:, None] * scale[None, :])
 
     def summary(self) -> str:
-        """A table of estimates and standard errors."""
+        """A table of estimates and standard errors.
+
+        Returns
+        -------
+        str
+            One line per parameter (name, estimate, standard error), then the solver's message
+            with the numbers of evaluations and pixels.
+        """
         width = max(len(name) for name in self.names)
         lines = [f"{'parameter':<{width}}  {'estimate':>14}  {'std. error':>11}"]
         for name in self.names:
