@@ -156,6 +156,15 @@ configs : mapping
 docdict["refined_parameters"] = """
 parameters : sequence of Parameter
     The refined parameters, in the order of the value vectors."""
+docdict["experiment_model"] = """
+model : ExperimentModel
+    The simulator as a function of the refined parameters."""
+docdict["observed_spots"] = """
+spots : Spots
+    The spots found in the observed image."""
+docdict["parameter_values"] = """
+x : tensor (P,)
+    The refined parameters' values, float64."""
 
 # ----------------------------------------------------------------------------- runs and the command
 docdict["prepared"] = """

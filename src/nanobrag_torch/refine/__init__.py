@@ -68,7 +68,7 @@ def refine(observed, parameters: Mapping[str, float], *, crystal: CrystalConfig,
 
     Parameters
     ----------
-    observed : tensor or array (spixels, fpixels) or (panels, spixels, fpixels)
+    observed : tensor or array (spixels, fpixels) or (n_panels, spixels, fpixels)
         Photons per pixel (counts with the ADC offset removed, or a noise-free expected image):
         ``(spixels, fpixels)`` for a one-panel detector, or one image per panel
         (:class:`~nanobrag_torch.layout.PixelLayout`).

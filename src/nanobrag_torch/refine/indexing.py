@@ -21,6 +21,8 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 
+from .._docs import fill_doc
+
 from ..geometry import rotation_about_axis
 from .model import ExperimentModel
 from .parameters import Parameter, mosaic_spread_index
@@ -100,10 +102,23 @@ def indexing_score(matrix_A: torch.Tensor, q_per_A: torch.Tensor, direction: tor
     return weight.max(dim=1).values.sum(-1)
 
 
+@fill_doc
 def rotation_generators(model: ExperimentModel, x: torch.Tensor, indices: Sequence[int]) -> torch.Tensor:
-    """Lab-frame rotation vector per unit of each orientation parameter, (3, k), radians per unit.
+    """Lab-frame rotation vector per unit of each orientation parameter.
 
     From ``M(θ + dθ) = M(θ) (1 − [ω]ₓ)`` for the rows M of the cell vectors.
+
+    Parameters
+    ----------
+    %(experiment_model)s
+    %(parameter_values)s
+    indices : sequence of int
+        Positions of the orientation parameters in ``x``.
+
+    Returns
+    -------
+    tensor (3, k)
+        Radians per unit of each of the k parameters.
     """
     if not indices:
         return torch.zeros(3, 0, dtype=torch.float64)
@@ -117,6 +132,7 @@ def rotation_generators(model: ExperimentModel, x: torch.Tensor, indices: Sequen
     return torch.stack(columns, dim=1)
 
 
+@fill_doc
 def search_orientation(model: ExperimentModel, parameters: Sequence[Parameter], x: torch.Tensor,
                        spots: Spots) -> Tuple[torch.Tensor, float, float]:
     """Move the orientation parameters and the mosaic spread (those refined) to the values that
@@ -124,11 +140,10 @@ def search_orientation(model: ExperimentModel, parameters: Sequence[Parameter], 
 
     Parameters
     ----------
-    model : ExperimentModel
-    parameters : sequence of Parameter
-    x : tensor (P,)
-        Current values.
-    spots : Spots
+    %(experiment_model)s
+    %(refined_parameters)s
+    %(parameter_values)s
+    %(observed_spots)s
 
     Returns
     -------
@@ -196,13 +211,30 @@ def _basis(generators: torch.Tensor) -> torch.Tensor:
     return basis[:, singular > 1e-6 * singular.max()]
 
 
+@fill_doc
 def spread_grid(start: float, spread_index: Optional[int], parameters: Sequence[Parameter],
                 points: int = 25) -> torch.Tensor:
     """Mosaic spreads to try around ``start`` (degrees): ``points`` in geometric progression from
     ``start / SPREAD_RANGE`` to ``start · SPREAD_RANGE`` (:data:`SPREAD_WHEN_ZERO_DEG` when
     ``start`` is 0), within the parameter's bounds; ``start`` alone when the spread is not
     refined (``spread_index`` None). The search's first polishing grid (25 points), and the
-    likelihood scan of :func:`~nanobrag_torch.refine.refine`'s choice stage."""
+    likelihood scan of :func:`~nanobrag_torch.refine.refine`'s choice stage.
+
+    Parameters
+    ----------
+    start : float
+        The spread in degrees to search around.
+    spread_index : int or None
+        Position of the mosaic spread among ``parameters``; None when it is not refined.
+    %(refined_parameters)s
+    points : int
+        Spreads in the grid.
+
+    Returns
+    -------
+    tensor (m,) of float64
+        Distinct spreads in degrees, within the spread's bounds.
+    """
     if spread_index is None:
         return torch.tensor([start], dtype=torch.float64)
     low, high = (start / SPREAD_RANGE, start * SPREAD_RANGE) if start > 0 else SPREAD_WHEN_ZERO_DEG

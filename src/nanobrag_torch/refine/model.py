@@ -70,7 +70,19 @@ class ExperimentModel:
         self._scale_index = next((p for p, parameter in enumerate(self.parameters) if parameter.config == SCALE), None)
 
     def simulator(self, values: Sequence[torch.Tensor], dtype: Optional[torch.dtype] = None) -> Simulator:
-        """The simulator with the refined fields set to ``values`` (tensors)."""
+        """The simulator with the refined fields set to ``values``.
+
+        Parameters
+        ----------
+        values : sequence of tensor ()
+            One value per refined parameter (possibly carrying gradients or tangents).
+        dtype : torch.dtype, optional
+            Of the simulation. Default: the model's.
+
+        Returns
+        -------
+        Simulator
+        """
         dtype = dtype or self.dtype
         crystal_config, detector_config, beam_config = configs_with(self.configs, self.parameters, values)
         crystal = Crystal(crystal_config, self._tables[dtype], device=self.device, dtype=dtype)
@@ -91,16 +103,42 @@ class ExperimentModel:
         return image
 
     def expected(self, x: torch.Tensor, pixels: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Expected counts (float64, on the device) at the flat ``pixels`` (all pixels, flat, when None)."""
+        """Expected counts at the flat ``pixels``.
+
+        Parameters
+        ----------
+        x : tensor (P,)
+            The parameters' values.
+        pixels : tensor (n,) of int64, optional
+            Flat pixel indices. Default: every pixel.
+
+        Returns
+        -------
+        tensor (n,) or (total,)
+            Float64, on the model's device.
+        """
         with torch.no_grad():
             image = self._render(self._values(x), pixels).to(torch.float64)
         return image * self._scale(x) + (self.background if pixels is None else self.background[pixels])
 
     def expected_and_jacobian(self, x: torch.Tensor, pixels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Expected counts (n,) and their Jacobian (n, P) at the flat ``pixels``, float64, on the device.
+        """Expected counts and their Jacobian at the flat ``pixels``.
 
         Column ``p`` is the exact derivative with respect to parameter ``p`` from one
         forward-mode pass; the scale's column is the image itself.
+
+        Parameters
+        ----------
+        x : tensor (P,)
+            The parameters' values.
+        pixels : tensor (n,) of int64
+            Flat pixel indices.
+
+        Returns
+        -------
+        expected : tensor (n,)
+        jacobian : tensor (n, P)
+            Both float64, on the model's device.
         """
         columns = []
         image = None
@@ -164,7 +202,17 @@ class ExperimentModel:
 
     def pixel_in_reciprocal_space_per_A(self, x: torch.Tensor) -> float:
         """How far one pixel at the detector's closest point reaches in reciprocal space:
-        ``pixel size / (distance · λ)`` in Å⁻¹, the scale of a spot's position error."""
+        ``pixel size / (distance · λ)`` in Å⁻¹, the scale of a spot's position error.
+
+        Parameters
+        ----------
+        x : tensor (P,)
+            The parameters' values.
+
+        Returns
+        -------
+        float
+        """
         with torch.no_grad():
             simulator = self.simulator(list(x.to(self.device).unbind()), torch.float64)
             geometry = simulator.detector.geometry()
@@ -173,15 +221,37 @@ class ExperimentModel:
 
     def reflection_width_per_A(self, x: torch.Tensor) -> float:
         """Reciprocal-space width of a reflection, ``1 / min(N · cell length)`` in Å⁻¹: how far off
-        the Ewald sphere a lattice point of a still still diffracts."""
+        the Ewald sphere a lattice point of a still still diffracts.
+
+        Parameters
+        ----------
+        x : tensor (P,)
+            The parameters' values.
+
+        Returns
+        -------
+        float
+        """
         with torch.no_grad():
             crystal = self.simulator(list(x.to(self.device).unbind()), torch.float64).crystal
             lengths = torch.stack([torch.linalg.vector_norm(v) for v in crystal.real_space_vectors_A()])
             return float(1.0 / (lengths * crystal.n_cells()).min())
 
     def domain_rotations(self, x: torch.Tensor, spreads_deg: torch.Tensor) -> torch.Tensor:
-        """Lab-frame rotations of the mosaic domains for each of the spreads, (S, domains, 3, 3),
-        float64 on the CPU."""
+        """Lab-frame rotations of the mosaic domains for each of the spreads.
+
+        Parameters
+        ----------
+        x : tensor (P,)
+            The parameters' values (the domains' seed and count come from the crystal).
+        spreads_deg : tensor (S,)
+            Mosaic spreads in degrees.
+
+        Returns
+        -------
+        tensor (S, domains, 3, 3)
+            Float64, on the CPU.
+        """
         with torch.no_grad():
             simulator = self.simulator(list(x.to(self.device).unbind()), torch.float64)
             return simulator.crystal.mosaic_rotations(spreads_deg.to(self.device, torch.float64)).cpu()
@@ -191,18 +261,17 @@ def _panel_frames(prepared, panel: torch.Tensor) -> Tuple[torch.Tensor, torch.Te
     """The frame of each spot's panel: the corner of its pixel (0, 0) (m) and its fast and slow
     unit vectors, (n, 3) each, and its pixel size (m).
 
-    The one place that knows where a panel is: a detector is one panel today, whose frame is
-    ``prepared.geometry``; the frames of several panels are looked up here.
+    The frames come from the prepared run's stacked panel planes
+    (:class:`~nanobrag_torch.prepared.PanelPlanes`), so every panel the render knows is known here.
 
     Raises
     ------
     ValueError
         A panel the detector does not have.
     """
-    geometry = prepared.geometry
-    origins, fast_axes, slow_axes = geometry.pix0_m[None], geometry.fdet[None], geometry.sdet[None]  # (panels, 3)
-    panels = origins.shape[0]
+    planes = prepared.panels
+    panels = planes.origin_m.shape[0]
     if panel.numel() and (int(panel.min()) < 0 or int(panel.max()) >= panels):
         raise ValueError(f"spot_geometry: spots on panels {int(panel.min())} to {int(panel.max())}, but the "
                          f"detector has {panels} panel(s)")
-    return origins[panel], fast_axes[panel], slow_axes[panel], geometry.pixel_size_m
+    return planes.origin_m[panel], planes.fast[panel], planes.slow[panel], planes.pixel_size_m[panel]

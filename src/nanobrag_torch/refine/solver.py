@@ -8,6 +8,8 @@ from typing import Callable, Tuple
 
 import torch
 
+from .._docs import fill_doc
+
 from .likelihoods import Likelihood
 from .model import ExperimentModel
 
@@ -18,6 +20,7 @@ STEP_TOLERANCE_SIGMA = 0.01
 """Converged when every step is below this fraction of the parameter's standard error."""
 
 
+@fill_doc
 class PixelObjective:
     """The loss of a likelihood over a fixed set of pixels, its gradient and Fisher matrix.
 
@@ -26,8 +29,9 @@ class PixelObjective:
 
     Parameters
     ----------
-    model : ExperimentModel
+    %(experiment_model)s
     likelihood : Poisson, Gaussian or MeanSquaredError
+        The noise model of the observed counts.
     observed : tensor (pixels,)
         Observed counts, flat (:class:`~nanobrag_torch.layout.PixelLayout`), float64, on the
         model's device.
@@ -41,13 +45,38 @@ class PixelObjective:
         self.pixels = pixels
         self.observed = observed[pixels]
 
+    @fill_doc
     def loss(self, x: torch.Tensor) -> float:
-        """The loss at ``x`` (may be inf or NaN where the model is not finite)."""
+        """The loss at ``x``.
+
+        Parameters
+        ----------
+        %(parameter_values)s
+
+        Returns
+        -------
+        float
+            May be inf or NaN where the model is not finite.
+        """
         return float(self.likelihood.loss(self.model.expected(x, self.pixels), self.observed))
 
+    @fill_doc
     def linearize(self, x: torch.Tensor) -> Tuple[float, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Loss, gradient (P,) and Fisher-scoring matrix ``Jᵀ W J`` (P, P) on the CPU, and the
         expected counts (n,) on the model's device.
+
+        Parameters
+        ----------
+        %(parameter_values)s
+
+        Returns
+        -------
+        loss : float
+        gradient : tensor (P,)
+        matrix : tensor (P, P)
+            Float64, on the CPU.
+        expected : tensor (n,)
+            On the model's device.
 
         Raises
         ------
@@ -67,8 +96,22 @@ class PixelObjective:
         matrix = jacobian.T @ (self.likelihood.fisher_weights(expected)[:, None] * jacobian)
         return loss, gradient.cpu(), matrix.cpu(), expected
 
+    @fill_doc
     def covariance(self, matrix: torch.Tensor, expected: torch.Tensor, n_parameters: int) -> torch.Tensor:
-        """Covariance of the estimates from the Fisher-scoring matrix (inf where it is singular)."""
+        """Covariance of the estimates from the Fisher-scoring matrix.
+
+        Parameters
+        ----------
+        matrix : tensor (P, P)
+            The Fisher-scoring matrix ``Jᵀ W J``.
+        %(expected)s
+        %(n_parameters)s
+
+        Returns
+        -------
+        tensor (P, P)
+            Inf everywhere where the matrix is singular.
+        """
         factor = self.likelihood.covariance_factor(expected, self.observed, n_parameters)
         try:
             return factor * torch.linalg.inv(matrix)
@@ -85,8 +128,11 @@ class LocalResult:
     x : tensor (P,)
         The final values.
     loss : float
+        The loss at ``x``.
     converged : bool
+        Whether the convergence test was met.
     message : str
+        How the refinement ended.
     matrix : tensor (P, P)
         The Fisher-scoring matrix ``Jᵀ W J`` at ``x``.
     expected : tensor (n,)
@@ -101,6 +147,7 @@ class LocalResult:
     expected: torch.Tensor
 
 
+@fill_doc
 def levenberg_marquardt(objective: PixelObjective, x: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor,
                         on_iteration: Callable[[torch.Tensor, float], None],
                         max_iterations: int = MAX_ITERATIONS) -> LocalResult:
@@ -115,12 +162,14 @@ def levenberg_marquardt(objective: PixelObjective, x: torch.Tensor, lower: torch
     Parameters
     ----------
     objective : PixelObjective
-    x : tensor (P,)
+        The loss to minimise.
+    %(parameter_values)s
     lower, upper : tensor (P,)
         Bounds.
     on_iteration : callable
         Called as ``on_iteration(x, loss)`` after every accepted step.
     max_iterations : int
+        Iterations at most.
 
     Returns
     -------

@@ -17,6 +17,8 @@ import math
 from typing import Sequence, Tuple
 
 import torch
+
+from .._docs import fill_doc
 import torch.autograd.forward_ad as forward_ad
 
 from .model import ExperimentModel
@@ -37,9 +39,23 @@ MIN_SPOTS = 10
 """Fewer spots than this: the positions are not fitted."""
 
 
+@fill_doc
 def position_errors(model: ExperimentModel, values: Sequence[torch.Tensor], spots: Spots) -> torch.Tensor:
     """Per spot, the part of (nearest lattice point − q) perpendicular to the diffracted
-    direction, for its best-matching mosaic domain, (n, 3) in Å⁻¹ (differentiable in ``values``)."""
+    direction, for its best-matching mosaic domain.
+
+    Parameters
+    ----------
+    %(experiment_model)s
+    values : sequence of tensor ()
+        One value per refined parameter.
+    %(observed_spots)s
+
+    Returns
+    -------
+    tensor (n, 3)
+        In Å⁻¹, differentiable in ``values``.
+    """
     q, direction, cells = model.spot_geometry(values, spots.panel, spots.slow_px, spots.fast_px)
     hkl = torch.einsum("dij,nj->dni", cells, q)
     lattice_point = torch.einsum("dij,dnj->dni", torch.linalg.inv(cells), torch.round(hkl.detach()))
@@ -49,17 +65,17 @@ def position_errors(model: ExperimentModel, values: Sequence[torch.Tensor], spot
     return perpendicular[best, torch.arange(q.shape[0])]
 
 
+@fill_doc
 def fit_spot_positions(model: ExperimentModel, parameters: Sequence[Parameter], x: torch.Tensor, spots: Spots,
                        lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
     """Move the parameters that move spots so that the indexed spots sit where they are observed.
 
     Parameters
     ----------
-    model : ExperimentModel
-    parameters : sequence of Parameter
-    x : tensor (P,)
-        Current values.
-    spots : Spots
+    %(experiment_model)s
+    %(refined_parameters)s
+    %(parameter_values)s
+    %(observed_spots)s
     lower, upper : tensor (P,)
         Bounds.
 

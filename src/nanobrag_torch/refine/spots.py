@@ -51,7 +51,7 @@ def find_spots(observed: torch.Tensor, background: torch.Tensor, used: torch.Ten
 
     Parameters
     ----------
-    observed : tensor (panels, spixels, fpixels)
+    observed : tensor (n_panels, spixels, fpixels)
         Photon counts (or expected counts of a noise-free image); ``(spixels, fpixels)`` is
         the one-panel image.
     background : tensor of the shape of ``observed``
