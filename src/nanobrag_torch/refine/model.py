@@ -18,6 +18,7 @@ from typing import Callable, Mapping, Optional, Sequence, Tuple
 import torch
 import torch.autograd.forward_ad as forward_ad
 
+from .._docs import fill_doc
 from ..geometry import unit
 from ..models.crystal import Crystal
 from ..models.detector import Detector
@@ -102,13 +103,13 @@ class ExperimentModel:
             self._on_evaluation()
         return image
 
+    @fill_doc
     def expected(self, x: torch.Tensor, pixels: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Expected counts at the flat ``pixels``.
 
         Parameters
         ----------
-        x : tensor (P,)
-            The parameters' values.
+        %(parameter_values)s
         pixels : tensor (n,) of int64, optional
             Flat pixel indices. Default: every pixel.
 
@@ -121,6 +122,7 @@ class ExperimentModel:
             image = self._render(self._values(x), pixels).to(torch.float64)
         return image * self._scale(x) + (self.background if pixels is None else self.background[pixels])
 
+    @fill_doc
     def expected_and_jacobian(self, x: torch.Tensor, pixels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Expected counts and their Jacobian at the flat ``pixels``.
 
@@ -129,8 +131,7 @@ class ExperimentModel:
 
         Parameters
         ----------
-        x : tensor (P,)
-            The parameters' values.
+        %(parameter_values)s
         pixels : tensor (n,) of int64
             Flat pixel indices.
 
@@ -200,14 +201,14 @@ class ExperimentModel:
         cells_A = cells[cells.shape[0] // 2] * 1e10
         return q_per_A.cpu(), direction.cpu(), cells_A.cpu()
 
+    @fill_doc
     def pixel_in_reciprocal_space_per_A(self, x: torch.Tensor) -> float:
         """How far one pixel at the detector's closest point reaches in reciprocal space:
         ``pixel size / (distance · λ)`` in Å⁻¹, the scale of a spot's position error.
 
         Parameters
         ----------
-        x : tensor (P,)
-            The parameters' values.
+        %(parameter_values)s
 
         Returns
         -------
@@ -219,14 +220,14 @@ class ExperimentModel:
             wavelength_A = float(simulator.beam.wavelength_m) * 1e10
             return float(geometry.pixel_size_m / geometry.close_distance_m.abs()) / wavelength_A
 
+    @fill_doc
     def reflection_width_per_A(self, x: torch.Tensor) -> float:
         """Reciprocal-space width of a reflection, ``1 / min(N · cell length)`` in Å⁻¹: how far off
         the Ewald sphere a lattice point of a still still diffracts.
 
         Parameters
         ----------
-        x : tensor (P,)
-            The parameters' values.
+        %(parameter_values)s
 
         Returns
         -------
@@ -237,13 +238,14 @@ class ExperimentModel:
             lengths = torch.stack([torch.linalg.vector_norm(v) for v in crystal.real_space_vectors_A()])
             return float(1.0 / (lengths * crystal.n_cells()).min())
 
+    @fill_doc
     def domain_rotations(self, x: torch.Tensor, spreads_deg: torch.Tensor) -> torch.Tensor:
-        """Lab-frame rotations of the mosaic domains for each of the spreads.
+        """Lab-frame rotations of the mosaic domains for each of the spreads (the domains' seed
+        and count come from the crystal).
 
         Parameters
         ----------
-        x : tensor (P,)
-            The parameters' values (the domains' seed and count come from the crystal).
+        %(parameter_values)s
         spreads_deg : tensor (S,)
             Mosaic spreads in degrees.
 
