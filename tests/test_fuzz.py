@@ -9,14 +9,18 @@ Generated inputs:
 * input files (MOSFLM matrix, HKL list, Fdump cache, source list, SMV image for ``-img`` and
   ``-mask``) that are valid, or mutated: truncated, a byte or a word replaced, a line
   inserted, random bytes;
-* configuration fields set to random numbers, NaN, infinities and None.
+* configuration fields set to random numbers, NaN, infinities and None;
+* beam, detector-normal and polarization directions anywhere, the six axis directions (a beam
+  along the polarization axis) often.
 
 Asserted: the command's ``main()`` never raises and returns 0 or 2; on 2 it writes exactly
 one line, ``nanobragg: error: ...``, and leaves the folder as it was (pre-existing outputs
 untouched, no temporary file); on 0 every image it announces is there, complete and
 readable; it never lets a Python warning escape. The readers return or raise ``ValueError``
 or ``FileNotFoundError`` whose message starts with the file name (and the line, for a line at
-fault); the configs construct or raise a ``ConfigError`` naming a field that was set.
+fault); the configs construct or raise a ``ConfigError`` naming a field that was set; the
+polarization factor is nanoBragg's (its frame of zero vectors on the polarization axis
+included) with finite gradients, and a render is finite with a finite gradient.
 
 Budget: ``NANOBRAGG_FUZZ_EXAMPLES`` examples in all (default 3000, under a minute on two
 cores), shared by the tests in proportion to :data:`SHARES`; examples are derandomized (the
@@ -38,9 +42,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from hypothesis import HealthCheck, event, example, given, settings
+from hypothesis import HealthCheck, assume, event, example, given, settings
 from hypothesis import strategies as st
 
+from nanobrag_torch import BeamConfig, Crystal, CrystalConfig, Detector, DetectorConfig, DetectorConvention
+from nanobrag_torch import DetectorPivot, Simulator
 from nanobrag_torch.cli import main, parse_args
 from nanobrag_torch.cli.options import OPTIONS
 from nanobrag_torch.config import ConfigError
@@ -49,11 +55,12 @@ from nanobrag_torch.io.hkl import read_fdump, read_hkl_file, write_fdump
 from nanobrag_torch.io.mosflm import read_mosflm_matrix
 from nanobrag_torch.io.smv import read_smv, read_smv_header, write_smv
 from nanobrag_torch.io.sourcefile import read_sourcefile
+from nanobrag_torch.physics import polarization_factor
 from test_config import NUMERIC_FIELDS, with_value
 
 TOTAL_EXAMPLES = int(os.environ.get("NANOBRAGG_FUZZ_EXAMPLES", "3000"))
-SHARES = {"valid command lines": 0.12, "malformed command lines": 0.45, "malformed files, command": 0.15,
-          "malformed files, readers": 0.18, "configs": 0.10}
+SHARES = {"valid command lines": 0.12, "malformed command lines": 0.42, "malformed files, command": 0.15,
+          "malformed files, readers": 0.18, "configs": 0.10, "directions": 0.015}
 """Fraction of the examples each test runs (a valid run costs about 40 ms, an error 2 ms)."""
 
 SCRATCH = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
@@ -383,3 +390,88 @@ def test_configs_construct_or_name_the_field(assignments):
     except ConfigError as error:
         event("refused")
         assert error.field in kwargs and error.config == cls.__name__
+
+
+# ----------------------------------------------------------------------------- directions
+AXIS_DIRECTIONS = [tuple(float(v) for v in row) for row in np.vstack([np.eye(3), -np.eye(3)])]
+"""The six axis directions: the default polarization axes and beams of every convention, so
+that a beam along (or against) the polarization axis comes up often."""
+
+DIRECTIONS_CRYSTAL = CrystalConfig(cell_a=30.0, cell_b=35.0, cell_c=40.0, cell_alpha=90.0, cell_beta=95.0, cell_gamma=90.0,
+                                   N_cells=(3, 3, 3), default_F=100.0)
+"""A small crystal with spots on an 8 × 8 detector of 1 mm pixels at 50 mm."""
+
+
+
+def _directions():
+    """Non-zero vectors (not normalised: nanoBragg and the configs normalise them): an axis
+    direction, scaled, or any direction."""
+    scaled_axis = st.tuples(st.sampled_from(AXIS_DIRECTIONS), st.floats(0.1, 10.0)).map(
+        lambda pair: tuple(pair[1] * v for v in pair[0]))
+    anywhere = st.tuples(*[st.floats(-1.0, 1.0)] * 3).filter(lambda v: sum(x * x for x in v) > 1e-4)
+    return st.one_of(st.sampled_from(AXIS_DIRECTIONS), scaled_axis, anywhere)
+
+
+def _c_polarization(kahn, incident, diffracted, axis):
+    """nanoBragg's ``polarization_factor``, line by line in NumPy, its ``unitize`` of a zero
+    vector (the zero vector) and ``atan2(0, 0) = 0`` included: the reference of the frame."""
+    def unitize(v):
+        norm = np.linalg.norm(v)
+        return v / norm if norm != 0 else np.zeros(3)
+    incident, diffracted, axis = unitize(incident), unitize(diffracted), unitize(axis)
+    cos2theta = incident @ diffracted
+    psi = 0.0
+    if kahn != 0.0:
+        b_in = unitize(np.cross(axis, incident))
+        e_in = unitize(np.cross(incident, b_in))
+        psi = -np.arctan2(diffracted @ b_in, diffracted @ e_in)
+    return 0.5 * (1.0 + cos2theta ** 2 - kahn * np.cos(2 * psi) * (1 - cos2theta ** 2))
+
+
+@budget("directions")
+@given(_directions(), st.lists(_directions(), min_size=1, max_size=4), _directions(), st.floats(-1.0, 1.0))
+@example(incident=(0.0, 0.0, -1.0), diffracted=[(0.0, 0.0, -1.0), (1.0, 0.0, 0.0), (0.6, 0.0, -0.8)],
+         axis=(0.0, 0.0, 1.0), kahn=0.5)  # a beam against the default polarization axis (DIALS' CUSTOM beam)
+def test_polarization_is_nanobraggs_and_finite_in_every_direction(incident, diffracted, axis, kahn):
+    def tensor(value):
+        vector = torch.tensor(value, dtype=torch.float64)
+        return (vector / torch.linalg.vector_norm(vector, dim=-1, keepdim=True)).requires_grad_(True)
+    i, d, p = tensor(incident), tensor(diffracted), tensor(axis)
+    k = torch.tensor(kahn, dtype=torch.float64, requires_grad=True)
+    factor = polarization_factor(i[None], d, p, k)
+    assert factor.shape == (len(diffracted), 1)
+    expected = [_c_polarization(kahn, np.array(incident), np.array(v), np.array(axis)) for v in diffracted]
+    np.testing.assert_allclose(factor[:, 0].detach().numpy(), expected, rtol=1e-12, atol=1e-12)
+    gradients = torch.autograd.grad(factor.sum(), (i, d, p, k))
+    assert all(bool(torch.isfinite(g).all()) for g in gradients), gradients
+
+
+@budget("directions")
+@given(_directions(), _directions(), _directions(), st.floats(-1.0, 1.0), st.floats(0.0, 0.5),
+       st.sampled_from(["beam", "sample"]))
+@example(beam=(0.0, 0.0, -1.0), normal=(0.0, 0.0, -1.0), axis=(0.0, 0.0, 1.0), kahn=0.0, divergence_mrad=0.0,
+         pivot="beam")  # issue 25: every pixel was NaN
+def test_the_render_is_finite_for_every_beam_detector_and_polarization(beam, normal, axis, kahn, divergence_mrad,
+                                                                         pivot):
+    """An 8 × 8 CUSTOM detector facing the beam's side of ``normal`` (its fast and slow axes
+    completed to a right-handed frame; not along the beam), with divergence: the image and its
+    gradient in the Kahn factor are finite."""
+    odet = np.array(normal) / np.linalg.norm(normal)
+    facing = odet @ np.array(beam) / np.linalg.norm(beam)
+    assume(abs(facing) > 1e-3)  # a detector plane along the beam is a ValueError of its own
+    odet = odet if facing > 0 else -odet  # the detector downstream of the sample
+    helper = np.eye(3)[int(np.argmin(np.abs(odet)))]
+    fdet = np.cross(helper, odet)
+    fdet /= np.linalg.norm(fdet)
+    sdet = np.cross(odet, fdet)
+    detector = DetectorConfig(distance_mm=50.0, pixel_size_mm=1.0, fpixels=8, spixels=8,
+                              detector_convention=DetectorConvention.CUSTOM, detector_pivot=DetectorPivot(pivot),
+                              custom_fdet_vector=tuple(fdet), custom_sdet_vector=tuple(sdet),
+                              custom_odet_vector=tuple(odet), custom_beam_vector=beam)
+    k = torch.tensor(kahn, dtype=torch.float64, requires_grad=True)
+    beam_config = BeamConfig(wavelength_A=1.0, polarization_factor=k, polarization_axis=axis,
+                             hdivrange_mrad=divergence_mrad, vdivrange_mrad=divergence_mrad, hdivsteps=2, vdivsteps=2)
+    image = Simulator(Crystal(DIRECTIONS_CRYSTAL), Detector(detector), beam_config).run()
+    assert bool(torch.isfinite(image).all()), image
+    (gradient,) = torch.autograd.grad(image.sum(), k)
+    assert bool(torch.isfinite(gradient)), gradient

@@ -1,5 +1,6 @@
-"""Parity with nanoBragg C on the golden cases (tests/golden: 37 copied from shared/golden, and a
-TOPHAT case made with the same C program, see manifest.json).
+"""Parity with nanoBragg C on the golden cases (tests/golden: 37 copied from shared/golden, a
+TOPHAT case and four of a beam along the polarization axis made with the same C program, see
+manifest.json).
 
 Each case runs through the library path (``parse_args`` + ``build_simulator``, float64, the
 image compared unrounded) and through the command (``python -m nanobrag_torch ... -floatfile

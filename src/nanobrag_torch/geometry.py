@@ -70,6 +70,29 @@ def unit(vector: torch.Tensor) -> torch.Tensor:
     return vector / torch.linalg.vector_norm(vector, dim=-1, keepdim=True)
 
 
+def unit_or_zero(vector: torch.Tensor) -> torch.Tensor:
+    """``vector / |vector|`` along the last axis, and the zero vector for a zero vector, as
+    nanoBragg's ``unitize`` makes it; value and gradient are finite everywhere.
+
+    For the directions nanoBragg builds by cross products (the polarization frame, the axis of
+    horizontal divergence), which are zero when the two vectors are parallel.
+
+    Parameters
+    ----------
+    vector : tensor (..., 3)
+        Vectors, zero allowed.
+
+    Returns
+    -------
+    tensor (..., 3)
+        Unit vectors along them; zero where ``vector`` is zero.
+    """
+    squared = (vector * vector).sum(dim=-1, keepdim=True)
+    zero = squared == 0
+    return torch.where(zero, torch.zeros_like(vector),
+                       vector / torch.sqrt(torch.where(zero, torch.ones_like(squared), squared)))
+
+
 def dot(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Dot product along the last axis.
 

@@ -18,6 +18,7 @@ from typing import Optional, Tuple
 import torch
 
 from .config import CrystalShape
+from .geometry import unit_or_zero
 
 ROUND_SHAPE_NORM = 0.723601254558268
 """nanoBragg's normalisation of the ROUND lattice factor."""
@@ -199,6 +200,11 @@ def polarization_factor(
     product, and their weighted squares from another (sums over a last axis of length 3 are
     several times slower on the CPU).
 
+    A source along the polarization axis has no E-B frame: nanoBragg's ``unitize`` makes
+    ``B`` and ``E`` zero vectors, ``ψ = −atan2(0, 0) = 0`` and the factor
+    ``½ (1 + cos²2θ − K sin²2θ)``; so here too (:func:`~nanobrag_torch.geometry.unit_or_zero`),
+    with finite value and gradient.
+
     Parameters
     ----------
     incident : tensor (K, 3) or (3,)
@@ -214,13 +220,14 @@ def polarization_factor(
     -------
     tensor (..., K), or (...) for one incident direction of shape (3,)
     """
-    b_axis = torch.linalg.cross(axis.expand_as(incident), incident, dim=-1)
-    b_axis = b_axis / torch.linalg.vector_norm(b_axis, dim=-1, keepdim=True)
-    e_axis = torch.linalg.cross(incident, b_axis, dim=-1)
-    e_axis = e_axis / torch.linalg.vector_norm(e_axis, dim=-1, keepdim=True)
+    b_axis = unit_or_zero(torch.linalg.cross(axis.expand_as(incident), incident, dim=-1))
+    e_axis = unit_or_zero(torch.linalg.cross(incident, b_axis, dim=-1))
     frame = torch.stack((incident, e_axis, b_axis), dim=-2)  # (K, 3, 3) or (3, 3): rows i, E, B
     # projections (K, 3, N) or (3, N) of the N directions, each row contiguous
     projections = (frame.reshape(-1, 3) @ diffracted.reshape(-1, 3).transpose(0, 1)).unflatten(0, frame.shape[:-1])
-    weights = 0.5 * torch.stack((torch.ones_like(kahn_factor), -kahn_factor, kahn_factor))
-    factor = weights @ (projections * projections) + 0.5  # (K, N) or (N,)
+    # without a frame (E = B = 0), cos 2ψ = 1: −K sin²2θ = −K + K (d·i)²
+    frameless = kahn_factor * ((b_axis * b_axis).sum(dim=-1, keepdim=True) == 0)  # (K, 1) or (1,)
+    weights = 0.5 * torch.cat((1 + frameless, (-kahn_factor).expand_as(frameless), kahn_factor.expand_as(frameless)),
+                              dim=-1)  # (K, 3) or (3,): of (d·i)², (d·E)², (d·B)²
+    factor = (weights[..., None, :] @ (projections * projections))[..., 0, :] + 0.5 * (1 - frameless)  # (K, N) or (N,)
     return factor.movedim(0, -1).reshape(diffracted.shape[:-1] + incident.shape[:-1])

@@ -10,7 +10,7 @@ import torch
 
 from .._docs import fill_doc
 from ..config import BeamConfig
-from ..geometry import as_tensor, rotation_about_axis, unit
+from ..geometry import as_tensor, rotation_about_axis, unit, unit_or_zero
 
 
 @dataclass(frozen=True)
@@ -153,7 +153,9 @@ class Beam:
             wavelengths = torch.stack([self._t(wavelength) for _, wavelength in cfg.sources]) * 1e-10
             return -unit(positions), wavelengths
         horizontal, vertical, dispersion = self.divergence_axes()
-        vert_axis = unit(torch.linalg.cross(beam_direction, polarization_axis))
+        # zero for a beam along the polarization axis (nanoBragg's unitize): a rotation about it
+        # only scales the direction by cos(hdiv), which the unit vector below takes off, as in C
+        vert_axis = unit_or_zero(torch.linalg.cross(beam_direction, polarization_axis))
         directions = []
         for a in range(horizontal.count):
             hdiv = a * horizontal.step - horizontal.range / 2
