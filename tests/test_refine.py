@@ -397,3 +397,16 @@ def test_parameters_the_image_cannot_tell_apart_are_named():
     result = refine(counts(5), start, **EXPERIMENT)
     assert "cannot tell crystal.phi_start_deg, crystal.misset_deg[2] apart" in result.message
     assert "mosaic" not in result.message
+
+
+# ----------------------------------------------------------------------------- no spots
+@pytest.mark.parametrize("photons", [0.0, 0.1], ids=["blank", "faint"])
+def test_an_image_without_spots_is_a_value_error_naming_the_threshold(photons):
+    """A blank image and one a thirtieth of the threshold's brightness (the expected image scaled
+    so that its brightest 3 × 3 box holds 0.1 photons): no box reaches the 3 photons."""
+    image = expected_image()
+    box = torch.nn.functional.avg_pool2d(torch.as_tensor(image)[None, None], 3, stride=1, padding=1).max() * 9
+    faint = image * (photons / float(box))
+    with pytest.raises(ValueError, match=r"no spots found.*threshold.* 3 photons at the lowest.*brightest pixel "
+                                         + (r"0[^.]" if photons == 0 else r"0\.0")):
+        refine(faint, {"crystal.phi_start_deg": 0.0}, **EXPERIMENT)

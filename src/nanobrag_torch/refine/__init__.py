@@ -121,7 +121,10 @@ def refine(observed, parameters: Mapping[str, float], *, crystal: CrystalConfig,
         ``observed``, ``mask`` or ``background`` of the wrong shape, negative or non-finite
         counts, a mask (with the detector's mask and ROI) that selects no pixel, no
         parameters, an unknown or non-refinable parameter name, a start outside its bounds, or
-        a parameter the image does not depend on.
+        a parameter the image does not depend on; an image without spots (blank or very faint:
+        no 3 × 3 box of pixels holds ``refine.spots.MIN_SPOT_PHOTONS`` photons plus three
+        standard deviations of the background above the background), the message giving the
+        threshold and the brightest pixel's value.
 
     Examples
     --------

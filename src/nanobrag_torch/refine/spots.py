@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Tuple
 
@@ -68,7 +69,8 @@ def find_spots(observed: torch.Tensor, background: torch.Tensor, used: torch.Ten
     ------
     ValueError
         The three images are not of one shape, ``(panels, spixels, fpixels)`` or
-        ``(spixels, fpixels)``.
+        ``(spixels, fpixels)``; or no box reaches its threshold (a blank or very faint
+        image): the message gives the lowest threshold and the brightest pixel.
     """
     if not (observed.ndim in (2, 3) and observed.shape == background.shape == used.shape):
         raise ValueError(f"find_spots: observed {tuple(observed.shape)}, background {tuple(background.shape)} and "
@@ -81,7 +83,17 @@ def find_spots(observed: torch.Tensor, background: torch.Tensor, used: torch.Ten
     box = BOX_PX * BOX_PX
     sums = _box_sums(signal) * box
     background_sums = _box_sums(noise) * box
-    panel, slow, fast = _local_maxima(sums, sums >= MIN_SPOT_PHOTONS + 3 * torch.sqrt(background_sums))
+    threshold = MIN_SPOT_PHOTONS + 3 * torch.sqrt(background_sums)
+    candidates = sums >= threshold
+    if not bool(candidates.any()):
+        brightest = torch.where(used, observed, torch.zeros_like(observed))
+        lowest = torch.where(used, threshold, torch.full_like(threshold, math.inf))
+        raise ValueError(f"find_spots: no spots found: no {BOX_PX} × {BOX_PX} box holds its threshold of photons above "
+                         f"the background (MIN_SPOT_PHOTONS = {MIN_SPOT_PHOTONS:g} plus three standard deviations of "
+                         f"the background; {float(lowest.min()):.3g} photons at the lowest), the brightest box "
+                         f"{float(sums.max()):.3g} photons, the brightest pixel {float(brightest.max()):.3g}: the "
+                         f"image is blank or too faint to refine against")
+    panel, slow, fast = _local_maxima(sums, candidates)
     offsets = torch.arange(-(BOX_PX // 2), BOX_PX // 2 + 1, device=observed.device)
     rows = slow[:, None, None] + offsets[:, None]
     cols = fast[:, None, None] + offsets[None, :]
