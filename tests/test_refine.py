@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from nanobrag_torch import BeamConfig, CrystalConfig, DetectorConfig, DetectorConvention, Simulator
+from nanobrag_torch import BeamConfig, CrystalConfig, DetectorConfig, DetectorConvention, DetectorPivot, Simulator
 from nanobrag_torch import Crystal, Detector, default_beam_center_mm
 from nanobrag_torch.noise import noise_image
 from nanobrag_torch.layout import PixelLayout
@@ -410,3 +410,65 @@ def test_an_image_without_spots_is_a_value_error_naming_the_threshold(photons):
     with pytest.raises(ValueError, match=r"no spots found.*threshold.* 3 photons at the lowest.*brightest pixel "
                                          + (r"0[^.]" if photons == 0 else r"0\.0")):
         refine(faint, {"crystal.phi_start_deg": 0.0}, **EXPERIMENT)
+
+
+# ----------------------------------------------------------------------------- goodness of fit
+@pytest.mark.parametrize("mu", [1e-6, 0.01, 1.0, 7.5, 99.0, 101.0, 400.0])
+def test_the_expected_deviance_is_the_sum_over_counts(mu):
+    """Against a plain sum over k of P(k | μ) d(k, μ) in Python floats (math.lgamma), far into
+    the tail; the series above 100 photons to its truncation error (1e-6 and 1e-4 relative)."""
+    from nanobrag_torch.refine.likelihoods import poisson_deviance_moments
+
+    first = second = 0.0
+    for k in range(int(mu + 40 * math.sqrt(mu) + 60)):
+        probability = math.exp((k * math.log(mu) if k else 0.0) - mu - math.lgamma(k + 1))
+        d = 2 * (mu - k + (k * math.log(k / mu) if k else 0.0))
+        first, second = first + probability * d, second + probability * d * d
+    mean, variance = poisson_deviance_moments(torch.tensor([mu], dtype=torch.float64))
+    tolerance = (1e-12, 1e-12) if mu <= 100 else (1e-6, 1e-4)
+    assert abs(float(mean[0]) - first) <= tolerance[0] * first
+    assert abs(float(variance[0]) - (second - first * first)) <= tolerance[1] * variance[0]
+
+
+def test_a_correct_model_on_a_noise_free_image_does_not_warn():
+    """A noise-free image is the mean: the right model fits it to float32 precision and the
+    figure is near 0, far below the 1 of Poisson counts."""
+    result = refine(expected_image(), {"scale": 0.9}, **EXPERIMENT)
+    assert 0 <= result.goodness_of_fit < 1e-3 and "Warning:" not in result.message, result.message
+    assert "goodness of fit" in result.summary()
+
+
+TILTED = DetectorConfig(**{**DETECTOR.__dict__, "detector_rotx_deg": 5.0, "detector_pivot": DetectorPivot.BEAM})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("noisy", [False, True], ids=["noise-free", "poisson"])
+def test_a_wrong_detector_pivot_is_flagged(noisy):
+    """The image of a detector tilted by 5° about its beam-centre pivot, refined with the same
+    numbers pivoting about the sample (the spots land about 7 pixels away): the orientation and
+    scale cannot make up for it, and the message warns."""
+    with torch.no_grad():
+        image = Simulator(Crystal(CRYSTAL), Detector(TILTED), BEAM).run().numpy()
+    observed = noise_image(image, seed=3, adc_offset=0.0)[0].astype(np.float64) if noisy else image
+    wrong = DetectorConfig(**{**TILTED.__dict__, "detector_pivot": DetectorPivot.SAMPLE})
+    result = refine(observed, {"crystal.phi_start_deg": 0.0, "scale": 1.0}, crystal=CRYSTAL, detector=wrong, beam=BEAM)
+    assert result.goodness_of_fit > 2 and "Warning: the model does not fit" in result.message, (
+        result.goodness_of_fit, result.message)
+    assert "pivot" in result.message
+
+
+@pytest.mark.slow
+def test_a_correct_model_on_poisson_counts_rarely_warns():
+    """30 noise realisations of a 64 × 64 ROI of the experiment, scale and phi refined: no
+    warning (at a false-alarm rate of 10 % that would happen with probability 0.9³⁰ = 4 %)."""
+    region = DetectorConfig(**{**DETECTOR.__dict__, "roi": (96, 159, 96, 159)})
+    with torch.no_grad():
+        image = Simulator(Crystal(CRYSTAL), Detector(region), BEAM).run().numpy()
+    figures = []
+    for seed in range(1000, 1030):
+        observed = noise_image(image, seed=seed, adc_offset=0.0)[0].astype(np.float64)
+        result = refine(observed, {"scale": 1.0, "crystal.phi_start_deg": 0.0}, crystal=CRYSTAL, detector=region,
+                        beam=BEAM)
+        assert "Warning:" not in result.message, (seed, result.message)
+        figures.append(result.goodness_of_fit)
+    assert 0.3 < float(np.mean(figures)) < 1.5, figures

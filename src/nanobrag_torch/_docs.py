@@ -145,6 +145,12 @@ tensor
 docdict["covariance_factor"] = """
 float
     The factor ``c`` of the covariance ``c (Jᵀ diag(w) J)⁻¹`` of the estimates."""
+docdict["goodness_of_fit"] = """
+ratio : float
+    The figure: ≈ 1 for a model that fits counts with the noise the likelihood assumes, near
+    0 for a model that fits a noise-free image.
+excess_sigmas : float
+    How far the summed statistic lies above its expectation, in its standard deviations."""
 docdict["n_parameters"] = """
 n_parameters : int
     Number of fitted parameters."""

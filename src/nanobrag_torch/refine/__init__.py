@@ -46,7 +46,7 @@ from ..layout import PixelLayout
 from ..models.detector import Detector
 from .indexing import search_orientation, spread_grid
 from .jacobian import forward_jacobian
-from .likelihoods import Gaussian, Likelihood, MeanSquaredError, Poisson, as_likelihood
+from .likelihoods import Gaussian, Likelihood, MeanSquaredError, Poisson, as_likelihood, misfit_warning
 from .model import ExperimentModel
 from .parameters import mosaic_spread_index, parse_parameters
 from .pixels import brightest_pixels, informative_pixels
@@ -113,7 +113,10 @@ def refine(observed, parameters: Mapping[str, float], *, crystal: CrystalConfig,
     -------
     RefinementResult
         Estimates, standard errors, covariance, history, convergence flag and message, the
-        number of simulator evaluations, and the pixels compared (flat indices, on the CPU).
+        number of simulator evaluations, the pixels compared (flat indices, on the CPU), and
+        the goodness of fit over them (≈ 1 when the model fits to within the likelihood's
+        noise; the message then gains a sentence starting with "Warning:" when it clearly
+        does not, see ``refine.likelihoods.misfit_warning``).
 
     Raises
     ------
@@ -164,11 +167,14 @@ def refine(observed, parameters: Mapping[str, float], *, crystal: CrystalConfig,
     covariance = objective.covariance(local.matrix, local.expected, len(params))
     names = [p.name for p in params]
     stderr = torch.sqrt(torch.diag(covariance).clamp(min=0))
+    goodness, excess_sigmas = likelihood.goodness_of_fit(local.expected, objective.observed)
     return RefinementResult(
         names=names, values={n: float(v) for n, v in zip(names, local.x)},
         stderr={n: float(s) for n, s in zip(names, stderr)}, covariance=covariance, history=history.entries,
-        converged=local.converged, message=local.message + _degeneracy(local.matrix, names),
-        evaluations=model.evaluations, pixels=int(objective.pixels.numel()), pixel_indices=objective.pixels.cpu())
+        converged=local.converged,
+        message=local.message + _degeneracy(local.matrix, names) + misfit_warning(likelihood, goodness, excess_sigmas),
+        evaluations=model.evaluations, pixels=int(objective.pixels.numel()), pixel_indices=objective.pixels.cpu(),
+        goodness_of_fit=goodness)
 
 
 SINGULAR_EIGENVALUE = 1e-8

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
@@ -39,6 +40,13 @@ class RefinementResult:
     pixel_indices : tensor (pixels,) of int64, optional
         Their flat indices (:class:`~nanobrag_torch.layout.PixelLayout`; ``Detector(config).layout.coordinates``
         gives their panel, slow and fast coordinates), sorted, on the CPU.
+    goodness_of_fit : float
+        Over those pixels at the estimates: for ``"poisson"`` the deviance per pixel over its
+        expectation for Poisson counts of the fitted means, for ``"gaussian"`` the chi-square
+        per pixel, for ``"mse"`` the mean squared residual over the mean expected count (the
+        Poisson variance). About 1 for a model that fits noisy counts, near 0 for one that
+        fits a noise-free image; far above 1 for a model that does not fit, which ``message``
+        then says in a sentence starting with "Warning:". NaN when not computed.
     """
 
     names: List[str]
@@ -51,6 +59,7 @@ class RefinementResult:
     evaluations: int = 0
     pixels: int = 0
     pixel_indices: Optional[torch.Tensor] = None
+    goodness_of_fit: float = math.nan
 
     @property
     def correlation(self) -> torch.Tensor:
@@ -65,11 +74,12 @@ class RefinementResult:
         -------
         str
             One line per parameter (name, estimate, standard error), then the solver's message
-            with the numbers of evaluations and pixels.
+            with the numbers of evaluations and pixels, and the goodness of fit.
         """
         width = max(len(name) for name in self.names)
         lines = [f"{'parameter':<{width}}  {'estimate':>14}  {'std. error':>11}"]
         for name in self.names:
             lines.append(f"{name:<{width}}  {self.values[name]:>14.6g}  {self.stderr[name]:>11.3g}")
         lines.append(f"{self.message} ({self.evaluations} simulator evaluations, {self.pixels} pixels)")
+        lines.append(f"goodness of fit {self.goodness_of_fit:.3g} (1 for a model that fits the noise)")
         return "\n".join(lines)
