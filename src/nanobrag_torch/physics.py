@@ -202,7 +202,7 @@ def polarization_factor(
 
     A source along the polarization axis has no E-B frame: nanoBragg's ``unitize`` makes
     ``B`` and ``E`` zero vectors, ``ψ = −atan2(0, 0) = 0`` and the factor
-    ``½ (1 + cos²2θ − K sin²2θ)``; so here too (:func:`~nanobrag_torch.geometry.unit_or_zero`),
+    ``½ (1 + cos²2θ − K sin²2θ)``; so here too (``geometry.unit_or_zero``),
     with finite value and gradient.
 
     Parameters

@@ -6,7 +6,7 @@ expected counts, the expected second derivative ``w`` (so that ``Jᵀ diag(w) J`
 Gauss–Newton / Fisher-scoring matrix of ``L``, with ``J`` the Jacobian of the expected counts),
 and the factor that turns ``(Jᵀ diag(w) J)⁻¹`` into the covariance of the estimates; and a
 goodness of fit at the estimates, a figure ≈ 1 when the model fits to within the noise it
-assumes, with :func:`misfit_warning` when it clearly does not.
+assumes, with :func:`~nanobrag_torch.refine.likelihoods.misfit_warning` when it clearly does not.
 
 A noise-free image (the expected counts themselves) fitted by the right model gives a figure
 near 0, not 1: the figures measure the misfit in units of the photon noise that the model's
@@ -30,7 +30,7 @@ costs ``-log(1e-6) ≈ 14`` instead of an infinite penalty."""
 
 EXACT_DEVIANCE_BELOW = 100.0
 """Up to this expected count the mean and variance of a pixel's Poisson deviance are sums over
-the counts 0 … :data:`DEVIANCE_TERMS` − 1 (the probability beyond is below 1e-30); above, the
+the counts 0 … ``DEVIANCE_TERMS`` − 1 (the probability beyond is below 1e-30); above, the
 series ``1 + 1/(6μ) + 1/(6μ²)`` and ``2 + 2/(3μ)`` (relative errors below 1e-6 and 1e-4 at 100)."""
 
 DEVIANCE_TERMS = 256
@@ -129,7 +129,7 @@ class Poisson:
 
         The expectation ``E[d(k, μ)] = Σₖ P(k | μ) d(k, μ)`` of each pixel's deviance is not 1
         for faint pixels (0.09 at μ = 0.01, 1.15 at μ = 1); it and the variance are summed
-        exactly up to :data:`EXACT_DEVIANCE_BELOW` photons.
+        exactly up to ``EXACT_DEVIANCE_BELOW`` photons.
 
         Parameters
         ----------
@@ -388,13 +388,13 @@ LIKELIHOODS = {"poisson": Poisson, "gaussian": Gaussian, "mse": MeanSquaredError
 GOODNESS_OF_FIT_FIGURES = {"poisson": "the deviance per pixel over its expectation",
                            "gaussian": "the chi-square per pixel",
                            "mse": "the mean squared residual over the mean expected count"}
-"""What :meth:`Poisson.goodness_of_fit` and its siblings return, in words."""
+"""What ``Poisson.goodness_of_fit`` and its siblings return, in words."""
 
 
 def misfit_warning(likelihood: Likelihood, ratio: float, excess_sigmas: float) -> str:
     """A sentence starting with "Warning:" when the fit is clearly worse than the noise allows
-    (more than :data:`MISFIT_SIGMAS` standard deviations above the expectation and a figure
-    above :data:`MISFIT_RATIO`), naming the figure and the usual causes; else nothing.
+    (more than ``MISFIT_SIGMAS`` standard deviations above the expectation and a figure
+    above ``MISFIT_RATIO``), naming the figure and the usual causes; else nothing.
 
     Parameters
     ----------
