@@ -697,10 +697,12 @@ class MultiPanelDetectorConfig:
                          f"must equal panel 0's {shared} = {getattr(first, shared)!r}: the render uses one for "
                          f"all panels", f"[{i}].{shared}")
             other = _unit_beam_direction(panel)
-            _require(name, "panels", tuple(other), max(abs(a - b) for a, b in zip(beam, other)) <= BEAM_DIRECTION_TOLERANCE,
+            same_beam = max(abs(a - b) for a, b in zip(beam, other)) <= BEAM_DIRECTION_TOLERANCE
+            _require(name, "panels", tuple(other), same_beam,
                      f"the beam direction must equal panel 0's {tuple(beam)} (all panels share one beam; check "
                      f"detector_convention and custom_beam_vector)", f"[{i}].beam direction")
-        _require(name, "groups", self.groups, isinstance(self.groups, tuple), "must be a tuple of tuples of panel indices")
+        _require(name, "groups", self.groups, isinstance(self.groups, tuple),
+                 "must be a tuple of tuples of panel indices")
         for g, group in enumerate(self.groups):
             ok = (isinstance(group, tuple) and len(group) >= 1
                   and all(isinstance(i, numbers.Integral) and not isinstance(i, bool) and 0 <= i < len(self.panels)
