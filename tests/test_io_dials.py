@@ -275,3 +275,10 @@ def test_with_values_sets_refined_values_for_writing(tmp_path):
     write_experiments(tmp_path / "refined.expt", [refined])
     (back,) = read_experiments(tmp_path / "refined.expt")
     assert back.beam.wavelength_A == 1.25
+
+
+def test_a_number_too_large_for_a_double_is_named(tmp_path):
+    file = tmp_path / "huge.expt"
+    file.write_text(HAND_WRITTEN.replace('"wavelength": 1.3', '"wavelength": 1' + "0" * 400))
+    with pytest.raises(ValueError, match=rf"^{file}: beam\[0\]\.wavelength: expected a finite number"):
+        read_experiments(file)

@@ -172,7 +172,7 @@ class _Reader:
         return obj[key]
 
     def number(self, value: Any, where: str, at_least: Optional[float] = None, above: Optional[float] = None) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if not _finite_number(value):
             self.fail(where, f"expected a finite number, got {_show(value)}")
         if at_least is not None and value < at_least:
             self.fail(where, f"must be >= {at_least:g}, got {value!r}")
@@ -186,8 +186,7 @@ class _Reader:
         return value
 
     def numbers(self, value: Any, where: str, count: int) -> np.ndarray:
-        if not (isinstance(value, list) and len(value) == count
-                and all(not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v) for v in value)):
+        if not (isinstance(value, list) and len(value) == count and all(_finite_number(v) for v in value)):
             self.fail(where, f"expected {count} numbers, got {_show(value)}")
         return np.array(value, dtype=float)
 
@@ -215,6 +214,16 @@ class _Reader:
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < count:
             self.fail(f"{where}.{key}", f"expected the index of one of the {count} {key} models, got {_show(value)}")
         return value
+
+
+def _finite_number(value: Any) -> bool:
+    """A JSON number (not a bool) that is a finite double (JSON integers may be of any size)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def _show(value: Any) -> str:
