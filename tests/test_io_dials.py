@@ -209,7 +209,7 @@ def _mutated(document, path, action, value):
     return document
 
 
-FUZZ = settings(max_examples=300, derandomize=True, database=None, deadline=None,
+FUZZ = settings(max_examples=150, derandomize=True, database=None, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 
