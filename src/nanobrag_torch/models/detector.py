@@ -264,7 +264,7 @@ class Detector:
         """``placement`` turned about ``axes`` (first, second, third in turn) through ``centre``
         by ``rotation_deg``, then moved along them by ``shift_mm``; as it is when both are zeros
         that are not tensors (so that an unmoved panel stays bit for bit where it was placed)."""
-        if not any(isinstance(v, torch.Tensor) or v != 0 for v in (*rotation_deg, *shift_mm)):
+        if not _moves(shift_mm, rotation_deg):
             return placement
         turn = torch.eye(3, dtype=self.dtype, device=self.device)
         for axis, angle in zip(axes, rotation_deg):
@@ -341,6 +341,12 @@ class Detector:
         return self.layout.selected_pixels(self.regions(), self.pixel_mask(), self.device)
 
 
+def _moves(shift_mm, rotation_deg) -> bool:
+    """Whether a shift and a rotation move anything: a value that is a tensor (it may carry a
+    gradient) or a number other than 0."""
+    return any(isinstance(v, torch.Tensor) or v != 0 for v in (*shift_mm, *rotation_deg))
+
+
 def _beam_center_mm(config: DetectorConfig) -> Tuple:
     """The configured beam centre (fast, slow) in mm, each component the convention's default
     (:func:`~nanobrag_torch.conventions.default_beam_center_mm`) when not given."""
@@ -379,7 +385,9 @@ def detector_region(config: DetectorConfig, fast0: int, slow0: int, fast_pixels:
     Raises
     ------
     ValueError
-        The rectangle does not lie on the detector, or it lies outside the ROI.
+        The rectangle does not lie on the detector, or it lies outside the ROI, or the detector
+        is moved by ``panel_shift_mm`` or ``panel_rotation_deg`` (about the centre of all its
+        pixels, which is not the region's).
     """
     for axis, start, count, total in (("fast", fast0, fast_pixels, config.fpixels),
                                       ("slow", slow0, slow_pixels, config.spixels)):
@@ -388,6 +396,10 @@ def detector_region(config: DetectorConfig, fast0: int, slow0: int, fast_pixels:
         if not (0 <= start and 1 <= count and start + count <= total):
             raise ValueError(f"detector_region: {axis} pixels {start} to {start + count - 1} are not on the "
                              f"detector's {total} {axis} pixels (0 to {total - 1})")
+    if _moves(config.panel_shift_mm, config.panel_rotation_deg):
+        raise ValueError(f"detector_region: the detector is moved (panel_shift_mm = {config.panel_shift_mm}, "
+                         f"panel_rotation_deg = {config.panel_rotation_deg}), about the centre of all its pixels; "
+                         f"cut the region from the unmoved detector and move the region")
     fast0, slow0, fast_pixels, slow_pixels = int(fast0), int(slow0), int(fast_pixels), int(slow_pixels)
     convention, pixel_mm = config.detector_convention, config.pixel_size_mm
     along_fast, along_slow = beam_point(convention, *_beam_center_mm(config), pixel_mm, config.fpixels, config.spixels)
