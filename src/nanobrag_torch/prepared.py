@@ -94,10 +94,8 @@ class PanelPlanes:
     close_distance_m : tensor (n_panels,)
         Perpendicular distance of every panel's plane from the sample.
     distance_m : tensor (n_panels,)
-        Every panel's distance along the beam as nanoBragg recomputes it
-        (:attr:`DetectorGeometry.distance_m
-        <nanobrag_torch.models.detector.DetectorGeometry.distance_m>`): the radius of a curved
-        detector.
+        Every panel's distance along the beam as nanoBragg recomputes it (the panel's
+        ``DetectorGeometry.distance_m``): the radius of a curved detector.
     """
 
     origin_m: torch.Tensor
