@@ -105,3 +105,12 @@ def test_region_outside_the_roi_is_refused():
     config = full_config(DetectorConvention.MOSFLM, roi=(0, 5, 0, 5))
     with pytest.raises(ValueError, match=r"outside the ROI \(0, 5, 0, 5\)"):
         detector_region(config, **REGION)
+
+
+def test_a_moved_detector_is_not_cut():
+    """A panel move turns about the centre of all the pixels: the region's own centre differs,
+    so a region of a moved detector is refused rather than placed elsewhere."""
+    config = DetectorConfig(fpixels=20, spixels=10, panel_rotation_deg=(0.0, 0.0, 1.0))
+    with pytest.raises(ValueError, match=r"detector_region: the detector is moved .* panel_rotation_deg = "
+                                         r"\(0\.0, 0\.0, 1\.0\)"):
+        detector_region(config, 0, 0, 5, 5)

@@ -237,7 +237,8 @@ def test_outside_the_table_the_crystal_default_F_applies_whatever_the_table_carr
 # ------------------------------------------------------------------ computed once per run
 @pytest.fixture
 def calls(monkeypatch):
-    """Counts of detector geometries, source lists and structure-factor tables built."""
+    """Counts of detector geometries (all panels' at once), source lists and structure-factor
+    tables built."""
     counts = {"geometry": 0, "sources": 0, "structure factors": 0}
 
     def counting(cls, name, key):
@@ -248,7 +249,7 @@ def calls(monkeypatch):
             return original(*args, **kwargs)
         monkeypatch.setattr(cls, name, wrapper)
 
-    counting(Detector, "geometry", "geometry")
+    counting(Detector, "geometries", "geometry")
     counting(Beam, "sources", "sources")
     counting(StructureFactors, "__init__", "structure factors")
     return counts
@@ -277,7 +278,9 @@ def test_one_command_run_builds_geometry_sources_and_table_once(calls, tmp_path,
             "-nonoise -nopgm -noprogress").split()
     assert main(argv) == 0
     assert "sources" in capsys.readouterr().out
-    assert calls == {"geometry": 1, "sources": 1, "structure factors": 1}
+    # the run's geometry, and the report's (its derived quantities: beam centre, XDS and DIALS
+    # origins), which the prepared run does not carry
+    assert calls == {"geometry": 2, "sources": 1, "structure factors": 1}
 
 
 def test_recompute_is_decided_by_every_prepared_tensor():
@@ -297,8 +300,8 @@ def test_recompute_is_decided_by_every_prepared_tensor():
             continue
         assert changed.recomputes_chunks() is (name not in FUSED_KERNEL_INPUTS), name
         assert unfused.recomputes_chunks(), name
-    geometry = dataclasses.replace(prepared.geometry, pix0_m=prepared.geometry.pix0_m.clone().requires_grad_())
-    assert dataclasses.replace(prepared, geometry=geometry).recomputes_chunks()
+    panels = dataclasses.replace(prepared.panels, origin_m=prepared.panels.origin_m.clone().requires_grad_())
+    assert dataclasses.replace(prepared, panels=panels).recomputes_chunks()
 
 
 def test_automatic_oversampling_beyond_the_cap_is_a_config_error():
@@ -322,7 +325,7 @@ def test_the_render_reads_only_the_prepared_run_and_renders_panels_apart():
     second, second_image = simulate(detector=far)
     one, two = first.prepare(), second.prepare()
     both = dataclasses.replace(one, layout=PixelLayout(one.layout.panel_shapes * 2), regions=one.regions * 2,
-                               panels=PanelPlanes.of([one.geometry, two.geometry]))
+                               panels=PanelPlanes.of([first.detector.geometry(), second.detector.geometry()]))
     image = render(both)
     assert image.shape == (2, 40, 48)
     torch.testing.assert_close(image[0], first_image, rtol=1e-13, atol=0)

@@ -18,7 +18,7 @@ the C program).
 """
 
 from .config import (BeamConfig, ConfigError, CrystalConfig, CrystalShape, DetectorConfig, DetectorConvention,
-                     DetectorPivot, NoiseConfig)
+                     DetectorPivot, MultiPanelDetectorConfig, NoiseConfig)
 from .conventions import beam_center_for_pixel, default_beam_center_mm
 from .datasets import tutorial_data_paths
 from .io.hkl import read_fdump, read_hkl_file
@@ -34,7 +34,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Simulator", "PreparedRun", "Crystal", "Detector", "detector_region", "Beam",
-    "CrystalConfig", "DetectorConfig", "BeamConfig", "NoiseConfig", "ConfigError",
+    "CrystalConfig", "DetectorConfig", "MultiPanelDetectorConfig", "BeamConfig", "NoiseConfig", "ConfigError",
     "DetectorConvention", "DetectorPivot", "CrystalShape",
     "StructureFactors", "read_hkl_file", "read_fdump", "read_mosflm_matrix", "reciprocal_to_real_cell",
     "tutorial_data_paths", "beam_center_for_pixel", "default_beam_center_mm",

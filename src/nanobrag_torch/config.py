@@ -577,6 +577,14 @@ class DetectorConfig:
         ``(fmin, fmax, smin, smax)``, inclusive, 0-based; pixels outside are 0.
     mask : array of shape (spixels, fpixels), optional
         Pixels where the mask is 0 are not rendered.
+    panel_shift_mm : tuple of 3 numbers or tensors
+        Moves the placed detector (after the rotations, the pivot or ``pix0_override_m``) by
+        these distances in mm along its own fast axis, slow axis and normal: a panel's
+        refinable offset. Default: no shift.
+    panel_rotation_deg : tuple of 3 numbers or tensors
+        Turns the placed detector about its own fast axis, then its slow axis, then its normal
+        (the axes as placed, through the centre of the pixel area), in degrees, before
+        ``panel_shift_mm`` moves it. Default: no rotation.
     """
 
     distance_mm: Scalar = _rule(100.0, "mm", above=0, refinable=True)
@@ -610,6 +618,8 @@ class DetectorConfig:
     detector_abs_um: Optional[float] = _rule(None, "µm", above=0, optional=True)
     roi: Optional[Tuple[int, int, int, int]] = _rule(None, "pixels", kind=OTHER, length=4, optional=True)
     mask: Optional[Any] = _rule(None, kind=OTHER, optional=True)
+    panel_shift_mm: Sequence[Scalar] = _rule((0.0, 0.0, 0.0), "mm", length=3, refinable=True)
+    panel_rotation_deg: Sequence[Scalar] = _rule((0.0, 0.0, 0.0), "degrees", length=3, refinable=True)
 
     def __post_init__(self) -> None:
         name = "DetectorConfig"
@@ -630,6 +640,99 @@ class DetectorConfig:
             shape = tuple(self.mask.shape)
             _require(name, "mask", self.mask, shape == (self.spixels, self.fpixels),
                      f"must have shape (spixels, fpixels) = ({self.spixels}, {self.fpixels})")
+
+
+SHARED_PANEL_FIELDS = ("oversample", "oversample_omega", "oversample_polar", "oversample_thick", "curved_detector",
+                      "point_pixel", "detector_thick_um", "detector_thicksteps", "detector_abs_um")
+"""Fields of :class:`DetectorConfig` that every panel of a :class:`MultiPanelDetectorConfig` must
+share: the render samples, weighs and absorbs with one setting for all panels."""
+
+BEAM_DIRECTION_TOLERANCE = 1e-9
+"""Largest difference between two panels' unit beam directions that counts as the same beam."""
+
+
+@dataclass(frozen=True)
+class MultiPanelDetectorConfig:
+    """A detector of several panels in one lab frame, each a :class:`DetectorConfig`.
+
+    Every panel is placed by its own configuration (any convention; typically CUSTOM vectors
+    with ``pix0_override_m``) and renders its own ``(spixels, fpixels)`` pixels; the simulator's
+    images are ``(panels, slow, fast)``. The panels share one beam direction and the settings
+    in ``SHARED_PANEL_FIELDS``; the defaults that the beam and the crystal take from a
+    convention (polarization axis, spindle axis) are panel 0's.
+
+    Parameters
+    ----------
+    panels : tuple of DetectorConfig
+        The panels, at least two (a detector of one panel is a :class:`DetectorConfig`).
+    groups : tuple of tuples of int
+        Groups of panel indices (the DIALS hierarchy's groups), each moved as one body by its
+        entry of ``group_shift_mm`` and ``group_rotation_deg``. Default: no groups.
+    group_shift_mm : tuple of (3 numbers or tensors)
+        One shift per group in mm, along the fast axis, slow axis and normal of the group's
+        first panel (as placed by its own configuration). Empty (the default): no shifts.
+    group_rotation_deg : tuple of (3 numbers or tensors)
+        One rotation per group in degrees, about the same three axes in turn, through the
+        group's centre (the mean of its panels' centres), applied before the group's shift.
+        Empty (the default): no rotations. The groups move in the order given, each after the
+        panels' own ``panel_shift_mm`` and ``panel_rotation_deg``.
+    """
+
+    panels: Tuple[DetectorConfig, ...] = _rule((), kind=OTHER)
+    groups: Tuple[Tuple[int, ...], ...] = _rule((), kind=OTHER)
+    group_shift_mm: Tuple[Sequence[Scalar], ...] = _rule((), "mm", kind=OTHER, length=3, refinable=True)
+    group_rotation_deg: Tuple[Sequence[Scalar], ...] = _rule((), "degrees", kind=OTHER, length=3, refinable=True)
+
+    def __post_init__(self) -> None:
+        name = "MultiPanelDetectorConfig"
+        _require(name, "panels", self.panels, isinstance(self.panels, tuple) and len(self.panels) >= 2,
+                 "must be a tuple of at least two DetectorConfig (a detector of one panel is a DetectorConfig)")
+        for i, panel in enumerate(self.panels):
+            _require(name, "panels", panel, isinstance(panel, DetectorConfig), "must be a DetectorConfig", f"[{i}]")
+        first = self.panels[0]
+        beam = _unit_beam_direction(first)
+        for i, panel in enumerate(self.panels[1:], start=1):
+            for shared in SHARED_PANEL_FIELDS:
+                _require(name, "panels", getattr(panel, shared), getattr(panel, shared) == getattr(first, shared),
+                         f"must equal panel 0's {shared} = {getattr(first, shared)!r}: the render uses one for "
+                         f"all panels", f"[{i}].{shared}")
+            other = _unit_beam_direction(panel)
+            same_beam = max(abs(a - b) for a, b in zip(beam, other)) <= BEAM_DIRECTION_TOLERANCE
+            _require(name, "panels", tuple(other), same_beam,
+                     f"the beam direction must equal panel 0's {tuple(beam)} (all panels share one beam; check "
+                     f"detector_convention and custom_beam_vector)", f"[{i}].beam direction")
+        _require(name, "groups", self.groups, isinstance(self.groups, tuple),
+                 "must be a tuple of tuples of panel indices")
+        for g, group in enumerate(self.groups):
+            ok = (isinstance(group, tuple) and len(group) >= 1
+                  and all(isinstance(i, numbers.Integral) and not isinstance(i, bool) and 0 <= i < len(self.panels)
+                          for i in group) and len(set(group)) == len(group))
+            _require(name, "groups", group, ok, f"must be a tuple of distinct panel indices from 0 to "
+                     f"{len(self.panels) - 1}", f"[{g}]")
+        rules = field_rules(self)
+        for field_name in ("group_shift_mm", "group_rotation_deg"):
+            value = getattr(self, field_name)
+            _require(name, field_name, value, isinstance(value, tuple) and len(value) in (0, len(self.groups)),
+                     f"must be empty or hold one triple per group ({len(self.groups)})")
+            for g, triple in enumerate(value):
+                items = _elements(triple)
+                _require(name, field_name, triple, items is not None and len(items) == 3, "needs 3 values", f"[{g}]")
+                for k, item in enumerate(items):
+                    _check_value(name, field_name, item, rules[field_name], f"[{g}][{k}]")
+
+    @property
+    def n_panels(self) -> int:
+        """Number of panels."""
+        return len(self.panels)
+
+
+def _unit_beam_direction(config: DetectorConfig) -> List[float]:
+    """The unit beam propagation direction a detector configuration sets, as plain numbers."""
+    from .conventions import initial_vectors  # conventions reads this module's enums
+
+    beam = [_value(c) for c in initial_vectors(config)[0]]
+    length = math.sqrt(sum(c * c for c in beam))
+    return [c / length for c in beam]
 
 
 @dataclass(frozen=True)

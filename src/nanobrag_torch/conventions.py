@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
 from ._docs import fill_doc
-from .config import DetectorConvention, DetectorPivot, Scalar
+from .config import DetectorConfig, DetectorConvention, DetectorPivot, Scalar
 
 Direction = Tuple[float, float, float]
 """A lab-frame direction (x, y, z)."""
@@ -98,6 +98,30 @@ CONVENTIONS: Dict[DetectorConvention, Convention] = {
 }
 """Every convention's row. CUSTOM starts from its row and replaces the vectors the user gives;
 its default two-theta axis is +y, not MOSFLM's −z."""
+
+
+def initial_vectors(config: DetectorConfig) -> Tuple:
+    """The beam direction and the axes of a detector before its rotations: the convention's, or
+    for CUSTOM the vectors given (each the convention's row where not given); not normalised.
+
+    Parameters
+    ----------
+    config : DetectorConfig
+        The detector's configuration.
+
+    Returns
+    -------
+    beam, fdet, sdet, odet : sequences of 3 numbers
+        Beam propagation direction, fast axis, slow axis and normal.
+    """
+    row = CONVENTIONS[config.detector_convention]
+    custom = config.detector_convention is DetectorConvention.CUSTOM
+
+    def pick(given, default):
+        return given if (custom and given is not None) else default
+
+    return (pick(config.custom_beam_vector, row.beam), pick(config.custom_fdet_vector, row.fdet),
+            pick(config.custom_sdet_vector, row.sdet), pick(config.custom_odet_vector, row.odet))
 
 
 # ----------------------------------------------------------------------------- pivot

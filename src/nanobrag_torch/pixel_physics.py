@@ -57,7 +57,7 @@ def chunk_intensity(p: PreparedRun, panel: int, slow: torch.Tensor, fast: torch.
     if p.layer_spacing_m > 0:
         position = position + planes.normal[panel][:, None, None, None] * p.layer_depths_m[:, None]
     if options.curved_detector:
-        position = _curve(position.movedim(0, -1), p).movedim(-1, 0)
+        position = _curve(position.movedim(0, -1), p, panel).movedim(-1, 0)
     radius = _length(position)
     diffracted = position / radius
     if options.point_pixel:
@@ -175,13 +175,15 @@ def _sum_over(x: torch.Tensor, dims: Tuple[int, ...]) -> torch.Tensor:
     return x.sum(dims)
 
 
-def _curve(position: torch.Tensor, p: PreparedRun) -> torch.Tensor:
-    """Curved detector: every pixel at ``distance`` from the sample. As nanoBragg, ``distance ·
-    beam`` is turned about the slow axis by the lab y component of the flat position over the
-    distance, then about the fast axis by its z component over the distance."""
-    geometry = p.geometry
-    start = geometry.distance_m * geometry.beam
-    about_s = rotation_about_axis(geometry.sdet.expand(position.shape), position[..., 1] / geometry.distance_m)
+def _curve(position: torch.Tensor, p: PreparedRun, panel: int) -> torch.Tensor:
+    """Curved detector: every pixel of the panel at its ``distance`` from the sample. As
+    nanoBragg, ``distance · beam`` is turned about the panel's slow axis by the lab y component
+    of the flat position over the distance, then about its fast axis by its z component over
+    the distance."""
+    planes = p.panels
+    distance = planes.distance_m[panel]
+    start = distance * p.beam
+    about_s = rotation_about_axis(planes.slow[panel].expand(position.shape), position[..., 1] / distance)
     rotated = (about_s @ start[:, None]).squeeze(-1)
-    about_f = rotation_about_axis(geometry.fdet.expand(position.shape), position[..., 2] / geometry.distance_m)
+    about_f = rotation_about_axis(planes.fast[panel].expand(position.shape), position[..., 2] / distance)
     return (about_f @ rotated[..., None]).squeeze(-1)

@@ -15,7 +15,6 @@ import torch
 
 from .config import CrystalShape
 from .layout import PixelLayout
-from .models.detector import DetectorGeometry
 from .structure_factors import StructureFactors
 
 MAX_KEPT_BYTES = 1 << 30
@@ -94,6 +93,9 @@ class PanelPlanes:
         Pixel edge.
     close_distance_m : tensor (n_panels,)
         Perpendicular distance of every panel's plane from the sample.
+    distance_m : tensor (n_panels,)
+        Every panel's distance along the beam as nanoBragg recomputes it (the panel's
+        ``DetectorGeometry.distance_m``): the radius of a curved detector.
     """
 
     origin_m: torch.Tensor
@@ -102,6 +104,7 @@ class PanelPlanes:
     normal: torch.Tensor
     pixel_size_m: torch.Tensor
     close_distance_m: torch.Tensor
+    distance_m: torch.Tensor
 
     @classmethod
     def of(cls, geometries) -> "PanelPlanes":
@@ -121,7 +124,8 @@ class PanelPlanes:
                    fast=torch.stack([g.fdet for g in geometries]), slow=torch.stack([g.sdet for g in geometries]),
                    normal=torch.stack([g.odet for g in geometries]),
                    pixel_size_m=torch.stack([g.pixel_size_m for g in geometries]),
-                   close_distance_m=torch.stack([g.close_distance_m for g in geometries]))
+                   close_distance_m=torch.stack([g.close_distance_m for g in geometries]),
+                   distance_m=torch.stack([g.distance_m for g in geometries]))
 
 
 @dataclass(frozen=True)
@@ -143,10 +147,11 @@ class PreparedRun:
     pixel_mask : tensor (total,) of bool, or None
         False where a pixel is masked; None without a mask.
     panels : PanelPlanes
-        Where every panel is.
-    geometry : DetectorGeometry
-        Position, axes and nanoBragg's derived quantities of the first panel (the beam
-        direction, the distance and the curved detector's reference).
+        Where every panel is: everything the render needs of the detector's geometry (the
+        quantities nanoBragg reports are :meth:`Detector.geometries
+        <nanobrag_torch.models.detector.Detector.geometries>`).
+    beam : tensor (3,)
+        Unit propagation direction of the beam, which all panels share.
     incident : tensor (sources, 3)
         Unit propagation direction of every source.
     wavelength_m : tensor (sources,)
@@ -192,7 +197,7 @@ class PreparedRun:
     regions: Tuple[Tuple[int, int, int, int], ...]
     pixel_mask: Optional[torch.Tensor]
     panels: PanelPlanes
-    geometry: DetectorGeometry
+    beam: torch.Tensor
     incident: torch.Tensor
     wavelength_m: torch.Tensor
     polarization_axis: torch.Tensor

@@ -13,7 +13,7 @@ differentiable in every continuous parameter.
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional, TypeVar
+from typing import Callable, Optional, Sequence, TypeVar
 
 import torch
 
@@ -95,18 +95,19 @@ class Simulator:
             ``MAX_OVERSAMPLE`` (1000).
         """
         dev, dt = self.device, self.dtype
-        crystal_cfg, detector_cfg, beam_cfg = self.crystal.config, self.detector.config, self.beam_config
+        crystal_cfg, detector_cfg, beam_cfg = self.crystal.config, self.detector.shared_config, self.beam_config
         convention = self.detector.convention
-        geometry = self.detector.geometry()
+        geometries = self.detector.geometries()
+        beam_direction = geometries[0].beam
         axis = beam_cfg.polarization_axis if beam_cfg.polarization_axis is not None else convention.polarization_axis
         polarization_axis = unit(as_tensor(axis, dev, dt))
-        incident, wavelength = self.beam.sources(geometry.beam, polarization_axis)
+        incident, wavelength = self.beam.sources(beam_direction, polarization_axis)
         spindle = crystal_cfg.spindle_axis if crystal_cfg.spindle_axis is not None else convention.spindle_axis
         phi_rad = self.crystal.phi_angles_rad()
         if self.c_quirks:
             phi_rad = quirks.phi_carry_over(phi_rad)
         vectors = self.crystal.rotated_real_vectors_m(as_tensor(spindle, dev, dt), phi_rad)
-        oversample = self._oversample(geometry)
+        oversample = self._oversample(geometries)
         sub = (torch.arange(oversample, device=dev, dtype=dt) + 0.5) / oversample
         thick = detector_cfg.detector_thick_um > 0
         layers = detector_cfg.detector_thicksteps if thick else 1
@@ -127,7 +128,7 @@ class Simulator:
             interpolate=interpolate, fused=self._fused(factors, interpolate), c_quirks=self.c_quirks)
         return PreparedRun(
             layout=layout, regions=self.detector.regions(), pixel_mask=self.detector.pixel_mask(),
-            panels=PanelPlanes.of([geometry]), geometry=geometry, incident=incident, wavelength_m=wavelength,
+            panels=PanelPlanes.of(geometries), beam=beam_direction, incident=incident, wavelength_m=wavelength,
             polarization_axis=polarization_axis, kahn_factor=as_tensor(beam_cfg.polarization_factor, dev, dt),
             oversample=oversample,
             subpixel_offsets=torch.stack(torch.meshgrid(sub, sub, indexing="ij"), dim=-1).reshape(-1, 2),
@@ -138,19 +139,18 @@ class Simulator:
             steps=steps, options=options, origin=self._token,
         )
 
-    def _oversample(self, geometry: DetectorGeometry) -> int:
+    def _oversample(self, geometries: Sequence[DetectorGeometry]) -> int:
         """The configured sub-pixels per pixel edge, or nanoBragg's automatic choice
-        ``ceil(3 · crystal size / (λ · distance / pixel))``, which must not exceed
-        ``MAX_OVERSAMPLE`` (a ConfigError says so)."""
-        configured = self.detector.config.oversample
+        ``ceil(3 · crystal size / (λ · distance / pixel))`` (the largest over the panels), which
+        must not exceed ``MAX_OVERSAMPLE`` (a ConfigError says so)."""
+        configured = self.detector.shared_config.oversample
         if configured is not None:
             return int(configured)
         with torch.no_grad():
             size = float(self.crystal.size_m().max())
-            distance = float(geometry.distance_m)
             wavelength = float(self.beam.wavelength_m)
-            pixel = float(geometry.pixel_size_m)
-        chosen = max(1, int(math.ceil(3 * size / (wavelength * distance / pixel))))
+            chosen = max(max(1, int(math.ceil(3 * size / (wavelength * float(g.distance_m) / float(g.pixel_size_m)))))
+                         for g in geometries)
         if chosen > MAX_OVERSAMPLE:
             raise ConfigError("DetectorConfig", "oversample", None,
                               f"nanoBragg's automatic choice ceil(3 · crystal size / (λ · distance / pixel)) is "
@@ -169,7 +169,7 @@ class Simulator:
     def _fused(self, factors: StructureFactors, interpolate: bool) -> bool:
         """Whether the fused kernel computes the Bragg sum: SQUARE shape, nearest-neighbour
         structure factors that need no gradient, and no per-orientation C compounding."""
-        cfg = self.detector.config
+        cfg = self.detector.shared_config
         compounding = self.c_quirks and (cfg.oversample_omega or cfg.oversample_polar or cfg.oversample_thick)
         return (self.crystal.config.shape is CrystalShape.SQUARE and not interpolate
                 and not compounding and not factors.requires_grad)
@@ -199,15 +199,19 @@ class Simulator:
             What this simulator's :meth:`prepare` returned, to render without computing it
             again. Default: :meth:`prepare` now.
         pixels : tensor (n,) of int, optional
-            Flat indices (``slow · fpixels + fast`` on a single panel; see
+            Flat indices (``slow · fpixels + fast`` on a single panel, panel after panel on
+            several; see
             :class:`~nanobrag_torch.layout.PixelLayout`) of the only pixels to render, whatever
             the ROI and mask. A refinement evaluates just the pixels near the spots this way.
 
         Returns
         -------
-        tensor (spixels, fpixels), or (n,) when ``pixels`` is given
-            Expected photons per pixel (nanoBragg's float image). Pixels outside the ROI or
-            masked are 0.
+        tensor (spixels, fpixels), (n_panels, spixels, fpixels), or (n,) when ``pixels`` is given
+            Expected photons per pixel (nanoBragg's float image): ``(spixels, fpixels)`` for a
+            ``DetectorConfig``, ``(n_panels, spixels, fpixels)`` for a
+            ``MultiPanelDetectorConfig`` (its panels of one size; the
+            :class:`~nanobrag_torch.layout.PixelLayout` splits a flat image of panels of
+            different sizes). Pixels outside the ROI or masked are 0.
 
         Raises
         ------

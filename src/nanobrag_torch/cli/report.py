@@ -148,7 +148,7 @@ def pgm_scale(requested: Optional[float], statistics: Statistics, int_scale: flo
 
 
 @fill_doc
-def print_setup(plan: Plan, simulator: Simulator, prepared: PreparedRun, out) -> None:
+def print_setup(plan: Plan, simulator: Simulator, prepared: PreparedRun, geometry: DetectorGeometry, out) -> None:
     """The set-up summary, in the words and formats of nanoBragg C's stdout.
 
     Parameters
@@ -157,9 +157,11 @@ def print_setup(plan: Plan, simulator: Simulator, prepared: PreparedRun, out) ->
     simulator : Simulator
         The simulator built from the plan (its crystal's cell vectors are printed).
     %(prepared)s
+    geometry : DetectorGeometry
+        The detector's geometry (:meth:`Detector.geometry
+        <nanobrag_torch.models.detector.Detector.geometry>`), whose derived quantities are printed.
     %(out)s
     """
-    geometry = prepared.geometry
     det, cry = plan.detector, plan.crystal
     with torch.no_grad():
         real = [v.detach().cpu().numpy() for v in simulator.crystal.real_space_vectors_A()]
@@ -212,7 +214,7 @@ def print_setup(plan: Plan, simulator: Simulator, prepared: PreparedRun, out) ->
 
 
 @fill_doc
-def write_outputs(plan: Plan, prepared: PreparedRun, floats: np.ndarray, out) -> None:
+def write_outputs(plan: Plan, prepared: PreparedRun, geometry: DetectorGeometry, floats: np.ndarray, out) -> None:
     """Float, integer, PGM and noise images, in C's order and words.
 
     Each file is written atomically; the lines C prints about them go to ``out``.
@@ -221,6 +223,8 @@ def write_outputs(plan: Plan, prepared: PreparedRun, floats: np.ndarray, out) ->
     ----------
     %(plan)s
     %(prepared)s
+    geometry : DetectorGeometry
+        The detector's geometry, for the SMV header.
     floats : ndarray (spixels, fpixels)
         The rendered float image, photons per pixel.
     %(out)s
@@ -231,14 +235,14 @@ def write_outputs(plan: Plan, prepared: PreparedRun, floats: np.ndarray, out) ->
         handle.write(np.ascontiguousarray(floats, dtype=np.float32).tobytes())
     stats = image_statistics(floats, det)
     n = prepared.oversample
-    pixel_m = float(prepared.geometry.pixel_size_m)
+    pixel_m = float(geometry.pixel_size_m)
     fdet = pixel_m / n * (stats.max_fast * n + n - 1) + pixel_m / n / 2
     sdet = pixel_m / n * (stats.max_slow * n + n - 1) + pixel_m / n / 2
     print(f"max_I = {stats.max_I:g}  at {fdet:g} {sdet:g}", file=out)
     print(f"mean= {stats.mean:g} rms= {stats.rms:g} rmsd= {stats.rmsd:g}", file=out)
     scale = intfile_scale(stats.max_I, plan.noise.intfile_scale)
     print(f"intfile_scale = {scale:g}", file=out)
-    header = smv_header(plan, prepared.geometry, det.fpixels, det.spixels)
+    header = smv_header(plan, geometry, det.fpixels, det.spixels)
     print(f"writing {plan.outputs.intfile} as 2-byte integers", file=out)
     write_smv(plan.outputs.intfile, int_image(floats, scale, plan.noise.adc_offset_adu, det.roi), header)
     if plan.outputs.pgmfile is not None:

@@ -161,19 +161,20 @@ def run(plan: Plan, out=None, err=None) -> int:
     simulator, structure = build_simulator(plan)
     with torch.no_grad():
         prepared = simulator.prepare()
+        geometry = simulator.detector.geometry()
     for line in plan.warnings:
         print(f"{PROGRAM}: warning: {line}", file=err)
     if plan.outputs.fdump is not None:
         print(f"writing dump file for next time: {plan.outputs.fdump}", file=out)
         write_fdump(plan.outputs.fdump, *structure)
-    print_setup(plan, simulator, prepared, out)
+    print_setup(plan, simulator, prepared, geometry, out)
     with progress_bar(err, plan.progress) as progress, warnings.catch_warnings(record=True) as caught, \
             torch.no_grad():
         warnings.simplefilter("always")
         image = simulator.run(progress=progress, prepared=prepared)
     for warning in caught:
         print(f"{PROGRAM}: warning: {warning.message}", file=err)
-    write_outputs(plan, prepared, _float_image(image), out)
+    write_outputs(plan, prepared, geometry, _float_image(image), out)
     return 0
 
 

@@ -6,14 +6,14 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass, replace
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 import torch
 
 from .._docs import fill_doc
-from ..config import DetectorConfig, DetectorConvention, DetectorPivot
+from ..config import DetectorConfig, DetectorPivot, MultiPanelDetectorConfig
 from ..conventions import (CONVENTIONS, Convention, beam_center_for_point, beam_point, default_beam_center_mm,
-                           detector_pivot)
+                           detector_pivot, initial_vectors)
 from ..geometry import as_tensor, dot, rotation_about_axis, rotation_xyz, unit
 from ..layout import PixelLayout, roi_bounds
 
@@ -63,20 +63,51 @@ class DetectorGeometry:
     pivot: DetectorPivot
 
 
+@dataclass(frozen=True)
+class _Placement:
+    """A panel on its way to a :class:`DetectorGeometry`: corner, axes (fast, slow, normal),
+    beam, pixel edge, nanoBragg's ``ratio`` (beam · normal before two-theta) and pivot."""
+
+    pix0: torch.Tensor
+    axes: Tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+    beam: torch.Tensor
+    pixel: torch.Tensor
+    ratio: torch.Tensor
+    pivot: DetectorPivot
+
+    def geometry(self) -> DetectorGeometry:
+        """The geometry with nanoBragg's derived quantities."""
+        pix0, (fdet, sdet, odet), beam, pixel, ratio = self.pix0, self.axes, self.beam, self.pixel, self.ratio
+        fclose_out, sclose_out = -dot(pix0, fdet), -dot(pix0, sdet)
+        close_out = dot(pix0, odet)
+        to_beam = (close_out / ratio) * beam - pix0
+        return DetectorGeometry(
+            pix0_m=pix0, pixel_size_m=pixel, fdet=fdet, sdet=sdet, odet=odet, beam=beam,
+            distance_m=close_out / ratio, close_distance_m=close_out,
+            Fbeam_m=dot(to_beam, fdet), Sbeam_m=dot(to_beam, sdet),
+            Fclose_m=fclose_out, Sclose_m=sclose_out,
+            orgx_px=fclose_out / pixel + 0.5, orgy_px=sclose_out / pixel + 0.5,
+            dials_origin_mm=1000 * torch.stack([pix0[2], pix0[1], -pix0[0]]),
+            pivot=self.pivot,
+        )
+
+
 @fill_doc
 class Detector:
-    """A detector built from a :class:`~nanobrag_torch.config.DetectorConfig`.
+    """A detector built from a :class:`~nanobrag_torch.config.DetectorConfig` (one panel) or a
+    :class:`~nanobrag_torch.config.MultiPanelDetectorConfig` (several).
 
     Parameters
     ----------
-    config : DetectorConfig
-        Convention, pixels, distance, beam centre, rotations, sensor, ROI and mask.
+    config : DetectorConfig or MultiPanelDetectorConfig
+        Convention, pixels, distance, beam centre, rotations, sensor, ROI and mask of every
+        panel, and the panel groups.
     %(device)s
     %(dtype)s
     """
 
-    def __init__(self, config: DetectorConfig, *, device: Optional[torch.device] = None,
-                 dtype: Optional[torch.dtype] = None):
+    def __init__(self, config: Union[DetectorConfig, MultiPanelDetectorConfig], *,
+                 device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None):
         self.config = config
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.dtype = dtype if dtype is not None else torch.float64
@@ -85,50 +116,52 @@ class Detector:
         return as_tensor(value, self.device, self.dtype)
 
     @property
+    def panel_configs(self) -> Tuple[DetectorConfig, ...]:
+        """The configuration of every panel, in panel order (one for a ``DetectorConfig``)."""
+        if isinstance(self.config, MultiPanelDetectorConfig):
+            return self.config.panels
+        return (self.config,)
+
+    @property
+    def shared_config(self) -> DetectorConfig:
+        """Panel 0's configuration: it holds the settings all panels share
+        (``SHARED_PANEL_FIELDS``) and the convention whose defaults
+        the beam and the crystal take."""
+        return self.panel_configs[0]
+
+    @property
     def convention(self) -> Convention:
-        """The row of :data:`~nanobrag_torch.conventions.CONVENTIONS` of the configured convention."""
-        return CONVENTIONS[self.config.detector_convention]
+        """The row of :data:`~nanobrag_torch.conventions.CONVENTIONS` of panel 0's convention."""
+        return CONVENTIONS[self.shared_config.detector_convention]
 
     @property
     def pivot(self) -> DetectorPivot:
-        """The configured pivot, or the convention's."""
-        return detector_pivot(self.config.detector_convention, self.config.detector_pivot)
+        """Panel 0's configured pivot, or its convention's."""
+        return detector_pivot(self.shared_config.detector_convention, self.shared_config.detector_pivot)
 
-    def _initial_vectors(self) -> Tuple[torch.Tensor, ...]:
-        cfg, conv = self.config, self.convention
-        custom = cfg.detector_convention is DetectorConvention.CUSTOM
+    def twotheta_axis(self, panel: int = 0) -> torch.Tensor:
+        """Unit two-theta axis of a panel (the configured one, else its convention's).
 
-        def pick(user, default):
-            return self._t(user if (custom and user is not None) else default)
-
-        beam = unit(pick(cfg.custom_beam_vector, conv.beam))
-        fdet = unit(pick(cfg.custom_fdet_vector, conv.fdet))
-        sdet = unit(pick(cfg.custom_sdet_vector, conv.sdet))
-        odet = unit(pick(cfg.custom_odet_vector, conv.odet))
-        return beam, fdet, sdet, odet
-
-    def twotheta_axis(self) -> torch.Tensor:
-        """Unit two-theta axis (the configured one, else the convention's).
+        Parameters
+        ----------
+        panel : int
+            The panel.
 
         Returns
         -------
         tensor (3,)
         """
-        axis = self.config.twotheta_axis
-        return unit(self._t(axis if axis is not None else self.convention.twotheta_axis))
-
-    def _beam_point_m(self, pixel_m: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """The point the beam centre names, along fast and slow (see
-        :func:`~nanobrag_torch.conventions.beam_point`), in metres."""
-        cfg = self.config
-        centre = [self._t(value) * 1e-3 for value in _beam_center_mm(cfg)]
-        return beam_point(cfg.detector_convention, *centre, pixel_m, cfg.fpixels, cfg.spixels)
+        cfg = self.panel_configs[panel]
+        axis = cfg.twotheta_axis
+        return unit(self._t(axis if axis is not None else CONVENTIONS[cfg.detector_convention].twotheta_axis))
 
     def geometry(self) -> DetectorGeometry:
-        """Detector position and axes after the rotations and the pivot.
+        """Position and axes of a single-panel detector after the rotations, the pivot and the
+        panel's own shift and rotation.
 
         Computed afresh at every call (the config may hold tensors that change);
-        :meth:`~nanobrag_torch.simulator.Simulator.prepare` calls it once per run.
+        :meth:`~nanobrag_torch.simulator.Simulator.prepare` calls :meth:`geometries` once per
+        run.
 
         The detector is first rotated about lab x, y and z, then swung about the two-theta
         axis. With the SAMPLE pivot, the point closest to the sample of the unrotated detector
@@ -144,20 +177,62 @@ class Detector:
         Raises
         ------
         ValueError
-            The beam runs exactly parallel to the detector plane (beam · normal = 0 after the
-            rotations), so that it never meets the detector: nanoBragg C divides by the
-            smallest double instead and renders nonsense.
+            The detector has several panels (use :meth:`geometries`), or the beam runs exactly
+            parallel to the detector plane (beam · normal = 0 after the rotations), so that it
+            never meets the detector: nanoBragg C divides by the smallest double instead and
+            renders nonsense.
         """
-        cfg = self.config
-        beam, fdet0, sdet0, odet0 = self._initial_vectors()
+        if isinstance(self.config, MultiPanelDetectorConfig):
+            raise ValueError(f"Detector.geometry: the detector has {self.config.n_panels} panels; "
+                             f"geometries() gives one DetectorGeometry per panel")
+        return self.geometries()[0]
+
+    def geometries(self) -> Tuple[DetectorGeometry, ...]:
+        """Position and axes of every panel: each placed by its configuration as
+        :meth:`geometry` describes, moved by its ``panel_rotation_deg`` and ``panel_shift_mm``,
+        then by its groups' ``group_rotation_deg`` and ``group_shift_mm`` in the order of the
+        groups.
+
+        Returns
+        -------
+        tuple of DetectorGeometry
+            One per panel, in panel order; differentiable in the configs' tensor fields.
+
+        Raises
+        ------
+        ValueError
+            A panel's beam runs parallel to its plane (see :meth:`geometry`).
+        """
+        placed = []
+        for panel, cfg in enumerate(self.panel_configs):
+            placement = self._placed(panel, cfg)
+            placed.append(self._moved(placement, self._centre(placement, cfg), placement.axes,
+                                      cfg.panel_rotation_deg, cfg.panel_shift_mm))
+        if isinstance(self.config, MultiPanelDetectorConfig):
+            cfg = self.config
+            for g, group in enumerate(cfg.groups):
+                rotation = cfg.group_rotation_deg[g] if cfg.group_rotation_deg else (0.0, 0.0, 0.0)
+                shift = cfg.group_shift_mm[g] if cfg.group_shift_mm else (0.0, 0.0, 0.0)
+                centre = torch.stack([self._centre(placed[i], self.panel_configs[i]) for i in group]).mean(0)
+                axes = placed[group[0]].axes
+                for i in group:
+                    placed[i] = self._moved(placed[i], centre, axes, rotation, shift)
+        return tuple(placement.geometry() for placement in placed)
+
+    def _placed(self, panel: int, cfg: DetectorConfig) -> "_Placement":
+        """A panel placed by its configuration's distance, beam centre, rotations and pivot."""
+        beam, fdet0, sdet0, odet0 = (unit(self._t(v)) for v in initial_vectors(cfg))
         angles = [self._t(v) * (math.pi / 180.0)
                   for v in (cfg.detector_rotx_deg, cfg.detector_roty_deg, cfg.detector_rotz_deg)]
         rotation = rotation_xyz(angles)
-        twotheta = rotation_about_axis(self.twotheta_axis(), self._t(cfg.detector_twotheta_deg) * (math.pi / 180.0))
+        twotheta = rotation_about_axis(self.twotheta_axis(panel),
+                                       self._t(cfg.detector_twotheta_deg) * (math.pi / 180.0))
         full = twotheta @ rotation
         ratio = dot(beam, rotation @ odet0)
         if bool(ratio == 0):
-            raise ValueError("DetectorConfig: the beam runs parallel to the detector plane (beam . normal = 0 after "
+            where = "DetectorConfig" if panel == 0 and not isinstance(self.config, MultiPanelDetectorConfig) \
+                else f"MultiPanelDetectorConfig.panels[{panel}]"
+            raise ValueError(f"{where}: the beam runs parallel to the detector plane (beam . normal = 0 after "
                              "detector_rotx/y/z_deg): it never meets the detector; check the beam and detector "
                              "vectors and rotations")
         if cfg.close_distance_mm is not None:
@@ -166,27 +241,37 @@ class Detector:
             close_distance = (ratio * self._t(cfg.distance_mm) * 1e-3).abs()
         distance = close_distance / ratio
         pixel = self._t(cfg.pixel_size_mm) * 1e-3
-        along_fast, along_slow = self._beam_point_m(pixel)
+        centre = [self._t(value) * 1e-3 for value in _beam_center_mm(cfg)]
+        along_fast, along_slow = beam_point(cfg.detector_convention, *centre, pixel, cfg.fpixels, cfg.spixels)
         fdet, sdet, odet = full @ fdet0, full @ sdet0, full @ odet0
+        pivot = detector_pivot(cfg.detector_convention, cfg.detector_pivot)
         if cfg.pix0_override_m is not None:
             pix0 = self._t(list(cfg.pix0_override_m))
-        elif self.pivot is DetectorPivot.SAMPLE:
+        elif pivot is DetectorPivot.SAMPLE:
             pix0 = full @ (-along_fast * fdet0 - along_slow * sdet0 + close_distance * odet0)
         else:
             pix0 = -along_fast * fdet - along_slow * sdet + distance * beam
-        fclose_out, sclose_out = -dot(pix0, fdet), -dot(pix0, sdet)
-        close_out = dot(pix0, odet)
-        to_beam = (close_out / ratio) * beam - pix0
-        lab = torch.eye(3, dtype=self.dtype, device=self.device)
-        return DetectorGeometry(
-            pix0_m=pix0, pixel_size_m=pixel, fdet=fdet, sdet=sdet, odet=odet, beam=beam,
-            distance_m=close_out / ratio, close_distance_m=close_out,
-            Fbeam_m=dot(to_beam, fdet), Sbeam_m=dot(to_beam, sdet),
-            Fclose_m=fclose_out, Sclose_m=sclose_out,
-            orgx_px=fclose_out / pixel + 0.5, orgy_px=sclose_out / pixel + 0.5,
-            dials_origin_mm=1000 * torch.stack([dot(pix0, lab[2]), dot(pix0, lab[1]), -dot(pix0, lab[0])]),
-            pivot=self.pivot,
-        )
+        return _Placement(pix0, (fdet, sdet, odet), beam, pixel, ratio, pivot)
+
+    @staticmethod
+    def _centre(placement: "_Placement", cfg: DetectorConfig) -> torch.Tensor:
+        """Lab position of the centre of a panel's pixel area."""
+        fdet, sdet, _ = placement.axes
+        return placement.pix0 + placement.pixel * (0.5 * cfg.fpixels * fdet + 0.5 * cfg.spixels * sdet)
+
+    def _moved(self, placement: "_Placement", centre: torch.Tensor, axes: Tuple[torch.Tensor, ...],
+               rotation_deg, shift_mm) -> "_Placement":
+        """``placement`` turned about ``axes`` (first, second, third in turn) through ``centre``
+        by ``rotation_deg``, then moved along them by ``shift_mm``; as it is when both are zeros
+        that are not tensors (so that an unmoved panel stays bit for bit where it was placed)."""
+        if not _moves(shift_mm, rotation_deg):
+            return placement
+        turn = torch.eye(3, dtype=self.dtype, device=self.device)
+        for axis, angle in zip(axes, rotation_deg):
+            turn = rotation_about_axis(axis, self._t(angle) * (math.pi / 180.0)) @ turn
+        shift = sum(self._t(d) * 1e-3 * axis for d, axis in zip(shift_mm, axes))
+        pix0 = centre + turn @ (placement.pix0 - centre) + shift
+        return replace(placement, pix0=pix0, axes=tuple(turn @ axis for axis in placement.axes))
 
     def layer_spacing_m(self) -> float:
         """Depth of one sensor layer in metres (0 for an ideal detector).
@@ -195,7 +280,8 @@ class Detector:
         -------
         float
         """
-        return self.config.detector_thick_um * 1e-6 / self.config.detector_thicksteps
+        cfg = self.shared_config
+        return cfg.detector_thick_um * 1e-6 / cfg.detector_thicksteps
 
     def layer_attenuation_lengths(self) -> float:
         """Depth of one sensor layer in attenuation lengths, ``μ · spacing`` (0 when the sensor
@@ -206,7 +292,7 @@ class Detector:
         -------
         float
         """
-        cfg = self.config
+        cfg = self.shared_config
         if cfg.detector_thick_um <= 0:
             return 0.0
         depth_um = cfg.detector_abs_um if cfg.detector_abs_um is not None else cfg.detector_thick_um
@@ -214,8 +300,8 @@ class Detector:
 
     @property
     def layout(self) -> PixelLayout:
-        """How the detector's pixels are addressed: one panel of ``(spixels, fpixels)``."""
-        return PixelLayout(((self.config.spixels, self.config.fpixels),))
+        """How the detector's pixels are addressed: one entry ``(spixels, fpixels)`` per panel."""
+        return PixelLayout(tuple((cfg.spixels, cfg.fpixels) for cfg in self.panel_configs))
 
     def regions(self) -> Tuple[Tuple[int, int, int, int], ...]:
         """Every panel's region of interest, clipped to it (the whole panel without an ROI).
@@ -225,20 +311,23 @@ class Detector:
         tuple of (fmin, fmax, smin, smax)
             Inclusive pixel bounds, one per panel.
         """
-        cfg = self.config
-        return (roi_bounds(cfg.roi, cfg.fpixels, cfg.spixels),)
+        return tuple(roi_bounds(cfg.roi, cfg.fpixels, cfg.spixels) for cfg in self.panel_configs)
 
     def pixel_mask(self) -> Optional[torch.Tensor]:
-        """The configured mask as a flat tensor (total,) of bool, False where a pixel is masked,
-        on the detector's device; None without a mask.
+        """The configured masks as one flat tensor (total,) of bool, panel by panel, False where
+        a pixel is masked (a panel without a mask masks none), on the detector's device; None
+        when no panel has a mask.
 
         Returns
         -------
         tensor (total,) of bool, or None
         """
-        if self.config.mask is None:
+        configs = self.panel_configs
+        if all(cfg.mask is None for cfg in configs):
             return None
-        return torch.as_tensor(self.config.mask, device=self.device).reshape(-1) != 0
+        return torch.cat([torch.as_tensor(cfg.mask, device=self.device).reshape(-1) != 0 if cfg.mask is not None
+                          else torch.ones(cfg.spixels * cfg.fpixels, dtype=torch.bool, device=self.device)
+                          for cfg in configs])
 
     def rendered_pixels(self) -> torch.Tensor:
         """Flat indices (:class:`~nanobrag_torch.layout.PixelLayout`) of the pixels inside the
@@ -250,6 +339,12 @@ class Detector:
         tensor (n,) of int64
         """
         return self.layout.selected_pixels(self.regions(), self.pixel_mask(), self.device)
+
+
+def _moves(shift_mm, rotation_deg) -> bool:
+    """Whether a shift and a rotation move anything: a value that is a tensor (it may carry a
+    gradient) or a number other than 0."""
+    return any(isinstance(v, torch.Tensor) or v != 0 for v in (*shift_mm, *rotation_deg))
 
 
 def _beam_center_mm(config: DetectorConfig) -> Tuple:
@@ -290,7 +385,9 @@ def detector_region(config: DetectorConfig, fast0: int, slow0: int, fast_pixels:
     Raises
     ------
     ValueError
-        The rectangle does not lie on the detector, or it lies outside the ROI.
+        The rectangle does not lie on the detector, or it lies outside the ROI, or the detector
+        is moved by ``panel_shift_mm`` or ``panel_rotation_deg`` (about the centre of all its
+        pixels, which is not the region's).
     """
     for axis, start, count, total in (("fast", fast0, fast_pixels, config.fpixels),
                                       ("slow", slow0, slow_pixels, config.spixels)):
@@ -299,6 +396,10 @@ def detector_region(config: DetectorConfig, fast0: int, slow0: int, fast_pixels:
         if not (0 <= start and 1 <= count and start + count <= total):
             raise ValueError(f"detector_region: {axis} pixels {start} to {start + count - 1} are not on the "
                              f"detector's {total} {axis} pixels (0 to {total - 1})")
+    if _moves(config.panel_shift_mm, config.panel_rotation_deg):
+        raise ValueError(f"detector_region: the detector is moved (panel_shift_mm = {config.panel_shift_mm}, "
+                         f"panel_rotation_deg = {config.panel_rotation_deg}), about the centre of all its pixels; "
+                         f"cut the region from the unmoved detector and move the region")
     fast0, slow0, fast_pixels, slow_pixels = int(fast0), int(slow0), int(fast_pixels), int(slow_pixels)
     convention, pixel_mm = config.detector_convention, config.pixel_size_mm
     along_fast, along_slow = beam_point(convention, *_beam_center_mm(config), pixel_mm, config.fpixels, config.spixels)

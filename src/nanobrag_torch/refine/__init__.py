@@ -41,7 +41,7 @@ from typing import Dict, List, Mapping, Optional, Tuple, Union
 import numpy as np
 import torch
 
-from ..config import BeamConfig, CrystalConfig, DetectorConfig
+from ..config import BeamConfig, CrystalConfig, DetectorConfig, MultiPanelDetectorConfig
 from ..layout import PixelLayout
 from ..models.detector import Detector
 from .indexing import search_orientation, spread_grid
@@ -60,7 +60,8 @@ __all__ = ["refine", "RefinementResult", "Poisson", "Gaussian", "MeanSquaredErro
            "forward_jacobian"]
 
 
-def refine(observed, parameters: Mapping[str, float], *, crystal: CrystalConfig, detector: DetectorConfig,
+def refine(observed, parameters: Mapping[str, float], *, crystal: CrystalConfig,
+           detector: Union[DetectorConfig, MultiPanelDetectorConfig],
            beam: BeamConfig, structure_factors=None, likelihood: Union[str, Likelihood] = "poisson",
            mask=None, background=None, bounds: Optional[Mapping[str, Tuple[Optional[float], Optional[float]]]] = None,
            dtype: torch.dtype = torch.float32, device=None, progress: Optional[bool] = None) -> RefinementResult:
@@ -77,8 +78,12 @@ def refine(observed, parameters: Mapping[str, float], *, crystal: CrystalConfig,
         ``"detector.<field>"`` or ``"beam.<field>"`` with ``[i]`` for a field of three values
         (``"crystal.misset_deg[0]"``, ``"crystal.N_cells[2]"``), or ``"scale"`` for an
         overall factor on the simulated image. See
-        :data:`~nanobrag_torch.refine.parameters.REFINABLE_FIELDS`.
-    crystal, detector, beam : CrystalConfig, DetectorConfig, BeamConfig
+        :data:`~nanobrag_torch.refine.parameters.REFINABLE_FIELDS`. A multi-panel detector's
+        panels and groups are named by index: ``"detector.panels[2].shift_mm[0]"``,
+        ``"detector.panels[2].rotation_deg[1]"``, ``"detector.groups[0].shift_mm[2]"``,
+        ``"detector.groups[0].rotation_deg[2]"`` (and ``"detector.panels[k].<field>"`` for any
+        refinable detector field of panel k).
+    crystal, detector, beam : CrystalConfig, DetectorConfig or MultiPanelDetectorConfig, BeamConfig
         The experiment. The refined fields are replaced by the parameters' values.
     structure_factors : StructureFactors or tuple (grid, metadata), optional
         As :func:`nanobrag_torch.io.hkl.read_hkl_file` returns them, with ``crystal.default_F``
@@ -316,8 +321,9 @@ def _allowed(mask, detector: Detector, device: torch.device) -> torch.Tensor:
             raise ValueError("mask selects no pixel (all are 0/False)")
         allowed &= selected
     if not bool(allowed.any()):
-        raise ValueError(f"the mask argument, DetectorConfig.mask and DetectorConfig.roi = {detector.config.roi} "
-                         f"together select no pixel")
+        rois = [config.roi for config in detector.panel_configs]
+        raise ValueError(f"the mask argument, DetectorConfig.mask and DetectorConfig.roi = "
+                         f"{rois[0] if len(rois) == 1 else rois} together select no pixel")
     return allowed
 
 

@@ -196,7 +196,7 @@ class ExperimentModel:
         fast = (fast_px.to(self.device, torch.float64) + 0.5) * pixel_size_m
         slow = (slow_px.to(self.device, torch.float64) + 0.5) * pixel_size_m
         direction = unit(origin + fast[:, None] * fdet + slow[:, None] * sdet)
-        q_per_A = (direction - prepared.geometry.beam) / (simulator.beam.wavelength_m * 1e10)
+        q_per_A = (direction - prepared.beam) / (simulator.beam.wavelength_m * 1e10)
         cells = prepared.cell_vectors_m
         cells_A = cells[cells.shape[0] // 2] * 1e10
         return q_per_A.cpu(), direction.cpu(), cells_A.cpu()
@@ -204,7 +204,8 @@ class ExperimentModel:
     @fill_doc
     def pixel_in_reciprocal_space_per_A(self, x: torch.Tensor) -> float:
         """How far one pixel at the detector's closest point reaches in reciprocal space:
-        ``pixel size / (distance · λ)`` in Å⁻¹, the scale of a spot's position error.
+        ``pixel size / (distance · λ)`` in Å⁻¹ (the largest over the panels), the scale of a
+        spot's position error.
 
         Parameters
         ----------
@@ -216,9 +217,9 @@ class ExperimentModel:
         """
         with torch.no_grad():
             simulator = self.simulator(list(x.to(self.device).unbind()), torch.float64)
-            geometry = simulator.detector.geometry()
             wavelength_A = float(simulator.beam.wavelength_m) * 1e10
-            return float(geometry.pixel_size_m / geometry.close_distance_m.abs()) / wavelength_A
+            return max(float(g.pixel_size_m / g.close_distance_m.abs()) for g in simulator.detector.geometries()) \
+                / wavelength_A
 
     @fill_doc
     def reflection_width_per_A(self, x: torch.Tensor) -> float:

@@ -20,7 +20,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 
 from .._docs import fill_doc
-from ..config import BeamConfig, CrystalConfig, DetectorConfig, FieldRule, refinable_fields
+from ..config import BeamConfig, CrystalConfig, DetectorConfig, FieldRule, MultiPanelDetectorConfig, refinable_fields
 
 SCALE = "scale"
 """Name of the overall scale factor of the simulated image."""
@@ -76,6 +76,14 @@ _UNSET_ALLOWED = ("beam_center_f", "beam_center_s")
 """Fields whose ``None`` (the convention's default) a starting value may replace."""
 
 _NAME = re.compile(r"^(crystal|detector|beam)\.(\w+)(?:\[(\d)\])?$")
+_PART_NAME = re.compile(r"^detector\.(panels|groups)\[(\d+)\]\.(\w+)(?:\[(\d)\])?$")
+
+PANEL_ALIASES = {"shift_mm": "panel_shift_mm", "rotation_deg": "panel_rotation_deg"}
+"""Short names of a panel's move in ``"detector.panels[k].<name>[i]"``: its
+``DetectorConfig.panel_shift_mm`` and ``panel_rotation_deg``."""
+GROUP_FIELDS = {"shift_mm": "group_shift_mm", "rotation_deg": "group_rotation_deg"}
+"""The fields of a group's move in ``"detector.groups[g].<name>[i]"``: its entry of
+``MultiPanelDetectorConfig.group_shift_mm`` and ``group_rotation_deg``."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +102,11 @@ class Parameter:
         Position in a three-valued field.
     lower, upper : float
         Bounds the refinement keeps the value in.
+    panel : int or None
+        The panel of a multi-panel detector whose ``field`` it is (a ``DetectorConfig`` field).
+    group : int or None
+        The group of a multi-panel detector whose move it is (``field`` is
+        ``group_shift_mm`` or ``group_rotation_deg``).
     """
 
     name: str
@@ -102,6 +115,8 @@ class Parameter:
     index: Optional[int]
     lower: float
     upper: float
+    panel: Optional[int] = None
+    group: Optional[int] = None
 
     @property
     def is_orientation(self) -> bool:
@@ -187,12 +202,46 @@ def parse_parameters(parameters: Mapping[str, float], configs: Mapping[str, obje
 def _parameter(name: str, configs: Mapping[str, object]) -> Parameter:
     if name == SCALE:
         return Parameter(SCALE, SCALE, SCALE, None, _TINY, math.inf)
+    part = _PART_NAME.match(name) if isinstance(name, str) else None
+    if part is not None:
+        return _part_parameter(name, part, configs["detector"])
     match = _NAME.match(name) if isinstance(name, str) else None
     if match is None:
         raise ValueError(f"parameter name {name!r} is not 'scale' nor 'crystal.<field>', 'detector.<field>' or "
-                         f"'beam.<field>' (with [0], [1] or [2] for a field of three values)")
+                         f"'beam.<field>' (with [0], [1] or [2] for a field of three values), nor "
+                         f"'detector.panels[k].<field>' or 'detector.groups[g].shift_mm[i]' / 'rotation_deg[i]'")
     config, field, index = match.group(1), match.group(2), match.group(3)
-    fields = REFINABLE_FIELDS[config]
+    if config == "detector" and isinstance(configs["detector"], MultiPanelDetectorConfig):
+        raise ValueError(f"parameter {name!r}: the detector has several panels; name the panel, e.g. "
+                         f"'detector.panels[0].{field}" + (f"[{index}]'" if index is not None else "'"))
+    return _checked(name, config, field, index, configs[config], REFINABLE_FIELDS[config])
+
+
+def _part_parameter(name: str, match: "re.Match", detector: object) -> Parameter:
+    """A parameter of one panel or one group of a multi-panel detector."""
+    kind, number, field, index = match.group(1), int(match.group(2)), match.group(3), match.group(4)
+    if not isinstance(detector, MultiPanelDetectorConfig):
+        raise ValueError(f"parameter {name!r}: the detector is a DetectorConfig of one panel; name its fields "
+                         f"as 'detector.<field>' (its move: 'detector.panel_shift_mm[i]', "
+                         f"'detector.panel_rotation_deg[i]')")
+    count = detector.n_panels if kind == "panels" else len(detector.groups)
+    if number >= count:
+        raise ValueError(f"parameter {name!r}: the detector has {count} {kind} (0 to {count - 1})")
+    if kind == "panels":
+        parameter = _checked(name, "detector", PANEL_ALIASES.get(field, field), index, detector.panels[number],
+                             REFINABLE_FIELDS["detector"])
+        return dataclasses.replace(parameter, panel=number)
+    if field not in GROUP_FIELDS:
+        raise ValueError(f"parameter {name!r}: a group's parameters are 'shift_mm[i]' and 'rotation_deg[i]'")
+    if index is None or int(index) >= 3:
+        raise ValueError(f"parameter {name!r}: a group's {field} holds 3 values; name one, e.g. "
+                         f"'detector.groups[{number}].{field}[0]'")
+    return Parameter(name, "detector", GROUP_FIELDS[field], int(index), -math.inf, math.inf, group=number)
+
+
+def _checked(name: str, config: str, field: str, index: Optional[str], target: object,
+             fields: Dict[str, Tuple[int, Tuple[float, float]]]) -> Parameter:
+    """The parameter of ``field`` of the configuration ``target``, its index checked."""
     if field not in fields:
         raise ValueError(f"parameter {name!r}: {config}.{field} is not a refinable field; refinable {config} "
                          f"fields: {', '.join(sorted(fields))}")
@@ -205,7 +254,7 @@ def _parameter(name: str, configs: Mapping[str, object]) -> Parameter:
     if index is not None and int(index) >= length:
         raise ValueError(f"parameter {name!r}: index {index} is out of range for {config}.{field} "
                          f"({length} values)")
-    if getattr(configs[config], field) is None and field not in _UNSET_ALLOWED:
+    if getattr(target, field) is None and field not in _UNSET_ALLOWED:
         raise ValueError(f"parameter {name!r}: {config}.{field} is not set in the {config} configuration; "
                          f"the refinement only moves fields the configuration uses")
     return Parameter(name, config, field, None if index is None else int(index), lower, upper)
@@ -228,22 +277,49 @@ def configs_with(configs: Mapping[str, object], parameters: Sequence[Parameter],
     Returns
     -------
     crystal : CrystalConfig
-    detector : DetectorConfig
+    detector : DetectorConfig or MultiPanelDetectorConfig
+        A panel's parameter replaces the field of that panel's configuration, a group's its
+        entry of ``group_shift_mm`` or ``group_rotation_deg`` (made of zeros for every group when
+        the configuration gives none).
     beam : BeamConfig
     """
     updates: Dict[str, Dict[str, object]] = {"crystal": {}, "detector": {}, "beam": {}}
+    panel_updates: Dict[int, Dict[str, object]] = {}
+    group_updates: Dict[str, List[List[object]]] = {}
     for parameter, value in zip(parameters, values):
         if parameter.config == SCALE:
             continue
-        changes = updates[parameter.config]
+        if parameter.group is not None:
+            detector = configs["detector"]
+            moves = group_updates.setdefault(parameter.field, [
+                _as_items(triple) for triple in (getattr(detector, parameter.field)
+                                                 or [(0.0, 0.0, 0.0)] * len(detector.groups))])
+            moves[parameter.group][parameter.index] = value
+            continue
+        if parameter.panel is not None:
+            changes, target = panel_updates.setdefault(parameter.panel, {}), configs["detector"].panels[parameter.panel]
+        else:
+            changes, target = updates[parameter.config], configs[parameter.config]
         if parameter.index is None:
             changes[parameter.field] = value
         else:
-            items = changes.setdefault(parameter.field, _as_items(getattr(configs[parameter.config], parameter.field)))
+            items = changes.setdefault(parameter.field, _as_items(getattr(target, parameter.field)))
             items[parameter.index] = value
-    return tuple(dataclasses.replace(configs[name], **{field: tuple(v) if isinstance(v, list) else v
-                                                       for field, v in updates[name].items()})
-                 if updates[name] else configs[name] for name in ("crystal", "detector", "beam"))
+    if panel_updates:
+        panels = configs["detector"].panels
+        updates["detector"]["panels"] = tuple(_replaced(panel, panel_updates.get(k, {}))
+                                              for k, panel in enumerate(panels))
+    for field, moves in group_updates.items():
+        updates["detector"][field] = tuple(tuple(move) for move in moves)
+    return tuple(_replaced(configs[name], updates[name]) for name in ("crystal", "detector", "beam"))
+
+
+def _replaced(config, changes: Dict[str, object]):
+    """``config`` with ``changes`` (lists of values become tuples); itself when there are none."""
+    if not changes:
+        return config
+    return dataclasses.replace(config, **{field: tuple(v) if isinstance(v, list) else v
+                                          for field, v in changes.items()})
 
 
 def _as_items(value) -> List[object]:
