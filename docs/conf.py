@@ -29,6 +29,7 @@ extensions = [
     "matplotlib.sphinxext.plot_directive",
     "sphinx_gallery.gen_gallery",
     "gallery_api",
+    "gallery_offline",
     "package_refs",
 ]
 
@@ -108,6 +109,6 @@ sphinx_gallery_conf = {
 plot_include_source = False
 plot_html_show_source_link = False
 plot_html_show_formats = False
-plot_formats = [("png", 130)]
+plot_formats = [("png", 110)]
 plot_basedir = str(HERE / "figures")
-plot_rcparams = {"font.size": 10}
+plot_rcparams = {"font.size": 12}

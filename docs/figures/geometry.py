@@ -12,7 +12,7 @@ import numpy as np
 
 DISTANCE = 1.0
 HALF = 0.55
-fig = plt.figure(figsize=(11, 5), layout="constrained")
+fig = plt.figure(figsize=(9, 4.4), layout="constrained")
 
 # --- left: the lab frame and the detector (x along the beam, drawn to the right) ---
 lab = fig.add_subplot(1, 2, 1, projection="3d")
@@ -29,7 +29,7 @@ lab.quiver(-0.6, 0, 0, 0.55, 0, 0, color="tab:red", arrow_length_ratio=0.15, lw=
 lab.text(-0.6, 0, 0.08, "beam $\\hat{\\mathbf{b}}$", color="tab:red")
 lab.plot([0, DISTANCE], [0, 0], [0, 0], color="tab:red", ls=":", lw=1)
 lab.scatter(*corner, color="k", s=20)
-lab.text(*(corner + [0, 0.05, -0.12]), "$\\mathbf{p}_0$: corner of pixel (0, 0)", fontsize=8)
+lab.text(*(corner + [0, 0.05, -0.12]), "$\\mathbf{p}_0$: corner of pixel (0, 0)", fontsize=10)
 lab.quiver(*corner, *(0.45 * fast), color="tab:blue", arrow_length_ratio=0.2, lw=2)
 lab.text(*(corner + 0.5 * fast + [0, 0.03, 0]), "fast $\\hat{\\mathbf{f}}$", color="tab:blue")
 lab.quiver(*corner, *(0.45 * slow), color="tab:green", arrow_length_ratio=0.2, lw=2)
@@ -40,7 +40,7 @@ pixel = np.array([DISTANCE, -0.25, 0.3])
 lab.plot(*np.stack([np.zeros(3), pixel]).T, color="tab:orange", lw=2)
 lab.scatter(*pixel, color="tab:orange", s=20)
 lab.text(*(pixel + [0, 0, 0.06]), "pixel $\\mathbf{p}$", color="tab:orange")
-lab.text(0, 0, -0.15, "sample", fontsize=8)
+lab.text(0, 0, -0.15, "sample", fontsize=10)
 lab.set_xlim(-0.6, 1.3)
 lab.set_ylim(-0.7, 0.7)
 lab.set_zlim(-0.7, 0.7)
@@ -67,14 +67,12 @@ ewald.text(*(centre + 0.55 * scattered + [-0.05, 0.08]), "$\\hat{\\mathbf{d}}/\\
 ewald.annotate("", xy=tip, xytext=(0, 0), arrowprops=dict(arrowstyle="-|>", color="k", lw=2))
 ewald.text(*(0.5 * tip + [0.06, 0.0]), "$\\mathbf{q} = (\\hat{\\mathbf{d}} - \\hat{\\mathbf{i}})/\\lambda$")
 ewald.plot(*centre, "o", color="gray", ms=4)
-ewald.text(centre[0], centre[1] - 0.13, "sample", ha="center", fontsize=8, color="gray")
+ewald.text(centre[0], centre[1] - 0.13, "sample", ha="center", fontsize=10, color="gray")
 ewald.plot(0, 0, "ko", ms=4)
-ewald.text(0.04, -0.12, "origin of\nreciprocal space", fontsize=8)
+ewald.text(0.04, -0.12, "origin of\nreciprocal space", fontsize=10)
 arc = np.linspace(0, two_theta, 50)
 ewald.plot(centre[0] + 0.3 * np.cos(arc), centre[1] + 0.3 * np.sin(arc), color="k", lw=0.8)
 ewald.text(centre[0] + 0.33, centre[1] + 0.1, "2θ", fontsize=9)
-ewald.text(-1.0, 1.07, "a reflection diffracts where its reciprocal-lattice point lies on the sphere",
-           ha="center", fontsize=8)
 ewald.set_aspect("equal")
 ewald.set_xlim(-2.15, 0.6)
 ewald.set_ylim(-1.15, 1.2)

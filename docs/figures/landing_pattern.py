@@ -18,5 +18,5 @@ crystal = Crystal(experiment.crystal, experiment.structure_factors, dtype=torch.
 with torch.no_grad():
     image = Simulator(crystal, Detector(binned, dtype=torch.float32), experiment.beam).run()
 
-fig, ax = plt.subplots(figsize=(6, 6), layout="constrained")
+fig, ax = plt.subplots(figsize=(5.2, 4.6), layout="constrained")
 show_detector_image(image, ax, title="A still on a Pilatus 6M (4 × 4 binned)")

@@ -38,7 +38,11 @@ import torch
 from nanobrag_torch import Crystal, Detector, Simulator, detector_region
 from nanobrag_torch.datasets import tutorial_experiment
 from nanobrag_torch.noise import noise_image
-from nanobrag_torch.plotting import show_detector_image, show_residual
+from nanobrag_torch.plotting import (
+    count_color_scale,
+    show_detector_image,
+    show_residual,
+)
 from nanobrag_torch.refine import find_spots, refine
 
 DTYPE = torch.float32
@@ -69,7 +73,9 @@ def crystal_config(exposure, phi_deg=TRUE_PHI, mosaic_deg=TRUE_MOSAIC):
 # ------------------------------
 # The expected photons per pixel of each exposure, and a Poisson-noise image of it made
 # with the package's noise (the ``nanobragg -seed`` noise), which the refinement will
-# fit. Both exposures last as long and see the same beam.
+# fit. Both exposures last as long and see the same beam. The counts are shown on a
+# scale for counts: from half a photon, so that every counted pixel is lit, to the
+# largest count.
 expected = {}
 counts = {}
 for exposure in EXPOSURES:
@@ -86,19 +92,14 @@ for exposure in EXPOSURES:
         0
     ].astype(np.float64)
 
-top = max(np.percentile(image[image > 0], 99.9) for image in expected.values())
+scale = count_color_scale(*counts.values())
 fig, axes = plt.subplots(1, 3, figsize=(12, 7.5), layout="constrained", sharey=True)
 for ax, exposure in zip(axes, EXPOSURES):
     artist = show_detector_image(
-        counts[exposure],
-        ax,
-        title=f"{exposure}: photon counts",
-        vmax=top,
-        colorbar=False,
+        counts[exposure], ax, title=f"{exposure}: photon counts", colorbar=False,
+        **scale
     )
-fig.colorbar(
-    artist, ax=axes[:2], label="photons per pixel", shrink=0.6, location="bottom"
-)
+fig.colorbar(artist, ax=axes[:2], label=scale["label"], shrink=0.6, location="bottom")
 difference = show_residual(expected["oscillation"] - expected["still"], axes[2],
                            title="expected: oscillation − still", colorbar=False)
 fig.colorbar(

@@ -237,13 +237,9 @@ for _, first, second, value in pairs[:4]:
 # parameter the table gives the change of the spot's photons and the shift of its
 # centroid (photon-weighted mean position), in pixels; the figure shows the derivative
 # images near each spot's peak (red: more photons, blue: fewer; one colour scale for
-# each spot).
-SPOTS = [
-    (1624, 1442),
-    (1033, 683),
-    (901, 1292),
-    (1676, 1010),
-]  # (slow, fast) pixels of the four brightest spots
+# each spot, in photons per pixel for a change of one standard error).
+# (slow, fast) pixels of the four brightest spots
+SPOTS = [(1624, 1442), (1033, 683), (901, 1292), (1676, 1010)]
 HALF = 16
 windows = [
     np.mgrid[s - HALF : s + HALF, f - HALF : f + HALF].reshape(2, -1) for s, f in SPOTS
@@ -272,9 +268,8 @@ derivatives = {
     for k, name in enumerate(NAMES)
 }
 mu = spot_windows(mu.to(torch.float64))
-beam_f = (
-    result.values["detector.beam_center_f"] / PIXEL_MM - 0.5
-)  # the beam centre in pixels
+# the beam centre in pixels
+beam_f = result.values["detector.beam_center_f"] / PIXEL_MM - 0.5
 beam_s = result.values["detector.beam_center_s"] / PIXEL_MM - 0.5
 
 for k, (slow, fast) in enumerate(windows):
@@ -313,7 +308,7 @@ for row, (slow, fast) in enumerate(SPOTS):
                         title=f"spot {row + 1}: expected" if row == 0 else None)
     axes[row, 0].set_ylabel(f"spot {row + 1}\nslow pixel")
     for column, (name, short) in enumerate(zip(NAMES, SHORT), start=1):
-        show_residual(
+        artist = show_residual(
             derivatives[name],
             axes[row, column],
             region=region,
@@ -322,6 +317,7 @@ for row, (slow, fast) in enumerate(SPOTS):
             title=f"{short}" if row == 0 else None,
         )
         axes[row, column].set_ylabel("")
+    fig.colorbar(artist, ax=axes[row, 1:].tolist(), label="photons per s.e.", pad=0.01)
     for ax in axes[row]:
         if row < len(SPOTS) - 1:
             ax.set_xlabel("")
