@@ -21,10 +21,15 @@ extensions = [
     "sphinx.ext.autosummary",
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
+    # serves MathJax from the built site (_static/mathjax), so equations render offline
+    "sphinx-mathjax-offline",
     "sphinx.ext.viewcode",
     "myst_parser",
+    "sphinx_design",
+    "matplotlib.sphinxext.plot_directive",
     "sphinx_gallery.gen_gallery",
     "gallery_api",
+    "gallery_offline",
     "package_refs",
 ]
 
@@ -59,6 +64,7 @@ html_theme = "pydata_sphinx_theme"
 html_title = "nanobrag-torch"
 html_theme_options = {
     "navigation_with_keys": False,
+    "header_links_before_dropdown": 3,
     "show_toc_level": 2,
     "secondary_sidebar_items": ["page-toc", "sourcelink"],
 }
@@ -67,7 +73,10 @@ html_static_path = []
 sphinx_gallery_conf = {
     "examples_dirs": "../examples",
     "gallery_dirs": "auto_examples",
-    "filename_pattern": r"/plot_",
+    # NANOBRAGG_GALLERY_PATTERN (a regular expression on the example's path) executes only
+    # the examples it matches, for a quick build of the pages one is working on, e.g.
+    # NANOBRAGG_GALLERY_PATTERN=plot_real_world; the others are shown without output
+    "filename_pattern": os.environ.get("NANOBRAGG_GALLERY_PATTERN", r"/plot_"),
     "subsection_order": [
         "../examples/getting_started",
         "../examples/detector_geometry",
@@ -90,6 +99,16 @@ sphinx_gallery_conf = {
     "doc_module": ("nanobrag_torch",),
     "backreferences_dir": "generated/backreferences",
     "prefer_full_module": {r"^nanobrag_torch\."},
-    "matplotlib_animations": False,
+    # an example's matplotlib animations are embedded as interactive players
+    "matplotlib_animations": True,
     "show_memory": False,
 }
+
+# the physics page's figures (``.. plot::``) are drawn when the site is built, from scripts in
+# docs/figures, with their source code not shown
+plot_include_source = False
+plot_html_show_source_link = False
+plot_html_show_formats = False
+plot_formats = [("png", 110)]
+plot_basedir = str(HERE / "figures")
+plot_rcparams = {"font.size": 12}

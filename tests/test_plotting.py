@@ -122,3 +122,33 @@ def test_an_image_without_light_gets_a_valid_scale():
     assert color_limits(np.zeros((3, 3))) == pytest.approx((1e-4, 1.0))
     with pytest.raises(ValueError, match="vmax"):
         color_limits(np.ones((3, 3)), vmax=0.0)
+
+
+def test_counts_scale_lights_every_counted_pixel_and_saturates_only_the_top():
+    from nanobrag_torch.plotting import COUNT_FLOOR, count_color_scale
+
+    counts = np.zeros((5, 5))
+    counts[0, 0], counts[1, 1], counts[2, 2] = 1.0, 7.0, 40.0
+    other = np.zeros((5, 5))
+    other[3, 3] = 90.0
+    scale = count_color_scale(counts, other)
+    assert scale["vmax"] == 90.0 and scale["label"] == "photons counted"
+    artist = show_detector_image(counts, **scale)
+    norm = artist.norm
+    assert norm.vmin == pytest.approx(COUNT_FLOOR) and norm.vmax == pytest.approx(90.0)
+    assert 0.0 < norm(1.0) < norm(7.0) < norm(40.0) < 1.0
+    assert count_color_scale(np.zeros((2, 2)))["vmax"] == 1.0
+
+
+def test_counts_scale_needs_an_image():
+    from nanobrag_torch.plotting import count_color_scale
+
+    with pytest.raises(ValueError, match="at least one image"):
+        count_color_scale()
+
+
+def test_pixel_axes_have_integer_ticks():
+    artist = show_residual(np.arange(36.0).reshape(6, 6) - 18, region=(slice(2, 5), slice(1, 4)))
+    artist.axes.figure.canvas.draw()
+    for ticks in (artist.axes.get_xticks(), artist.axes.get_yticks()):
+        assert np.all(ticks == np.round(ticks)), ticks

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import List
 
 PACKAGE = "nanobrag_torch"
-HEADING = f"The ``{PACKAGE}`` API on this page"
+HEADING = f"The {PACKAGE} API on this page"
 
 
 def _documented(srcdir: Path, module: str, name: str) -> List[str]:

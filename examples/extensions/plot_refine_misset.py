@@ -3,12 +3,12 @@ A refinement loop of your own: the misset angles by gradient descent
 =====================================================================
 
 The library's :func:`~nanobrag_torch.refine.refine` refines the orientation for you (see
-:ref:`sphx_glr_auto_examples_refinement_plot_geometry_refinement.py`). This page shows the
-other way, for a method developer who wants their own loss or optimiser: every parameter of
-the configuration can be a tensor that requires grad, so a loop of a few lines recovers a
-crystal's three misset angles from its still image with a PyTorch optimiser. The "measured"
-image is simulated at the true angles; the refinement starts about half a degree off on every
-axis.
+:ref:`sphx_glr_auto_examples_refinement_plot_geometry_refinement.py`). This page shows
+the other way, for a method developer who wants their own loss or optimiser: every
+parameter of the configuration can be a tensor that requires grad, so a loop of a few
+lines recovers a crystal's three misset angles from its still image with a PyTorch
+optimiser. The "measured" image is simulated at the true angles; the refinement starts
+about half a degree off on every axis.
 """
 
 # %%
@@ -29,13 +29,24 @@ DTYPE = torch.float32
 TRUE_MISSET = (10.0, 20.0, 30.0)
 START_MISSET = (10.6, 19.5, 30.4)
 
-detector = Detector(DetectorConfig(fpixels=128, spixels=128, pixel_size_mm=0.4), dtype=DTYPE)
+detector = Detector(
+    DetectorConfig(fpixels=128, spixels=128, pixel_size_mm=0.4), dtype=DTYPE
+)
 
 
 def simulate(misset_deg):
     """The still image for misset angles (numbers or 0-d tensors), in degrees."""
-    crystal = Crystal(CrystalConfig(cell_a=70.0, cell_b=80.0, cell_c=90.0, N_cells=(5, 5, 5),
-                                    default_F=100.0, misset_deg=misset_deg), dtype=DTYPE)
+    crystal = Crystal(
+        CrystalConfig(
+            cell_a=70.0,
+            cell_b=80.0,
+            cell_c=90.0,
+            N_cells=(5, 5, 5),
+            default_F=100.0,
+            misset_deg=misset_deg,
+        ),
+        dtype=DTYPE,
+    )
     return Simulator(crystal, detector, dtype=DTYPE).run()
 
 
@@ -61,10 +72,12 @@ print(f"loss at the start: {correlation_loss(initial).item():.3f}")
 # %%
 # Refinement
 # ----------
-# The three angles are tensors that require grad, passed as the ``misset_deg`` tuple. Adam
-# with a learning rate of 0.05° per step and a cosine schedule that brings the steps to
-# zero, so that the angles settle instead of jittering around the minimum.
-angles = [torch.tensor(value, dtype=DTYPE, requires_grad=True) for value in START_MISSET]
+# The three angles are tensors that require grad, passed as the ``misset_deg`` tuple.
+# Adam with a learning rate of 0.05° per step and a cosine schedule that brings the
+# steps to zero, so that the angles settle instead of jittering around the minimum.
+angles = [
+    torch.tensor(value, dtype=DTYPE, requires_grad=True) for value in START_MISSET
+]
 optimizer = torch.optim.Adam(angles, lr=0.05)
 ITERATIONS = 100
 scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=ITERATIONS)
@@ -113,16 +126,25 @@ plt.show()
 # Before and after
 # ----------------
 # Measured image, the start and the refined model on one colour scale, and the residual
-# of each against the measured image, also on one scale: after refinement the residual is
-# gone.
+# of each against the measured image, also on one scale: after refinement the residual
+# is gone.
 fig, axes = plt.subplots(2, 3, figsize=(13, 8.4), layout="constrained")
 top = np.percentile(measured[measured > 0].numpy(), 99.9)
 residual_scale = np.percentile(np.abs((initial - measured).numpy()), 99)
-for column, (title, image) in enumerate([("measured", measured), ("start", initial), ("refined", final)]):
-    picture = show_detector_image(image, axes[0, column], title=title, vmax=top, colorbar=False)
+for column, (title, image) in enumerate(
+    [("measured", measured), ("start", initial), ("refined", final)]
+):
+    picture = show_detector_image(
+        image, axes[0, column], title=title, vmax=top, colorbar=False
+    )
     if column:
-        difference = show_residual(image - measured, axes[1, column], title=f"{title} − measured",
-                                   scale=residual_scale, colorbar=False)
+        difference = show_residual(
+            image - measured,
+            axes[1, column],
+            title=f"{title} − measured",
+            scale=residual_scale,
+            colorbar=False,
+        )
 fig.colorbar(picture, ax=axes[0], label="photons per pixel", shrink=0.8)
 fig.colorbar(difference, ax=axes[1], label="photons per pixel", shrink=0.8)
 axes[1, 0].axis("off")
@@ -136,8 +158,8 @@ plt.show()
 # Going further
 # -------------
 # The same loop refines any other continuous parameter: add ``cell_a`` or ``N_cells`` to
-# the tensors, or refine against an oscillation image (``phi_steps``, ``osc_range_deg``).
-# From further away, start on a smaller crystal and switch to the real one, as the
-# refinement tutorial's coarse-to-fine method does.
+# the tensors, or refine against an oscillation image (``phi_steps``,
+# ``osc_range_deg``). From further away, first find the orientation from the spots, as
+# :func:`~nanobrag_torch.refine.refine` does (:ref:`refinement`).
 
 # sphinx_gallery_thumbnail_number = 2

@@ -5,11 +5,12 @@ Your first diffraction pattern
 Simulate the still diffraction image of a small crystal on nanoBragg's default detector,
 look at it, and see what one change — the size of the crystal — does to it.
 
-A simulation needs three things: a crystal (:class:`~nanobrag_torch.config.CrystalConfig`),
-a detector (:class:`~nanobrag_torch.config.DetectorConfig`) and a beam
+A simulation needs three things: a crystal
+(:class:`~nanobrag_torch.config.CrystalConfig`), a detector
+(:class:`~nanobrag_torch.config.DetectorConfig`) and a beam
 (:class:`~nanobrag_torch.config.BeamConfig`). Each config is a plain dataclass with the
-unit in every field name; the models turn them into tensors, and
-:meth:`Simulator.run() <nanobrag_torch.simulator.Simulator.run>` renders the image.
+unit in every field name; the models turn them into tensors, and :meth:`Simulator.run()
+<nanobrag_torch.simulator.Simulator.run>` renders the image.
 """
 
 # %%
@@ -19,7 +20,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from nanobrag_torch import BeamConfig, Crystal, CrystalConfig, Detector, DetectorConfig, Simulator
+from nanobrag_torch import (
+    BeamConfig,
+    Crystal,
+    CrystalConfig,
+    Detector,
+    DetectorConfig,
+    Simulator,
+)
 from nanobrag_torch.plotting import show_detector_image
 
 # %%
@@ -27,12 +35,12 @@ from nanobrag_torch.plotting import show_detector_image
 # --------------------------
 # An orthorhombic cell of 70 × 80 × 90 Å, ten unit cells along each axis, and every
 # structure factor set to 100 electrons (``default_F``; there is no HKL file here). The
-# misset rotates the crystal away from its default orientation, where a* points along the
-# beam, so that many reflections are in diffracting position at once.
+# misset rotates the crystal away from its default orientation, where a* points along
+# the beam, so that many reflections are in diffracting position at once.
 #
 # The detector keeps nanoBragg's defaults: the MOSFLM convention, 1024 × 1024 pixels of
-# 0.1 mm at 100 mm from the sample, the beam in the middle. The beam is 1 Å X-rays at the
-# default fluence.
+# 0.1 mm at 100 mm from the sample, the beam in the middle. The beam is 1 Å X-rays at
+# the default fluence.
 crystal_config = CrystalConfig(
     cell_a=70.0, cell_b=80.0, cell_c=90.0,
     N_cells=(10, 10, 10),
@@ -65,19 +73,20 @@ print(f"image: shape {tuple(image.shape)} (slow, fast), dtype {image.dtype}")
 #
 # .. math::
 #
-#    I = r_e^2 \, \Phi \, \langle F_\text{cell}^2 \, F_\text{latt}^2 \rangle \, \Omega \, P
+#    I = r_e^2 \, \Phi \, \langle F_\text{cell}^2 \, F_\text{latt}^2 \rangle \, \Omega
+#    \, P
 #
-# with :math:`r_e^2` the square of the classical electron radius (m²), :math:`\Phi` the fluence
-# (photons/m²), :math:`F_\text{cell}` the structure factor (electrons),
-# :math:`F_\text{latt}` the lattice factor of the N × N × N cells — N³ at the exact Bragg
-# condition, small in between —, :math:`\Omega` the solid angle of the pixel and
-# :math:`P` the polarization factor. The average runs over sub-pixels, sources, phi steps
-# and mosaic domains (the whole sum, factor by factor, is on the page
-# :ref:`physics-model`). Nothing is counted yet: Poisson noise and the detector's integer
-# counts come later (:func:`~nanobrag_torch.noise.noise_image`).
+# with :math:`r_e^2` the square of the classical electron radius (m²), :math:`\Phi` the
+# fluence (photons/m²), :math:`F_\text{cell}` the structure factor (electrons),
+# :math:`F_\text{latt}` the lattice factor of the N × N × N cells — N³ at the exact
+# Bragg condition, small in between —, :math:`\Omega` the solid angle of the pixel and
+# :math:`P` the polarization factor. The average runs over sub-pixels, sources, phi
+# steps and mosaic domains (the whole sum, factor by factor, is on the page
+# :ref:`physics-model`). Nothing is counted yet: Poisson noise and the detector's
+# integer counts come later (:func:`~nanobrag_torch.noise.noise_image`).
 #
-# The default fluence is chosen so that :math:`r_e^2 \Phi = 1`, which makes the numbers easy
-# to read: a pixel exactly on a Bragg peak holds about
+# The default fluence is chosen so that :math:`r_e^2 \Phi = 1`, which makes the numbers
+# easy to read: a pixel exactly on a Bragg peak holds about
 # :math:`F^2 N^6 \Omega = 100^2 \cdot 10^6 \cdot 10^{-6} = 10^4` photons.
 img = image.numpy()
 print(f"brightest pixel: {img.max():.3g} photons")
@@ -88,8 +97,8 @@ print(f"pixels above 1 photon: {(img > 1).sum():,} of {img.size:,}")
 # %%
 # Look at it
 # ----------
-# :func:`~nanobrag_torch.plotting.show_detector_image` draws every detector image of this
-# gallery the same way: the fast axis to the right and the slow axis down (element
+# :func:`~nanobrag_torch.plotting.show_detector_image` draws every detector image of
+# this gallery the same way: the fast axis to the right and the slow axis down (element
 # ``[s, f]`` at row ``s`` from the top), and the photon counts on a logarithmic colour
 # scale over four decades, whose top is the 99.9th percentile of the lit pixels, so that
 # the few brightest pixels do not make every other spot look faint.
@@ -105,10 +114,10 @@ plt.show()
 # %%
 # One change: a smaller crystal
 # -----------------------------
-# Halve the crystal to 5 × 5 × 5 cells. The lattice factor of N cells is a peak of height
-# N³ and width ∝ 1/N in reciprocal space, so each spot becomes about twice as wide, its
-# peak photon count drops by about 2⁶ = 64, and the photons integrated over the detector
-# — the number of cells scattering, N³ — drop by 2³ = 8.
+# Halve the crystal to 5 × 5 × 5 cells. The lattice factor of N cells is a peak of
+# height N³ and width ∝ 1/N in reciprocal space, so each spot becomes about twice as
+# wide, its peak photon count drops by about 2⁶ = 64, and the photons integrated over
+# the detector — the number of cells scattering, N³ — drop by 2³ = 8.
 small_config = CrystalConfig(
     cell_a=70.0, cell_b=80.0, cell_c=90.0,
     N_cells=(5, 5, 5),
@@ -119,13 +128,15 @@ small = simulate(small_config).numpy()
 
 peak_ratio = img.max() / small.max()
 total_ratio = img.sum() / small.sum()
-print(f"peak ratio  N=10 / N=5: {peak_ratio:.1f}  (2^6 = 64 at the exact Bragg condition)")
+print(
+    f"peak ratio  N=10 / N=5: {peak_ratio:.1f}  (2^6 = 64 at the exact Bragg condition)"
+)
 print(f"total ratio N=10 / N=5: {total_ratio:.2f}  (2^3 = 8)")
 
 # %%
 # Side by side, each on its own scale, with a zoom on the same corner (the axes keep the
-# detector's pixel numbers): the small crystal's spots are broader and more of them light
-# up, because a broad peak touches the Ewald sphere from further away.
+# detector's pixel numbers): the small crystal's spots are broader and more of them
+# light up, because a broad peak touches the Ewald sphere from further away.
 zoom = (slice(100, 260), slice(100, 260))
 fig, axes = plt.subplots(2, 2, figsize=(10, 9), layout="constrained")
 show_detector_image(img, axes[0, 0], title="N = 10")

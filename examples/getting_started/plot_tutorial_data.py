@@ -2,11 +2,11 @@
 The tutorial's real data
 ========================
 
-The refinement tutorial simulates a real experiment: a triclinic crystal whose orientation
-comes from a MOSFLM matrix (``A.mat``) and whose structure factors were measured
-(``scaled.hkl``). Both files are installed with the package. This example finds them,
-reads them with the library's readers and looks at what they hold: the unit cell, the
-range of Miller indices, and the amplitudes.
+The refinement tutorial simulates a real experiment: a triclinic crystal whose
+orientation comes from a MOSFLM matrix (``A.mat``) and whose structure factors were
+measured (``scaled.hkl``). Both files are installed with the package. This example finds
+them, reads them with the library's readers and looks at what they hold: the unit cell,
+the range of Miller indices, and the amplitudes.
 """
 
 # %%
@@ -15,13 +15,19 @@ range of Miller indices, and the amplitudes.
 import matplotlib.pyplot as plt
 import numpy as np
 
-from nanobrag_torch import read_hkl_file, read_mosflm_matrix, reciprocal_to_real_cell, tutorial_data_paths
+from nanobrag_torch import (
+    read_hkl_file,
+    read_mosflm_matrix,
+    reciprocal_to_real_cell,
+    tutorial_data_paths,
+)
 
 # %%
 # Where the files are
 # -------------------
-# :func:`~nanobrag_torch.datasets.tutorial_data_paths` returns the paths of the two files
-# inside the installed package, so this script (or its notebook) runs from any folder.
+# :func:`~nanobrag_torch.datasets.tutorial_data_paths` returns the paths of the two
+# files inside the installed package, so this script (or its notebook) runs from any
+# folder.
 data = tutorial_data_paths()
 print("matrix:", data.matrix.name, f"({data.matrix.stat().st_size} bytes)")
 print("hkl:   ", data.hkl.name, f"({data.hkl.stat().st_size / 1e6:.1f} MB)")
@@ -32,8 +38,8 @@ print("hkl:   ", data.hkl.name, f"({data.hkl.stat().st_size / 1e6:.1f} MB)")
 # A MOSFLM matrix holds the three reciprocal vectors as its columns, multiplied by the
 # wavelength of the experiment (0.9768 Å here).
 # :func:`~nanobrag_torch.io.mosflm.read_mosflm_matrix` divides it out and returns
-# a*, b*, c* in Å⁻¹; :func:`~nanobrag_torch.io.mosflm.reciprocal_to_real_cell` turns them
-# into the real cell.
+# a*, b*, c* in Å⁻¹; :func:`~nanobrag_torch.io.mosflm.reciprocal_to_real_cell` turns
+# them into the real cell.
 WAVELENGTH_A = 0.9768
 a_star, b_star, c_star = read_mosflm_matrix(data.matrix, WAVELENGTH_A)
 for name, vector in (("a*", a_star), ("b*", b_star), ("c*", c_star)):
@@ -49,8 +55,8 @@ print(f"cell: a = {a:.2f} Å, b = {b:.2f} Å, c = {c:.2f} Å, "
 # ---------------------
 # :func:`~nanobrag_torch.io.hkl.read_hkl_file` reads the ``h k l F`` lines into a dense
 # float64 tensor that spans the box of Miller indices in the file. A reflection the file
-# does not list gets ``default_F``; with 0 here, the measured reflections are exactly the
-# non-zero cells.
+# does not list gets ``default_F``; with 0 here, the measured reflections are exactly
+# the non-zero cells.
 grid, meta = read_hkl_file(data.hkl, default_F=0.0)
 measured = grid > 0
 print(f"h {meta['h_min']}…{meta['h_max']}, k {meta['k_min']}…{meta['k_max']}, "
@@ -74,7 +80,12 @@ l_zero = F[:, :, -meta["l_min"]]
 shown = np.where(l_zero > 0, l_zero, np.nan)
 
 fig, ax = plt.subplots(figsize=(6.4, 5.6), layout="constrained")
-extent = (meta["k_min"] - 0.5, meta["k_max"] + 0.5, meta["h_max"] + 0.5, meta["h_min"] - 0.5)
+extent = (
+    meta["k_min"] - 0.5,
+    meta["k_max"] + 0.5,
+    meta["h_max"] + 0.5,
+    meta["h_min"] - 0.5,
+)
 picture = ax.imshow(shown, extent=extent, cmap="viridis", interpolation="nearest")
 ax.set_xlabel("k")
 ax.set_ylabel("h")
@@ -85,9 +96,9 @@ fig.colorbar(picture, ax=ax, label="|F| (electrons)")
 # Amplitudes and resolution
 # -------------------------
 # With the reciprocal vectors, each reflection has a resolution
-# ``d = 1 / |h a* + k b* + l c*|``. The amplitudes fall off towards high resolution (small d),
-# as the atoms' scattering factors and their thermal motion make them: the image
-# the tutorial simulates is brightest at low angles.
+# ``d = 1 / |h a* + k b* + l c*|``. The amplitudes fall off towards high resolution
+# (small d), as the atoms' scattering factors and their thermal motion make them: the
+# image the tutorial simulates is brightest at low angles.
 h, k, l = np.nonzero(F)
 values = F[h, k, l]
 hkl = np.stack([h + meta["h_min"], k + meta["k_min"], l + meta["l_min"]], axis=1)

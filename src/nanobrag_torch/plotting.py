@@ -13,7 +13,9 @@ an ADXV frame is the mirror image.
 (4 by default). The top of the scale is the ``percentile``-th percentile (99.9 by default)
 of the positive pixels, so that a handful of very bright pixels do not make every spot
 look faint: pixels above it saturate, pixels below the bottom (zeros included) take the
-lowest colour. Pass ``vmax`` to put several images on the same scale. Residuals use a
+lowest colour. Pass ``vmax`` to put several images on the same scale. Integer photon
+counts (a measured or a noise image) get a scale of their own, :func:`count_color_scale`:
+from half a photon, so that a pixel that counted one photon is lit, to the largest count. Residuals use a
 diverging map symmetric about zero, its limit the 99th percentile of ``|residual|``.
 
 matplotlib is imported inside the functions that draw, so ``import nanobrag_torch`` never
@@ -32,6 +34,8 @@ DECADES = 4.0
 PERCENTILE = 99.9
 """Percentile of the positive pixels that sets the top of the colour scale."""
 
+COUNT_FLOOR = 0.5
+"""Bottom of the colour scale of photon counts: below one photon, so that one count shows."""
 RESIDUAL_PERCENTILE = 99.0
 """Percentile of ``|residual|`` that sets the limits of the residual scale."""
 
@@ -100,6 +104,37 @@ def color_limits(image: Any, *, decades: float = DECADES, percentile: float = PE
     return vmax / 10.0 ** decades, float(vmax)
 
 
+def count_color_scale(*images: Any, label: str = "photons counted") -> dict:
+    """The colour scale of integer photon counts, as keywords of :func:`show_detector_image`.
+
+    A logarithmic scale from ``COUNT_FLOOR`` (half a photon) to the largest count of the
+    images, so that every counted pixel is lit and only the brightest one saturates (the
+    default scale, four decades below a percentile, suits expected photons, not counts).
+
+    Parameters
+    ----------
+    *images : array or tensor (slow, fast)
+        Photon counts per pixel; give several to put them on one scale.
+    label : str
+        Label of the colour bar.
+
+    Returns
+    -------
+    dict
+        ``vmax`` (photons, at least 1), ``decades`` and ``label``: pass them as
+        ``show_detector_image(counts, ax, **count_color_scale(counts))``.
+
+    Raises
+    ------
+    ValueError
+        No image was given, or one is not 2-D.
+    """
+    if not images:
+        raise ValueError("count_color_scale needs at least one image of counts")
+    top = max(1.0, *(float(_as_image(image).max()) for image in images))
+    return {"vmax": top, "decades": float(np.log10(top / COUNT_FLOOR)), "label": label}
+
+
 def _axes(ax):
     if ax is None:
         import matplotlib.pyplot as plt
@@ -109,8 +144,12 @@ def _axes(ax):
 
 
 def _label_axes(ax, title: Optional[str]) -> None:
+    from matplotlib.ticker import MaxNLocator
+
     ax.set_xlabel("fast pixel")
     ax.set_ylabel("slow pixel")
+    for axis in (ax.xaxis, ax.yaxis):  # pixel numbers are integers
+        axis.set_major_locator(MaxNLocator(nbins="auto", integer=True))
     if title is not None:
         ax.set_title(title)
 
