@@ -502,7 +502,7 @@ def serial_dataset(n_shots: int = 20, *, seed: int = 0, size_pixels: int = 128, 
             for rotation in (rotations[number], rotation_by_angle(axes[number], errors[number]) @ rotations[number]))
         beam = BeamConfig(wavelength_A=wavelength_A, fluence=fluence, water_size_um=water_size_um)
         simulator = Simulator(Crystal(true_crystal, truth, dtype=dtype), Detector(detector, dtype=dtype),
-                              dataclasses.replace(beam, fluence=fluence * scales[number]), c_quirks=True)
+                              dataclasses.replace(beam, fluence=float(fluence * scales[number])), c_quirks=True)
         image = simulator.run().numpy()
         noisy, _, _ = noise_image(image, seed=1 + number + 1000 * seed)
         observed = noisy.astype(np.float64) - 40.0
