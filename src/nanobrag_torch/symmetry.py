@@ -58,8 +58,11 @@ class ReflectionSet:
     space_group : str
         gemmi's Hermann–Mauguin symbol of the group.
     cell_A_deg : tuple of 6 floats
+        As given (Å, degrees).
     d_min_A : float
+        As given (Å).
     anomalous : bool
+        As given.
     hkl : ndarray of int64 (n, 3)
         The ASU reflections to ``d_min_A``, systematic absences left out, in gemmi's ASU
         convention and order.

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -58,7 +57,9 @@ class MergedAmplitudes:
     reflections : ReflectionSet
         The set (anomalous when the merging was) that lays out the reflections.
     cell_A_deg : tuple of 6 floats
+        The cell of the reflections (Å, degrees).
     space_group : str
+        gemmi's Hermann–Mauguin symbol of the group merged in.
     """
 
     hkl: np.ndarray
