@@ -52,6 +52,8 @@ CHECKED_MODULES = (
     "nanobrag_torch.config",
     "nanobrag_torch.simulator",
     "nanobrag_torch.datasets",
+    "nanobrag_torch.symmetry",
+    "nanobrag_torch.refine.merging",
     "nanobrag_torch.refine.parameters",
     "nanobrag_torch.refine.jacobian",
     "nanobrag_torch",
