@@ -1,0 +1,450 @@
+"""Refining many stills together: :func:`refine_dataset`.
+
+Serial crystallography records thousands of still shots of randomly oriented microcrystals,
+each with its own orientation, brightness and background, all sharing one set of structure
+factors. :func:`refine_dataset` models every pixel near the spots of every shot with the
+simulator and refines, by alternation,
+
+* per shot: the orientation (small rotations of the indexed one), an overall scale and the
+  level of a water-scattering background (:func:`~nanobrag_torch.refine.shot_work.refine_geometry`);
+* shared: one amplitude per reflection of the asymmetric unit (Friedel mates apart with
+  ``anomalous=True``), which for fixed geometry is a convex problem
+  (:mod:`nanobrag_torch.refine.amplitudes`).
+
+The shots are split into partitions once; each partition stays where it was prepared (this
+process, or a Dask worker: :mod:`nanobrag_torch.refine.runners`), and each iteration sends it
+only the amplitudes and brings back per-reflection sums and the shots' few parameters.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from ..config import BeamConfig, CrystalConfig
+from ..models.crystal import Crystal
+from ..models.detector import Detector
+from ..structure_factors import StructureFactors
+from .amplitudes import solve_intensities
+from .checkpoint import load_checkpoint, save_checkpoint
+from .likelihoods import Likelihood, as_likelihood
+from .merging import MergedAmplitudes, integrate_and_merge
+from .progress import Progress
+from .runners import partition_runner
+from .shot_work import SHOT_PARAMETERS
+
+DEFAULT_CYCLES = 6
+"""Alternations of the shots' geometry and the shared amplitudes at most."""
+
+AMPLITUDE_TOLERANCE_SIGMA = 0.05
+"""The alternation stops when no amplitude moved by more than this many standard errors."""
+
+
+@dataclass(frozen=True)
+class Shot:
+    """One still: its counts and the configurations it was recorded with.
+
+    Parameters
+    ----------
+    observed : array, tensor or path
+        Photons per pixel, ``(spixels, fpixels)`` or ``(n_panels, spixels, fpixels)`` (ADC
+        offset removed), or the path of an image file that
+        :func:`nanobrag_torch.io.read_image` reads (read when the shot is prepared, not
+        before: a dataset larger than memory streams from disk).
+    crystal : CrystalConfig
+        The indexed orientation (MOSFLM vectors or a misset), cell, N_cells and mosaic model.
+    detector : DetectorConfig or MultiPanelDetectorConfig
+        The detector.
+    beam : BeamConfig
+        The beam; its ``water_size_um`` gives the shape of the background (its level is
+        refined), or 100 µm of water when it is 0.
+    name : str
+        A name for messages and results (default: the shot's position).
+    mask : array of bool, optional
+        Pixels to use (True), of the image's shape; the detector's own mask, ROI and an image
+        file's untrusted pixels apply as well.
+    """
+
+    observed: Any
+    crystal: CrystalConfig
+    detector: Any
+    beam: BeamConfig
+    name: str = ""
+    mask: Any = None
+
+
+@dataclass
+class ShotResult:
+    """What :func:`refine_dataset` found for one shot.
+
+    Attributes
+    ----------
+    name : str
+    status : str
+        ``"ok"`` for a refined shot; otherwise why it was left out of the shared parameters
+        (``"too few spots"``, ``"not indexed"``).
+    reason : str
+        The details behind a status other than ``"ok"`` (empty for ``"ok"``).
+    crystal : CrystalConfig
+        The refined orientation (reciprocal vectors, misset 0); the start for a shot left out.
+    values, stderr : dict of str to float
+        The shot's parameters (``crystal.misset_deg[i]``: rotations about lab x, y, z of the
+        indexed orientation, degrees; ``scale``; ``background_scale``) and their standard
+        errors (with the amplitudes fixed).
+    converged : bool
+        Whether its last geometry step met the convergence test.
+    message : str
+        How that step ended.
+    pixels : int
+        Pixels compared.
+    """
+
+    name: str
+    status: str
+    reason: str
+    crystal: CrystalConfig
+    values: Dict[str, float]
+    stderr: Dict[str, float]
+    converged: bool
+    message: str
+    pixels: int
+
+    @property
+    def reciprocal_basis_per_A(self) -> np.ndarray:
+        """(3, 3): columns a*, b*, c* in Å⁻¹ in the lab frame (the refined UB matrix)."""
+        vectors = Crystal(self.crystal, dtype=torch.float64).reciprocal_vectors_per_A()
+        return torch.stack(vectors, dim=1).numpy()
+
+
+@dataclass
+class DatasetResult:
+    """The outcome of :func:`refine_dataset`.
+
+    Attributes
+    ----------
+    shots : list of ShotResult
+        One per shot, in the dataset's order.
+    merged : MergedAmplitudes
+        The refined amplitudes of the measured reflections of the asymmetric unit, with their
+        standard errors (and the Friedel mates when anomalous).
+    structure_factors : StructureFactors
+        Every P1 index to ``d_min_A`` (unmeasured reflections keep their starting amplitude):
+        what to simulate with.
+    start : MergedAmplitudes
+        The starting amplitudes (the conventional integration and merging, unless given).
+    history : list of dict
+        One entry per cycle: ``{"cycle", "loss", "shots_ok", "max_change_sigma"}``.
+    """
+
+    shots: List[ShotResult]
+    merged: MergedAmplitudes
+    structure_factors: StructureFactors
+    start: MergedAmplitudes
+    history: List[Dict[str, float]] = field(default_factory=list)
+
+    def write_mtz(self, path: Union[str, os.PathLike]) -> None:
+        """Write the merged amplitudes as MTZ (H K L F SIGF, and F(+) SIGF(+) F(-) SIGF(-) when
+        anomalous).
+
+        Parameters
+        ----------
+        path : str or path
+            The file; written atomically.
+        """
+        self.merged.write_mtz(path)
+
+
+def refine_dataset(shots: Sequence[Shot], space_group: str, d_min_A: float, *,
+                   structure_factors: Optional[StructureFactors] = None, anomalous: bool = False,
+                   likelihood: Union[str, Likelihood] = "poisson", cycles: int = DEFAULT_CYCLES, client=None,
+                   checkpoint: Optional[Union[str, os.PathLike]] = None, progress: Optional[bool] = None,
+                   dtype: torch.dtype = torch.float32) -> DatasetResult:
+    """Refine many stills together: each shot's orientation, scale and background, and the
+    shared amplitudes of the asymmetric unit.
+
+    Parameters
+    ----------
+    shots : sequence of Shot
+        The stills. Every image is checked before any work starts.
+    space_group : str
+        Hermann–Mauguin symbol, e.g. ``"P 43 21 2"``: the amplitudes are shared by the
+        symmetry-equivalent reflections (gemmi maps them to the asymmetric unit).
+    d_min_A : float
+        Resolution limit of the refined reflections, Å.
+    structure_factors : StructureFactors, optional
+        Starting amplitudes. Default: :func:`~nanobrag_torch.refine.merging.integrate_and_merge`
+        of the same shots (the conventional summation integration and mean merging).
+    anomalous : bool
+        Refine the Friedel mates of acentric reflections apart.
+    likelihood : {"poisson", "gaussian", "mse"} or a likelihood object
+        As for :func:`~nanobrag_torch.refine.refine`.
+    cycles : int
+        Alternations of geometry and amplitudes at most (:data:`DEFAULT_CYCLES`); the run stops
+        earlier when no amplitude moved by more than :data:`AMPLITUDE_TOLERANCE_SIGMA` standard
+        errors.
+    client : dask.distributed.Client, optional
+        Run the shots' work on a Dask cluster: the shots are split among its workers once and
+        stay there. Default: in this process (Dask is not imported).
+    checkpoint : str or path, optional
+        A file to write the state to after every cycle (atomically); when it exists and was
+        written by the same call, the run resumes from it and ends at the same answer.
+    progress : bool, optional
+        Draw a progress bar (stage, cycle, shots done, loss). Default: when standard error is a
+        terminal.
+    dtype : torch.dtype
+        Precision of the simulation.
+
+    Returns
+    -------
+    DatasetResult
+
+    Raises
+    ------
+    ValueError
+        No shots, a shot whose image is malformed (wrong shape, non-finite or negative counts;
+        the error names the shot), or a checkpoint written by another call.
+    """
+    if len(shots) == 0:
+        raise ValueError("refine_dataset: shots is empty")
+    shots = list(shots)
+    for index, shot in enumerate(shots):
+        shot_counts(shot, index)
+    likelihood = as_likelihood(likelihood)
+    from ..symmetry import ReflectionSet
+
+    reflections = ReflectionSet(space_group, cell_of(shots[0].crystal), d_min_A, anomalous=anomalous)
+    bar = Progress(progress)
+    try:
+        bar.stage("start amplitudes")
+        if structure_factors is None:
+            start = integrate_and_merge(shots, space_group, d_min_A, anomalous=anomalous)
+            values = start_values(start, reflections)
+        else:
+            values = reflections.from_structure_factors(structure_factors).to(torch.float64)
+            start = merged_amplitudes(reflections, values, torch.full_like(values, math.inf), len(shots))
+        runner = partition_runner(client, shots, likelihood, dtype)
+        bar.stage("prepare shots")
+        runner.prepare()
+        first_cycle, history = 0, []
+        if checkpoint is not None:
+            state = load_checkpoint(checkpoint, _fingerprint(shots, reflections, likelihood, cycles))
+            if state is not None:
+                first_cycle, values, history = state["cycle"], state["values"], state["history"]
+                runner.set_shot_values(state["shot_values"])
+        variance = torch.full_like(values, math.inf)
+        for cycle in range(first_cycle, cycles):
+            bar.stage(f"cycle {cycle + 1}: shots")
+            runner.refine_geometry(reflections, values)
+            bar.stage(f"cycle {cycle + 1}: amplitudes")
+            runner.amplitude_terms(reflections)
+            intensities, variance, sums = solve_intensities(runner.intensity_sums, values ** 2,
+                                                            likelihood.covariance_factor(None, None, 0))
+            new_values = torch.sqrt(intensities)
+            change = _largest_change(values, new_values, variance, sums.pixels > 0)
+            values = new_values
+            loss = float(sums.loss.sum())
+            bar.loss(loss)
+            summaries = runner.summaries()
+            history.append({"cycle": cycle + 1, "loss": loss, "max_change_sigma": change,
+                            "shots_ok": sum(s["status"] == "ok" for s in summaries)})
+            if checkpoint is not None:
+                save_checkpoint(checkpoint, _fingerprint(shots, reflections, likelihood, cycles),
+                                {"cycle": cycle + 1, "values": values, "history": history,
+                                 "shot_values": [s["values"] for s in summaries]})
+            if change <= AMPLITUDE_TOLERANCE_SIGMA:
+                break
+        if not math.isfinite(float(variance.min())) and not bool(torch.isfinite(variance).any()):
+            runner.amplitude_terms(reflections)
+            _, variance, _ = solve_intensities(runner.intensity_sums, values ** 2,
+                                               likelihood.covariance_factor(None, None, 0))
+        summaries = runner.summaries()
+    finally:
+        bar.close()
+        if "runner" in locals():
+            runner.close()
+    contributing = sum(s["status"] == "ok" for s in summaries)
+    merged = merged_amplitudes(reflections, values, variance, contributing)
+    return DatasetResult(shots=[_shot_result(s) for s in summaries], merged=merged,
+                         structure_factors=reflections.structure_factors(values), start=start, history=history)
+
+
+def shot_counts(shot: Shot, index: int) -> torch.Tensor:
+    """A shot's counts, checked, ``(n_panels, spixels, fpixels)`` float64, and its allowed pixels.
+
+    Parameters
+    ----------
+    shot : Shot
+        The shot; an image file is read.
+    index : int
+        Its position in the dataset (for messages).
+
+    Returns
+    -------
+    tensor (n_panels, spixels, fpixels) of float64
+
+    Raises
+    ------
+    ValueError
+        The image does not have the detector's shape, or has non-finite or negative counts;
+        the message names the shot.
+    """
+    where = f"shot {index} ({shot.name!r})" if shot.name else f"shot {index}"
+    observed = shot.observed
+    if isinstance(observed, (str, os.PathLike)):
+        from ..io import read_image
+
+        observed = read_image(observed).counts
+    image = observed.detach() if isinstance(observed, torch.Tensor) else torch.as_tensor(np.asarray(observed))
+    layout = Detector(shot.detector).layout
+    try:
+        image = layout.as_panels(image, f"{where}: observed").to(torch.float64)
+    except ValueError as error:
+        raise ValueError(str(error)) from None
+    bad = ~torch.isfinite(image)
+    if bool(bad.any()):
+        raise ValueError(f"{where}: observed has {int(bad.sum())} non-finite pixels (NaN or inf)")
+    if bool((image < 0).any()):
+        raise ValueError(f"{where}: observed has {int((image < 0).sum())} negative pixels (minimum "
+                         f"{float(image.min()):g}): give photon counts with the ADC offset removed")
+    return image
+
+
+def cell_of(crystal: CrystalConfig) -> tuple:
+    """The cell (a, b, c in Å, α, β, γ in degrees) of a crystal configuration.
+
+    Parameters
+    ----------
+    crystal : CrystalConfig
+        Cell parameters or MOSFLM vectors.
+
+    Returns
+    -------
+    tuple of 6 floats
+    """
+    a, b, c = Crystal(crystal, dtype=torch.float64).real_space_vectors_A()
+
+    def angle(u, v):
+        return math.degrees(math.acos(float(torch.dot(u, v) / (u.norm() * v.norm()))))
+
+    return (float(a.norm()), float(b.norm()), float(c.norm()), angle(b, c), angle(a, c), angle(a, b))
+
+
+def start_values(merged: MergedAmplitudes, reflections) -> torch.Tensor:
+    """Parameter values of merged amplitudes (in the set's layout); unmeasured ones get the
+    median of the measured.
+
+    Parameters
+    ----------
+    merged : MergedAmplitudes
+        Amplitudes by ASU row of ``reflections``.
+    reflections : ReflectionSet
+        The refined set.
+
+    Returns
+    -------
+    tensor (n_parameters,) of float64
+    """
+    rows, signs = reflections.asu_rows_of_parameters()
+    position = {tuple(hkl): i for i, hkl in enumerate(np.asarray(merged.hkl).tolist())}
+    values = np.full(reflections.n_parameters, np.nan)
+    for parameter, (row, sign) in enumerate(zip(rows, signs)):
+        i = position.get(tuple(reflections.hkl[row].tolist()))
+        if i is None:
+            continue
+        if merged.F_plus is not None and reflections.anomalous and not reflections.centric[row]:
+            values[parameter] = (merged.F_plus if sign > 0 else merged.F_minus)[i]
+        else:
+            values[parameter] = merged.F[i]
+    measured = np.isfinite(values)
+    fill = float(np.median(values[measured])) if measured.any() else 1.0
+    return torch.from_numpy(np.where(measured, values, fill))
+
+
+def merged_amplitudes(reflections, values: torch.Tensor, variance_I: torch.Tensor,
+                      n_shots: int) -> MergedAmplitudes:
+    """Amplitudes by ASU row from parameter values and the variances of their intensities.
+
+    ``sigma_F = sigma_I / (2 F)`` (the delta method); an amplitude refined to 0 gets
+    ``sigma_I ** 0.5``. Rows with no measured parameter are left out.
+
+    Parameters
+    ----------
+    reflections : ReflectionSet
+        The refined set.
+    values : tensor (n_parameters,)
+        Amplitudes.
+    variance_I : tensor (n_parameters,)
+        Variances of the intensities ``F²`` (inf: not measured).
+    n_shots : int
+        Shots that contributed.
+
+    Returns
+    -------
+    MergedAmplitudes
+    """
+    F = values.numpy()
+    sigma_I = np.sqrt(variance_I.numpy())
+    sigma_F = np.where(F > 0, sigma_I / (2 * np.maximum(F, 1e-300)), np.sqrt(sigma_I))
+    measured = np.isfinite(sigma_F)
+    rows, signs = reflections.asu_rows_of_parameters()
+    n = len(reflections.hkl)
+    plus = np.full(n, np.nan)
+    sigma_plus = np.full(n, np.nan)
+    minus = np.full(n, np.nan)
+    sigma_minus = np.full(n, np.nan)
+    for target, sigma, sign in ((plus, sigma_plus, 1), (minus, sigma_minus, -1)):
+        chosen = (signs == sign) & measured
+        target[rows[chosen]] = F[chosen]
+        sigma[rows[chosen]] = sigma_F[chosen]
+    centric = reflections.centric
+    minus[centric], sigma_minus[centric] = plus[centric], sigma_plus[centric]
+    if reflections.anomalous:
+        weights = np.stack([1 / sigma_plus ** 2, 1 / sigma_minus ** 2])
+        amplitudes = np.stack([plus, minus])
+        seen = np.isfinite(amplitudes) & np.isfinite(weights)
+        total = np.where(seen, weights, 0).sum(0)
+        mean = np.where(seen, amplitudes * np.where(seen, weights, 0), 0).sum(0) / np.where(total > 0, total, 1)
+        both = np.where(total > 0, mean, np.nan)
+        sigma_both = np.where(total > 0, 1 / np.sqrt(np.where(total > 0, total, 1)), np.nan)
+    else:
+        both, sigma_both = plus, sigma_plus
+    keep = np.isfinite(both)
+    anomalous = reflections.anomalous
+    return MergedAmplitudes(hkl=reflections.hkl[keep], F=both[keep], sigma_F=sigma_both[keep],
+                            F_plus=plus[keep] if anomalous else None,
+                            sigma_F_plus=sigma_plus[keep] if anomalous else None,
+                            F_minus=minus[keep] if anomalous else None,
+                            sigma_F_minus=sigma_minus[keep] if anomalous else None,
+                            n_shots=n_shots, reflections=reflections, cell_A_deg=reflections.cell_A_deg,
+                            space_group=reflections.space_group)
+
+
+def _largest_change(old: torch.Tensor, new: torch.Tensor, variance_I: torch.Tensor, measured: torch.Tensor) -> float:
+    """The largest move of a measured amplitude, in its standard errors."""
+    sigma_F = torch.sqrt(variance_I) / (2 * new.clamp(min=1e-12))
+    moved = ((new - old).abs() / sigma_F)[measured & torch.isfinite(sigma_F)]
+    return float(moved.max()) if moved.numel() else 0.0
+
+
+def _fingerprint(shots: Sequence[Shot], reflections, likelihood: Likelihood, cycles: int) -> str:
+    """What a checkpoint must have been written by: the shots' names and configurations, the
+    reflections and the settings."""
+    parts = [reflections.space_group, repr(reflections.cell_A_deg), repr(reflections.d_min_A),
+             repr(reflections.anomalous), type(likelihood).__name__, repr(cycles)]
+    parts += [f"{shot.name}|{shot.crystal!r}|{shot.beam!r}" for shot in shots]
+    import hashlib
+
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _shot_result(summary: Dict[str, Any]) -> ShotResult:
+    values = dict(zip(SHOT_PARAMETERS, summary["values"].tolist()))
+    stderr = dict(zip(SHOT_PARAMETERS, summary["stderr"].tolist()))
+    return ShotResult(name=summary["name"], status=summary["status"], reason=summary["reason"],
+                      crystal=summary["crystal"], values=values, stderr=stderr, converged=summary["converged"],
+                      message=summary["message"], pixels=summary["pixels"])

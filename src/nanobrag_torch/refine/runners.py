@@ -1,0 +1,401 @@
+"""Where the shots of a dataset refinement are held and worked on: this process, or Dask workers.
+
+The shots are split into partitions once. A :class:`Partition` is the unit of work: the
+functions of this module take one and return a new one (or small results), so that the same
+code runs in this process (:class:`LocalRunner`) and as Dask tasks (:class:`DaskRunner`), where
+each partition stays on the worker that prepared it and a lost worker's partitions are
+prepared again from their shots by the scheduler.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from ..models.detector import Detector
+from .amplitudes import IntensitySums, intensity_sums
+from .likelihoods import Likelihood
+from .shot_work import AmplitudeTerms, ShotWork, amplitude_terms, prepare_shot, refine_geometry
+
+
+@dataclass
+class Partition:
+    """Some shots of a dataset, prepared, with their amplitude terms.
+
+    Attributes
+    ----------
+    works : list of ShotWork
+        The shots.
+    terms : list of AmplitudeTerms or None
+        Their terms at the current geometry (empty before the first amplitude step).
+    likelihood : Poisson, Gaussian or MeanSquaredError
+        The noise model.
+    dtype : torch.dtype
+        Of the simulation.
+    """
+
+    works: List[ShotWork]
+    terms: List[Optional[AmplitudeTerms]]
+    likelihood: Likelihood
+    dtype: torch.dtype
+
+
+def prepare_partition(shots: Sequence[Tuple[int, Any]], likelihood: Likelihood, dtype: torch.dtype) -> Partition:
+    """Read and prepare some shots.
+
+    Parameters
+    ----------
+    shots : sequence of (int, Shot)
+        The shots with their positions in the dataset.
+    likelihood : Poisson, Gaussian or MeanSquaredError
+        The noise model.
+    dtype : torch.dtype
+        Of the simulation.
+
+    Returns
+    -------
+    Partition
+    """
+    from .dataset import shot_counts
+
+    works = []
+    for index, shot in shots:
+        observed = shot_counts(shot, index)
+        detector = Detector(shot.detector)
+        used = _allowed(shot, detector, observed)
+        works.append(prepare_shot(index, shot.name or str(index), observed, used, shot.crystal, shot.detector,
+                                  shot.beam))
+    return Partition(works=works, terms=[], likelihood=likelihood, dtype=dtype)
+
+
+def _allowed(shot, detector: Detector, observed: torch.Tensor) -> torch.Tensor:
+    """The pixels a shot compares: rendered by its detector and selected by its mask."""
+    layout = detector.layout
+    allowed = torch.zeros(layout.total, dtype=torch.bool)
+    allowed[detector.rendered_pixels()] = True
+    allowed = layout.as_panels(allowed)
+    if shot.mask is not None:
+        allowed &= layout.as_panels(torch.as_tensor(np.asarray(shot.mask)) != 0, "mask")
+    return allowed
+
+
+def geometry_partition(partition: Partition, reflections, values: torch.Tensor) -> Partition:
+    """Every shot's geometry step at the amplitudes ``values``.
+
+    Parameters
+    ----------
+    partition : Partition
+        The shots.
+    reflections : ReflectionSet
+        The refined reflections.
+    values : tensor (n_parameters,)
+        Their amplitudes.
+
+    Returns
+    -------
+    Partition
+        With refined shots and no terms.
+    """
+    table = reflections.structure_factors(values.to(torch.float64))
+    works = [refine_geometry(work, table, partition.likelihood, partition.dtype) for work in partition.works]
+    return dataclasses.replace(partition, works=works, terms=[])
+
+
+def terms_partition(partition: Partition, reflections) -> Partition:
+    """The shots' amplitude terms at their current geometry.
+
+    Parameters
+    ----------
+    partition : Partition
+        The shots.
+    reflections : ReflectionSet
+        The refined reflections.
+
+    Returns
+    -------
+    Partition
+    """
+    terms = [amplitude_terms(work, reflections, partition.dtype) for work in partition.works]
+    return dataclasses.replace(partition, terms=terms)
+
+
+def sums_partition(partition: Partition, intensities: torch.Tensor) -> IntensitySums:
+    """The shots' :class:`~nanobrag_torch.refine.amplitudes.IntensitySums` at ``intensities``.
+
+    Parameters
+    ----------
+    partition : Partition
+        The shots, with their terms.
+    intensities : tensor (n_parameters,)
+        ``|F|²`` of every parameter.
+
+    Returns
+    -------
+    IntensitySums
+    """
+    return intensity_sums(partition.terms, intensities, partition.likelihood)
+
+
+def summaries_partition(partition: Partition) -> List[Dict[str, Any]]:
+    """What the driver keeps of every shot: name, status, values, errors, refined crystal.
+
+    Parameters
+    ----------
+    partition : Partition
+        The shots.
+
+    Returns
+    -------
+    list of dict
+    """
+    return [{"index": w.index, "name": w.name, "status": w.status, "reason": w.reason, "values": w.values,
+             "stderr": w.stderr, "converged": w.converged, "message": w.message, "pixels": int(w.pixels.numel()),
+             "crystal": w.refined_crystal()} for w in partition.works]
+
+
+def with_values(partition: Partition, values: Dict[int, torch.Tensor]) -> Partition:
+    """The partition with the shots' parameters set (from a checkpoint).
+
+    Parameters
+    ----------
+    partition : Partition
+        The shots.
+    values : dict of int to tensor (5,)
+        Parameters by shot position.
+
+    Returns
+    -------
+    Partition
+    """
+    works = [dataclasses.replace(w, values=values[w.index].clone()) for w in partition.works]
+    return dataclasses.replace(partition, works=works, terms=[])
+
+
+class LocalRunner:
+    """The partitions of a dataset in this process: one per shot, worked on in turn.
+
+    Parameters
+    ----------
+    shots : sequence of Shot
+        The dataset.
+    likelihood, dtype
+        The noise model and the simulation's precision.
+    on_shot : callable, optional
+        Called with (shots done, shots) as the shots of a step are worked on.
+    """
+
+    def __init__(self, shots: Sequence[Any], likelihood: Likelihood, dtype: torch.dtype,
+                 on_shot: Optional[Callable[[int, int], None]] = None):
+        self._shots = list(enumerate(shots))
+        self._likelihood = likelihood
+        self._dtype = dtype
+        self._on_shot = on_shot
+        self._partitions: List[Partition] = []
+
+    def _each(self, step: Callable[[Partition], Partition]) -> None:
+        done = []
+        for k, partition in enumerate(self._partitions):
+            done.append(step(partition))
+            if self._on_shot is not None:
+                self._on_shot(k + 1, len(self._partitions))
+        self._partitions = done
+
+    def prepare(self) -> None:
+        """Read and prepare every shot (one at a time: an image is reduced to its spots' pixels
+        before the next is read)."""
+        self._partitions = []
+        for shot in self._shots:
+            self._partitions.append(prepare_partition([shot], self._likelihood, self._dtype))
+            if self._on_shot is not None:
+                self._on_shot(len(self._partitions), len(self._shots))
+
+    def refine_geometry(self, reflections, values: torch.Tensor) -> None:
+        """Every shot's geometry step (:func:`geometry_partition`).
+
+        Parameters
+        ----------
+        reflections : ReflectionSet
+            The refined reflections.
+        values : tensor (n_parameters,)
+            Their amplitudes.
+        """
+        self._each(lambda p: geometry_partition(p, reflections, values))
+
+    def amplitude_terms(self, reflections) -> None:
+        """Every shot's amplitude terms (:func:`terms_partition`).
+
+        Parameters
+        ----------
+        reflections : ReflectionSet
+            The refined reflections.
+        """
+        self._each(lambda p: terms_partition(p, reflections))
+
+    def intensity_sums(self, intensities: torch.Tensor) -> IntensitySums:
+        """The sums over every shot at ``intensities``.
+
+        Parameters
+        ----------
+        intensities : tensor (n_parameters,)
+            ``|F|²`` of every parameter.
+
+        Returns
+        -------
+        IntensitySums
+        """
+        total = None
+        for partition in self._partitions:
+            sums = sums_partition(partition, intensities)
+            total = sums if total is None else total + sums
+        return total
+
+    def summaries(self) -> List[Dict[str, Any]]:
+        """Every shot's summary (:func:`summaries_partition`), in the dataset's order.
+
+        Returns
+        -------
+        list of dict
+        """
+        return sorted((s for p in self._partitions for s in summaries_partition(p)), key=lambda s: s["index"])
+
+    def set_shot_values(self, values: Sequence[torch.Tensor]) -> None:
+        """Set every shot's parameters (in the dataset's order), e.g. from a checkpoint.
+
+        Parameters
+        ----------
+        values : sequence of tensor (5,)
+            One per shot.
+        """
+        by_index = dict(enumerate(values))
+        self._partitions = [with_values(p, by_index) for p in self._partitions]
+
+    def close(self) -> None:
+        """Let go of the partitions."""
+        self._partitions = []
+
+
+class DaskRunner(LocalRunner):
+    """The partitions of a dataset on the workers of a Dask cluster: one partition per worker.
+
+    Each partition is a future that stays on the worker that prepared it; each step submits one
+    task per partition with the amplitudes as its argument and gathers small results. A
+    partition lost with its worker is prepared again from its shots, which the scheduler holds
+    with the task that first prepared it.
+
+    Parameters
+    ----------
+    client : dask.distributed.Client
+        The cluster.
+    shots : sequence of Shot
+        The dataset.
+    likelihood, dtype
+        The noise model and the simulation's precision.
+    """
+
+    def __init__(self, client, shots: Sequence[Any], likelihood: Likelihood, dtype: torch.dtype):
+        super().__init__(shots, likelihood, dtype)
+        self._client = client
+
+    def _submit(self, function: Callable, *args) -> None:
+        self._partitions = [self._client.submit(function, p, *args, pure=False) for p in self._partitions]
+
+    def prepare(self) -> None:
+        """Split the shots among the workers and prepare each part there."""
+        workers = max(1, len(self._client.scheduler_info()["workers"]))
+        parts = [list(part) for part in np.array_split(np.arange(len(self._shots)), min(workers, len(self._shots)))]
+        self._partitions = [self._client.submit(prepare_partition, [self._shots[i] for i in part], self._likelihood,
+                                                self._dtype, pure=False) for part in parts]
+
+    def refine_geometry(self, reflections, values: torch.Tensor) -> None:
+        """Every partition's geometry step, on its worker.
+
+        Parameters
+        ----------
+        reflections : ReflectionSet
+            The refined reflections.
+        values : tensor (n_parameters,)
+            Their amplitudes.
+        """
+        self._submit(geometry_partition, reflections, values)
+
+    def amplitude_terms(self, reflections) -> None:
+        """Every partition's amplitude terms, on its worker.
+
+        Parameters
+        ----------
+        reflections : ReflectionSet
+            The refined reflections.
+        """
+        self._submit(terms_partition, reflections)
+
+    def intensity_sums(self, intensities: torch.Tensor) -> IntensitySums:
+        """The sums over every partition, computed on the workers.
+
+        Parameters
+        ----------
+        intensities : tensor (n_parameters,)
+            ``|F|²`` of every parameter.
+
+        Returns
+        -------
+        IntensitySums
+        """
+        futures = [self._client.submit(sums_partition, p, intensities, pure=False) for p in self._partitions]
+        total = None
+        for sums in self._client.gather(futures):
+            total = sums if total is None else total + sums
+        return total
+
+    def summaries(self) -> List[Dict[str, Any]]:
+        """Every shot's summary, gathered from the workers, in the dataset's order.
+
+        Returns
+        -------
+        list of dict
+        """
+        futures = [self._client.submit(summaries_partition, p, pure=False) for p in self._partitions]
+        return sorted((s for part in self._client.gather(futures) for s in part), key=lambda s: s["index"])
+
+    def set_shot_values(self, values: Sequence[torch.Tensor]) -> None:
+        """Set every shot's parameters (in the dataset's order), on the workers.
+
+        Parameters
+        ----------
+        values : sequence of tensor (5,)
+            One per shot.
+        """
+        self._submit(with_values, dict(enumerate(values)))
+
+    def close(self) -> None:
+        """Release the partitions' futures."""
+        for future in self._partitions:
+            future.release()
+        self._partitions = []
+
+
+def partition_runner(client, shots: Sequence[Any], likelihood: Likelihood, dtype: torch.dtype,
+                     on_shot: Optional[Callable[[int, int], None]] = None) -> LocalRunner:
+    """The runner of a dataset: in this process without a client, else on its Dask cluster.
+
+    Parameters
+    ----------
+    client : dask.distributed.Client or None
+        The cluster, or None.
+    shots : sequence of Shot
+        The dataset.
+    likelihood, dtype
+        The noise model and the simulation's precision.
+    on_shot : callable, optional
+        Progress of the shots in this process (not used on a cluster).
+
+    Returns
+    -------
+    LocalRunner or DaskRunner
+    """
+    if client is None:
+        return LocalRunner(shots, likelihood, dtype, on_shot)
+    return DaskRunner(client, shots, likelihood, dtype)
