@@ -134,6 +134,39 @@ def _metadata(minimum, maximum) -> Metadata:
     return meta
 
 
+def write_hkl_file(path: Union[str, Path], hkl, F) -> None:
+    """Write an ``h k l F`` text file, as nanoBragg's ``-hkl`` and :func:`read_hkl_file` read it.
+
+    Parameters
+    ----------
+    path : str or Path
+        File to write (atomically).
+    hkl : array-like of int (n, 3)
+        Miller indices, one line each, in the order given (list both Friedel mates of a P1
+        table whose mates differ).
+    F : array-like or tensor (n,)
+        Amplitudes in electrons, written with 17 significant digits (a float64 round trip).
+
+    Raises
+    ------
+    ValueError
+        ``hkl`` is not (n, 3) integers, ``F`` has not n values, or an amplitude is not finite.
+    """
+    indices = np.asarray(hkl)
+    values = np.asarray(F.detach().cpu().numpy() if isinstance(F, torch.Tensor) else F, dtype=np.float64)
+    if indices.ndim != 2 or indices.shape[1] != 3 or not np.array_equal(indices, np.rint(indices)):
+        raise ValueError(f"{path}: hkl must be an (n, 3) array of integers, got shape {indices.shape}")
+    if values.shape != (len(indices),):
+        raise ValueError(f"{path}: F has shape {values.shape}, expected ({len(indices)},) (one per hkl row)")
+    bad = np.flatnonzero(~np.isfinite(values))
+    if len(bad):
+        h, k, l = (int(v) for v in indices[bad[0]])
+        raise ValueError(f"{path}: F({h} {k} {l}) = {values[bad[0]]} is not finite")
+    lines = "".join(f"{int(h)} {int(k)} {int(l)} {value:.17g}\n" for (h, k, l), value in zip(indices, values))
+    with atomic_write(path, "w") as handle:
+        handle.write(lines)
+
+
 def write_fdump(path: Union[str, Path], grid: torch.Tensor, metadata: Metadata) -> None:
     """Write nanoBragg's ``Fdump.bin`` cache of a table.
 
