@@ -30,7 +30,7 @@ from ..config import BeamConfig, CrystalConfig
 from ..models.crystal import Crystal
 from ..models.detector import Detector
 from ..structure_factors import StructureFactors
-from .amplitudes import solve_intensities
+from .amplitudes import solve_amplitudes
 from .checkpoint import load_checkpoint, save_checkpoint
 from .likelihoods import Likelihood, as_likelihood
 from .merging import MergedAmplitudes, integrate_and_merge
@@ -226,7 +226,7 @@ def refine_dataset(shots: Sequence[Shot], space_group: str, d_min_A: float, *,
             values = start_values(start, reflections)
         else:
             values = reflections.from_structure_factors(structure_factors).to(torch.float64)
-            start = merged_amplitudes(reflections, values, torch.full_like(values, math.inf), len(shots))
+            start = merged_amplitudes(reflections, values, torch.full_like(values, math.nan), len(shots))
         runner = partition_runner(client, shots, likelihood, dtype)
         bar.stage("prepare shots")
         runner.prepare()
@@ -236,32 +236,32 @@ def refine_dataset(shots: Sequence[Shot], space_group: str, d_min_A: float, *,
             if state is not None:
                 first_cycle, values, history = state["cycle"], state["values"], state["history"]
                 runner.set_shot_values(state["shot_values"])
-        variance = torch.full_like(values, math.inf)
+        summaries = runner.summaries()
+        scales = torch.stack([summary["values"][3] for summary in summaries])
+        levels = torch.stack([summary["values"][4] for summary in summaries])
+        variance = None
         for cycle in range(first_cycle, cycles):
             bar.stage(f"cycle {cycle + 1}: shots")
-            runner.refine_geometry(reflections, values)
-            bar.stage(f"cycle {cycle + 1}: amplitudes")
-            runner.amplitude_terms(reflections)
-            intensities, variance, sums = solve_intensities(runner.intensity_sums, values ** 2,
-                                                            likelihood.covariance_factor(None, None, 0))
-            new_values = torch.sqrt(intensities)
-            change = _largest_change(values, new_values, variance, sums.pixels > 0)
-            values = new_values
-            loss = float(sums.loss.sum())
-            bar.loss(loss)
+            runner.refine_geometry(reflections, values, scales, levels)
             summaries = runner.summaries()
+            scales = torch.stack([summary["values"][3] for summary in summaries])
+            levels = torch.stack([summary["values"][4] for summary in summaries])
+            bar.stage(f"cycle {cycle + 1}: amplitudes")
+            values, variance, scales, levels, loss, change = _amplitude_step(runner, reflections, values, scales,
+                                                                             levels, likelihood)
+            bar.loss(loss)
             history.append({"cycle": cycle + 1, "loss": loss, "max_change_sigma": change,
                             "shots_ok": sum(s["status"] == "ok" for s in summaries)})
             if checkpoint is not None:
                 save_checkpoint(checkpoint, _fingerprint(shots, reflections, likelihood, cycles),
                                 {"cycle": cycle + 1, "values": values, "history": history,
-                                 "shot_values": [s["values"] for s in summaries]})
+                                 "shot_values": [_with_factors(s["values"], scale, level)
+                                                 for s, scale, level in zip(summaries, scales, levels)]})
             if change <= AMPLITUDE_TOLERANCE_SIGMA:
                 break
-        if not math.isfinite(float(variance.min())) and not bool(torch.isfinite(variance).any()):
-            runner.amplitude_terms(reflections)
-            _, variance, _ = solve_intensities(runner.intensity_sums, values ** 2,
-                                               likelihood.covariance_factor(None, None, 0))
+        if variance is None:  # resumed after the last cycle: the errors of the saved state
+            values, variance, scales, levels, _, _ = _amplitude_step(runner, reflections, values, scales, levels,
+                                                                     likelihood)
         summaries = runner.summaries()
     finally:
         bar.close()
@@ -269,7 +269,8 @@ def refine_dataset(shots: Sequence[Shot], space_group: str, d_min_A: float, *,
             runner.close()
     contributing = sum(s["status"] == "ok" for s in summaries)
     merged = merged_amplitudes(reflections, values, variance, contributing)
-    return DatasetResult(shots=[_shot_result(s) for s in summaries], merged=merged,
+    results = [_shot_result(s, scale, level) for s, scale, level in zip(summaries, scales, levels)]
+    return DatasetResult(shots=results, merged=merged,
                          structure_factors=reflections.structure_factors(values), start=start, history=history)
 
 
@@ -349,7 +350,7 @@ def start_values(merged: MergedAmplitudes, reflections) -> torch.Tensor:
     -------
     tensor (n_parameters,) of float64
     """
-    rows, signs = reflections.asu_rows_of_parameters()
+    rows, signs = reflections.asu_rows_of_parameters
     position = {tuple(hkl): i for i, hkl in enumerate(np.asarray(merged.hkl).tolist())}
     values = np.full(reflections.n_parameters, np.nan)
     for parameter, (row, sign) in enumerate(zip(rows, signs)):
@@ -370,7 +371,8 @@ def merged_amplitudes(reflections, values: torch.Tensor, variance_I: torch.Tenso
     """Amplitudes by ASU row from parameter values and the variances of their intensities.
 
     ``sigma_F = sigma_I / (2 F)`` (the delta method); an amplitude refined to 0 gets
-    ``sigma_I ** 0.5``. Rows with no measured parameter are left out.
+    ``sigma_I ** 0.5``. Rows with no measured parameter (variance inf) are left out; a NaN
+    variance (amplitudes given, not measured) keeps the row with a NaN error.
 
     Parameters
     ----------
@@ -390,8 +392,8 @@ def merged_amplitudes(reflections, values: torch.Tensor, variance_I: torch.Tenso
     F = values.numpy()
     sigma_I = np.sqrt(variance_I.numpy())
     sigma_F = np.where(F > 0, sigma_I / (2 * np.maximum(F, 1e-300)), np.sqrt(sigma_I))
-    measured = np.isfinite(sigma_F)
-    rows, signs = reflections.asu_rows_of_parameters()
+    measured = ~np.isinf(sigma_F)
+    rows, signs = reflections.asu_rows_of_parameters
     n = len(reflections.hkl)
     plus = np.full(n, np.nan)
     sigma_plus = np.full(n, np.nan)
@@ -413,7 +415,7 @@ def merged_amplitudes(reflections, values: torch.Tensor, variance_I: torch.Tenso
         sigma_both = np.where(total > 0, 1 / np.sqrt(np.where(total > 0, total, 1)), np.nan)
     else:
         both, sigma_both = plus, sigma_plus
-    keep = np.isfinite(both)
+    keep = ~np.isnan(both)
     anomalous = reflections.anomalous
     return MergedAmplitudes(hkl=reflections.hkl[keep], F=both[keep], sigma_F=sigma_both[keep],
                             F_plus=plus[keep] if anomalous else None,
@@ -442,8 +444,27 @@ def _fingerprint(shots: Sequence[Shot], reflections, likelihood: Likelihood, cyc
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-def _shot_result(summary: Dict[str, Any]) -> ShotResult:
-    values = dict(zip(SHOT_PARAMETERS, summary["values"].tolist()))
+def _amplitude_step(runner, reflections, values: torch.Tensor, scales: torch.Tensor, levels: torch.Tensor,
+                    likelihood: Likelihood):
+    """The amplitudes, scales and levels at the shots' current orientations; also the loss and
+    the largest move of an amplitude in its standard errors."""
+    runner.amplitude_terms(reflections)
+    intensities, variance, scales, levels, sums = solve_amplitudes(runner.amplitude_sums, values ** 2, scales, levels,
+                                                                   likelihood.covariance_factor(None, None, 0))
+    new_values = torch.sqrt(intensities)
+    change = _largest_change(values, new_values, variance, sums.pixels > 0)
+    return new_values, variance, scales, levels, float(sums.loss.sum()), change
+
+
+def _with_factors(values: torch.Tensor, scale: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+    """A shot's parameters with the scale and level of the amplitude step."""
+    values = values.clone()
+    values[3], values[4] = scale, level
+    return values
+
+
+def _shot_result(summary: Dict[str, Any], scale: torch.Tensor, level: torch.Tensor) -> ShotResult:
+    values = dict(zip(SHOT_PARAMETERS, _with_factors(summary["values"], scale, level).tolist()))
     stderr = dict(zip(SHOT_PARAMETERS, summary["stderr"].tolist()))
     return ShotResult(name=summary["name"], status=summary["status"], reason=summary["reason"],
                       crystal=summary["crystal"], values=values, stderr=stderr, converged=summary["converged"],

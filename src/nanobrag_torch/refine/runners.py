@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..models.detector import Detector
-from .amplitudes import IntensitySums, intensity_sums
+from .amplitudes import AmplitudeSums, amplitude_sums
 from .likelihoods import Likelihood
 from .shot_work import AmplitudeTerms, ShotWork, amplitude_terms, prepare_shot, refine_geometry
 
@@ -30,8 +30,9 @@ class Partition:
     ----------
     works : list of ShotWork
         The shots.
-    terms : list of AmplitudeTerms or None
-        Their terms at the current geometry (empty before the first amplitude step).
+    terms : AmplitudeTerms or None
+        Their pixels' terms at the current geometry, joined (None before the first amplitude
+        step, or when no shot has any).
     likelihood : Poisson, Gaussian or MeanSquaredError
         The noise model.
     dtype : torch.dtype
@@ -39,7 +40,7 @@ class Partition:
     """
 
     works: List[ShotWork]
-    terms: List[Optional[AmplitudeTerms]]
+    terms: Optional[AmplitudeTerms]
     likelihood: Likelihood
     dtype: torch.dtype
 
@@ -69,7 +70,7 @@ def prepare_partition(shots: Sequence[Tuple[int, Any]], likelihood: Likelihood, 
         used = _allowed(shot, detector, observed)
         works.append(prepare_shot(index, shot.name or str(index), observed, used, shot.crystal, shot.detector,
                                   shot.beam))
-    return Partition(works=works, terms=[], likelihood=likelihood, dtype=dtype)
+    return Partition(works=works, terms=None, likelihood=likelihood, dtype=dtype)
 
 
 def _allowed(shot, detector: Detector, observed: torch.Tensor) -> torch.Tensor:
@@ -83,8 +84,10 @@ def _allowed(shot, detector: Detector, observed: torch.Tensor) -> torch.Tensor:
     return allowed
 
 
-def geometry_partition(partition: Partition, reflections, values: torch.Tensor) -> Partition:
-    """Every shot's geometry step at the amplitudes ``values``.
+def geometry_partition(partition: Partition, reflections, values: torch.Tensor, scales: torch.Tensor,
+                       levels: torch.Tensor) -> Partition:
+    """Every shot's geometry step at the amplitudes ``values``, from the shots' scales and
+    background levels of the last amplitude step.
 
     Parameters
     ----------
@@ -94,6 +97,8 @@ def geometry_partition(partition: Partition, reflections, values: torch.Tensor) 
         The refined reflections.
     values : tensor (n_parameters,)
         Their amplitudes.
+    scales, levels : tensor (S,)
+        Every shot's scale and background level, by position in the dataset.
 
     Returns
     -------
@@ -101,8 +106,28 @@ def geometry_partition(partition: Partition, reflections, values: torch.Tensor) 
         With refined shots and no terms.
     """
     table = reflections.structure_factors(values.to(torch.float64))
-    works = [refine_geometry(work, table, partition.likelihood, partition.dtype) for work in partition.works]
-    return dataclasses.replace(partition, works=works, terms=[])
+    works = [refine_geometry(with_factors(work, float(scales[work.index]), float(levels[work.index])), table,
+                             partition.likelihood, partition.dtype) for work in partition.works]
+    return dataclasses.replace(partition, works=works, terms=None)
+
+
+def with_factors(work: ShotWork, scale: float, level: float) -> ShotWork:
+    """The shot with its scale and background level set.
+
+    Parameters
+    ----------
+    work : ShotWork
+        The shot.
+    scale, level : float
+        Its scale and background level.
+
+    Returns
+    -------
+    ShotWork
+    """
+    values = work.values.clone()
+    values[3], values[4] = scale, level
+    return dataclasses.replace(work, values=values)
 
 
 def terms_partition(partition: Partition, reflections) -> Partition:
@@ -119,12 +144,13 @@ def terms_partition(partition: Partition, reflections) -> Partition:
     -------
     Partition
     """
-    terms = [amplitude_terms(work, reflections, partition.dtype) for work in partition.works]
+    terms = AmplitudeTerms.joined([amplitude_terms(work, reflections, partition.dtype) for work in partition.works])
     return dataclasses.replace(partition, terms=terms)
 
 
-def sums_partition(partition: Partition, intensities: torch.Tensor) -> IntensitySums:
-    """The shots' :class:`~nanobrag_torch.refine.amplitudes.IntensitySums` at ``intensities``.
+def sums_partition(partition: Partition, intensities: torch.Tensor, scales: torch.Tensor,
+                   levels: torch.Tensor) -> AmplitudeSums:
+    """The shots' :class:`~nanobrag_torch.refine.amplitudes.AmplitudeSums`.
 
     Parameters
     ----------
@@ -132,12 +158,14 @@ def sums_partition(partition: Partition, intensities: torch.Tensor) -> Intensity
         The shots, with their terms.
     intensities : tensor (n_parameters,)
         ``|F|²`` of every parameter.
+    scales, levels : tensor (S,)
+        Every shot's scale and background level.
 
     Returns
     -------
-    IntensitySums
+    AmplitudeSums
     """
-    return intensity_sums(partition.terms, intensities, partition.likelihood)
+    return amplitude_sums(partition.terms, intensities, scales, levels, partition.likelihood)
 
 
 def summaries_partition(partition: Partition) -> List[Dict[str, Any]]:
@@ -172,11 +200,12 @@ def with_values(partition: Partition, values: Dict[int, torch.Tensor]) -> Partit
     Partition
     """
     works = [dataclasses.replace(w, values=values[w.index].clone()) for w in partition.works]
-    return dataclasses.replace(partition, works=works, terms=[])
+    return dataclasses.replace(partition, works=works, terms=None)
 
 
 class LocalRunner:
-    """The partitions of a dataset in this process: one per shot, worked on in turn.
+    """The partitions of a dataset in this process: one per shot, worked on in turn; their
+    amplitude terms are joined into one, so that a sum over every shot is one pass.
 
     Parameters
     ----------
@@ -195,6 +224,7 @@ class LocalRunner:
         self._dtype = dtype
         self._on_shot = on_shot
         self._partitions: List[Partition] = []
+        self._terms: Optional[AmplitudeTerms] = None
 
     def _each(self, step: Callable[[Partition], Partition]) -> None:
         done = []
@@ -213,7 +243,7 @@ class LocalRunner:
             if self._on_shot is not None:
                 self._on_shot(len(self._partitions), len(self._shots))
 
-    def refine_geometry(self, reflections, values: torch.Tensor) -> None:
+    def refine_geometry(self, reflections, values: torch.Tensor, scales: torch.Tensor, levels: torch.Tensor) -> None:
         """Every shot's geometry step (:func:`geometry_partition`).
 
         Parameters
@@ -222,8 +252,10 @@ class LocalRunner:
             The refined reflections.
         values : tensor (n_parameters,)
             Their amplitudes.
+        scales, levels : tensor (S,)
+            Every shot's scale and background level.
         """
-        self._each(lambda p: geometry_partition(p, reflections, values))
+        self._each(lambda p: geometry_partition(p, reflections, values, scales, levels))
 
     def amplitude_terms(self, reflections) -> None:
         """Every shot's amplitude terms (:func:`terms_partition`).
@@ -234,24 +266,24 @@ class LocalRunner:
             The refined reflections.
         """
         self._each(lambda p: terms_partition(p, reflections))
+        self._terms = AmplitudeTerms.joined([p.terms for p in self._partitions])
+        self._partitions = [dataclasses.replace(p, terms=None) for p in self._partitions]
 
-    def intensity_sums(self, intensities: torch.Tensor) -> IntensitySums:
-        """The sums over every shot at ``intensities``.
+    def amplitude_sums(self, intensities: torch.Tensor, scales: torch.Tensor, levels: torch.Tensor) -> AmplitudeSums:
+        """The sums over every shot.
 
         Parameters
         ----------
         intensities : tensor (n_parameters,)
             ``|F|²`` of every parameter.
+        scales, levels : tensor (S,)
+            Every shot's scale and background level.
 
         Returns
         -------
-        IntensitySums
+        AmplitudeSums
         """
-        total = None
-        for partition in self._partitions:
-            sums = sums_partition(partition, intensities)
-            total = sums if total is None else total + sums
-        return total
+        return amplitude_sums(self._terms, intensities, scales, levels, self._likelihood)
 
     def summaries(self) -> List[Dict[str, Any]]:
         """Every shot's summary (:func:`summaries_partition`), in the dataset's order.
@@ -276,6 +308,7 @@ class LocalRunner:
     def close(self) -> None:
         """Let go of the partitions."""
         self._partitions = []
+        self._terms = None
 
 
 class DaskRunner(LocalRunner):
@@ -310,7 +343,7 @@ class DaskRunner(LocalRunner):
         self._partitions = [self._client.submit(prepare_partition, [self._shots[i] for i in part], self._likelihood,
                                                 self._dtype, pure=False) for part in parts]
 
-    def refine_geometry(self, reflections, values: torch.Tensor) -> None:
+    def refine_geometry(self, reflections, values: torch.Tensor, scales: torch.Tensor, levels: torch.Tensor) -> None:
         """Every partition's geometry step, on its worker.
 
         Parameters
@@ -319,8 +352,10 @@ class DaskRunner(LocalRunner):
             The refined reflections.
         values : tensor (n_parameters,)
             Their amplitudes.
+        scales, levels : tensor (S,)
+            Every shot's scale and background level.
         """
-        self._submit(geometry_partition, reflections, values)
+        self._submit(geometry_partition, reflections, values, scales, levels)
 
     def amplitude_terms(self, reflections) -> None:
         """Every partition's amplitude terms, on its worker.
@@ -332,19 +367,22 @@ class DaskRunner(LocalRunner):
         """
         self._submit(terms_partition, reflections)
 
-    def intensity_sums(self, intensities: torch.Tensor) -> IntensitySums:
+    def amplitude_sums(self, intensities: torch.Tensor, scales: torch.Tensor, levels: torch.Tensor) -> AmplitudeSums:
         """The sums over every partition, computed on the workers.
 
         Parameters
         ----------
         intensities : tensor (n_parameters,)
             ``|F|²`` of every parameter.
+        scales, levels : tensor (S,)
+            Every shot's scale and background level.
 
         Returns
         -------
-        IntensitySums
+        AmplitudeSums
         """
-        futures = [self._client.submit(sums_partition, p, intensities, pure=False) for p in self._partitions]
+        futures = [self._client.submit(sums_partition, p, intensities, scales, levels, pure=False)
+                   for p in self._partitions]
         total = None
         for sums in self._client.gather(futures):
             total = sums if total is None else total + sums

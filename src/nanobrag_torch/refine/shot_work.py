@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -45,12 +45,22 @@ indexed orientation."""
 SHOT_PARAMETERS = ORIENTATION_PARAMETERS + (SCALE, BACKGROUND_SCALE)
 """Every parameter of a shot, in the order of :attr:`ShotWork.values`."""
 
+SPOT_FLUX_FRACTION = 0.9
+"""A shot compares the brightest pixels of its predicted spots that hold this fraction of their
+photons (rendered with every amplitude 1), dilated by
+:data:`~nanobrag_torch.refine.pixels.MARGIN_PX`: the far tails of a still's spots hold little
+information and many pixels."""
+
 MIN_SPOTS = 3
 """A shot with fewer observed spots is not refined (status ``"too few spots"``)."""
 
 MIN_INDEXED_FRACTION = 0.25
 """A shot is refined only when at least this fraction of its observed spots lie on the pixels
 its starting orientation predicts (else status ``"not indexed"``)."""
+
+GEOMETRY_ITERATIONS = 3
+"""Levenberg–Marquardt iterations of a shot's geometry step at most: the step is repeated every
+cycle, from where the last one ended, so it need not converge within one."""
 
 WATER_REFERENCE_UM = 100.0
 """Water thickness of the background template of a shot whose beam has no water: its level is a
@@ -169,7 +179,7 @@ def prepare_shot(index: int, name: str, observed: torch.Tensor, used: torch.Tens
     dry_beam = dataclasses.replace(beam, water_size_um=0.0)
     template = water_template(detector, beam)
     unit = _unit_amplitude_image(crystal, detector, dry_beam)
-    predicted = brightest_pixels(torch.where(used, unit, torch.zeros_like(unit)))
+    predicted = brightest_pixels(torch.where(used, unit, torch.zeros_like(unit)), SPOT_FLUX_FRACTION)
     level = _background_level(observed, template, used & ~predicted)
     spots = find_spots(observed, template * level, used)
     pixels = informative_pixels([predicted], spots, used)
@@ -282,7 +292,8 @@ def refine_geometry(work: ShotWork, table: StructureFactors, likelihood: Likelih
     start = work.values.clone()
     if work.background.sum() <= 0:  # no background anywhere: its level is not determined
         upper[4] = lower[4] = start[4] = 0.0
-    local = levenberg_marquardt(objective, start, lower, upper, on_iteration=lambda values, loss: None)
+    local = levenberg_marquardt(objective, start, lower, upper, on_iteration=lambda values, loss: None,
+                                max_iterations=GEOMETRY_ITERATIONS)
     covariance = objective.covariance(local.matrix, local.expected, len(parameters))
     stderr = torch.sqrt(torch.diag(covariance).clamp(min=0))
     return dataclasses.replace(work, values=local.x, stderr=stderr, converged=local.converged, message=local.message)
@@ -290,25 +301,47 @@ def refine_geometry(work: ShotWork, table: StructureFactors, likelihood: Likelih
 
 @dataclass
 class AmplitudeTerms:
-    """A shot's pixels as terms ``a · I[parameter] + c`` of the amplitude problem.
+    """Pixels of some shots as terms ``s · u · I[parameter] + b · w`` of the amplitude problem.
 
     Attributes
     ----------
     parameter : tensor (m,) of int64
         The amplitude parameter (:class:`~nanobrag_torch.symmetry.ReflectionSet`) each pixel sees.
-    a : tensor (m,) of float64
-        Expected photons per unit intensity: the shot's scale times the pixel rendered with
-        amplitude 1.
-    c : tensor (m,) of float64
-        Expected background photons.
+    shot : tensor (m,) of int64
+        The shot (its position in the dataset) each pixel belongs to; ``s`` and ``b`` are that
+        shot's scale and background level.
+    unit : tensor (m,) of float64
+        ``u``: expected photons per unit intensity at scale 1 (the pixel rendered with
+        amplitude 1).
+    background : tensor (m,) of float64
+        ``w``: the background template.
     observed : tensor (m,) of float64
         Counts.
     """
 
     parameter: torch.Tensor
-    a: torch.Tensor
-    c: torch.Tensor
+    shot: torch.Tensor
+    unit: torch.Tensor
+    background: torch.Tensor
     observed: torch.Tensor
+
+    @classmethod
+    def joined(cls, parts: Sequence[Optional["AmplitudeTerms"]]) -> Optional["AmplitudeTerms"]:
+        """The terms of several shots as one (None when none has any).
+
+        Parameters
+        ----------
+        parts : sequence of AmplitudeTerms or None
+            The shots' terms.
+
+        Returns
+        -------
+        AmplitudeTerms or None
+        """
+        parts = [part for part in parts if part is not None]
+        if not parts:
+            return None
+        return cls(*(torch.cat([getattr(part, f.name) for part in parts]) for f in dataclasses.fields(cls)))
 
 
 def amplitude_terms(work: ShotWork, reflections, dtype: torch.dtype) -> Optional[AmplitudeTerms]:
@@ -342,6 +375,6 @@ def amplitude_terms(work: ShotWork, reflections, dtype: torch.dtype) -> Optional
     seen = pixel_reflections(prepared, work.pixels)
     parameter = torch.from_numpy(np.asarray(reflections.parameter_of(seen.hkl.numpy()), dtype=np.int64))
     keep = seen.single & (parameter >= 0) & (unit > 0)
-    scale, level = float(work.values[3]), float(work.values[4])
-    return AmplitudeTerms(parameter=parameter[keep], a=scale * unit[keep], c=level * work.background[keep],
-                          observed=work.observed[keep])
+    count = int(keep.sum())
+    return AmplitudeTerms(parameter=parameter[keep], shot=torch.full((count,), work.index, dtype=torch.int64),
+                          unit=unit[keep], background=work.background[keep], observed=work.observed[keep])
