@@ -15,6 +15,7 @@ of data set with the C program).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -336,7 +337,8 @@ class SerialShot(NamedTuple):
         The start orientation (the truth turned by a small random rotation).
     detector : DetectorConfig
     beam : BeamConfig
-        With the shot's fluence (the nominal one times the shot's scale).
+        With the nominal fluence (the shot was rendered with it times its scale, which a
+        refinement or a merging estimates).
     name : str
         ``"shot_000"``, ``"shot_001"``, ...
     """
@@ -424,7 +426,7 @@ def serial_dataset(n_shots: int = 20, *, seed: int = 0, size_pixels: int = 128, 
     Every shot is a crystal of :func:`random_structure_factors` (to the resolution of the
     detector's corner) at a random orientation (uniform on SO(3)), with a fluence ``fluence ·
     scale`` (scale uniform in 1 ± ``scale_range``), a water background and C's Poisson noise
-    (``-seed`` = 1 + the shot's number). The images are rendered with ``c_quirks=True``, the
+    (``-seed`` = 1 + the shot's number + 1000 · ``seed``). The images are rendered with ``c_quirks=True``, the
     nanoBragg command's simulator (C scales the water background by ``r_e² · fluence`` twice).
     The start orientation of each shot is the truth turned by an angle uniform in
     ``start_error_deg`` about a random axis.
@@ -498,9 +500,9 @@ def serial_dataset(n_shots: int = 20, *, seed: int = 0, size_pixels: int = 128, 
                           mosaic_seed=1 + number, **dict(zip(("mosflm_a_star", "mosflm_b_star", "mosflm_c_star"),
                                                              oriented_reciprocal_vectors(cell_A_deg, rotation))))
             for rotation in (rotations[number], rotation_by_angle(axes[number], errors[number]) @ rotations[number]))
-        beam = BeamConfig(wavelength_A=wavelength_A, fluence=fluence * scales[number], water_size_um=water_size_um)
-        simulator = Simulator(Crystal(true_crystal, truth, dtype=dtype), Detector(detector, dtype=dtype), beam,
-                              c_quirks=True)
+        beam = BeamConfig(wavelength_A=wavelength_A, fluence=fluence, water_size_um=water_size_um)
+        simulator = Simulator(Crystal(true_crystal, truth, dtype=dtype), Detector(detector, dtype=dtype),
+                              dataclasses.replace(beam, fluence=fluence * scales[number]), c_quirks=True)
         image = simulator.run().numpy()
         noisy, _, _ = noise_image(image, seed=1 + number + 1000 * seed)
         observed = noisy.astype(np.float64) - 40.0

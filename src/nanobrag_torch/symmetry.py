@@ -213,18 +213,48 @@ class ReflectionSet:
         ValueError
             ``values`` does not hold ``n_parameters`` numbers.
         """
-        values = values if isinstance(values, torch.Tensor) else torch.as_tensor(np.asarray(values, dtype=np.float64))
+        values = _as_tensor(values)
         if values.shape != (self.n_parameters,):
             raise ValueError(f"ReflectionSet.structure_factors: values has shape {tuple(values.shape)}, expected "
                              f"({self.n_parameters},) (the set's n_parameters)")
+        extended = torch.cat([values, values.new_full((1,), float(default_F))])
+        lookup = np.where(self._p1_parameter >= 0, self._p1_parameter, self.n_parameters)
+        return self.p1_structure_factors(extended[torch.from_numpy(lookup).to(values.device)], default_F)
+
+    def p1_structure_factors(self, values: Union[np.ndarray, torch.Tensor], default_F: float = 0.0) -> StructureFactors:
+        """The table of amplitudes given for every P1 index of :attr:`p1_hkl`.
+
+        Parameters
+        ----------
+        values : tensor or ndarray (m,)
+            Amplitudes (electrons) of ``p1_hkl``'s rows. A tensor keeps its graph.
+        default_F : float
+            Amplitude of the other entries of the index box (000, indices beyond ``d_min_A``)
+            and of the StructureFactors outside the box.
+
+        Returns
+        -------
+        StructureFactors
+            Over the box of :attr:`p1_hkl`, in the dtype and on the device of ``values``
+            (float64 on the CPU for an ndarray).
+
+        Raises
+        ------
+        ValueError
+            ``values`` does not hold one number per row of ``p1_hkl``.
+        """
+        values = _as_tensor(values)
+        if values.shape != (len(self.p1_hkl),):
+            raise ValueError(f"ReflectionSet.p1_structure_factors: values has shape {tuple(values.shape)}, expected "
+                             f"({len(self.p1_hkl)},) (one per row of p1_hkl)")
         minimum, maximum = self.p1_hkl.min(axis=0), self.p1_hkl.max(axis=0)
         shape = tuple(int(v) for v in maximum - minimum + 1)
-        lookup = np.full(shape, self.n_parameters, dtype=np.int64)
         offsets = self.p1_hkl - minimum
-        lookup[offsets[:, 0], offsets[:, 1], offsets[:, 2]] = np.where(self._p1_parameter >= 0, self._p1_parameter,
-                                                                       self.n_parameters)
+        flat = np.ravel_multi_index((offsets[:, 0], offsets[:, 1], offsets[:, 2]), shape)
+        lookup = np.full(int(np.prod(shape)), len(self.p1_hkl), dtype=np.int64)
+        lookup[flat] = np.arange(len(self.p1_hkl))
         extended = torch.cat([values, values.new_full((1,), float(default_F))])
-        grid = extended[torch.from_numpy(lookup).to(values.device)]
+        grid = extended[torch.from_numpy(lookup).to(values.device)].reshape(shape)
         metadata = {}
         for axis, name in enumerate("hkl"):
             metadata.update({f"{name}_min": int(minimum[axis]), f"{name}_max": int(maximum[axis]),
@@ -255,6 +285,11 @@ class ReflectionSet:
         total = amplitudes.new_zeros(self.n_parameters).index_add(0, parameters, amplitudes)
         counts = torch.bincount(parameters, minlength=self.n_parameters).to(amplitudes.dtype)
         return total / counts
+
+
+def _as_tensor(values: Union[np.ndarray, torch.Tensor]) -> torch.Tensor:
+    """A tensor as it is; anything else as a float64 CPU tensor."""
+    return values if isinstance(values, torch.Tensor) else torch.as_tensor(np.asarray(values, dtype=np.float64))
 
 
 def _as_indices(p1_hkl: ArrayLike) -> np.ndarray:

@@ -1,0 +1,290 @@
+"""Conventional processing of still shots: summation integration and merging of symmetry equivalents.
+
+The reference that a joint refinement of many shots (``nanobrag_torch.refine.dataset``) is
+measured against. Each shot's spots are predicted by the model at the shot's given
+orientation: the engine renders the shot with every amplitude 1 (the *unit image*: the
+partiality, Lorentz, polarization and solid-angle factors and the fluence of each pixel), and
+with every amplitude the square root of a code of its reflection, whose ratio to the unit image
+names the one reflection of every pixel (a pixel whose sub-pixels or mosaic domains see
+different reflections gets no whole code and belongs to none). The pixels of a reflection
+where the unit image exceeds :data:`SPOT_FRACTION` of the reflection's peak are its spot; the
+median of the other pixels in a box around it is its background. A shot's observation of
+``|F|²`` is then ``Σ (counts − background) / Σ unit image`` over the spot, divided by the shot's
+scale, with its counting variance; the observations of symmetry equivalents (the Friedel mates
+separately when anomalous) are averaged with inverse-variance weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+from ..symmetry import ReflectionSet
+
+SPOT_FRACTION = 0.05
+"""A reflection's spot: its pixels where the unit image is above this fraction of its peak."""
+
+MIN_PARTIALITY = 0.02
+"""A reflection is observed on a shot when the peak of its unit image is at least this fraction
+of the brightest reflection's on the shot (weaker ones are far from the diffraction condition)."""
+
+BACKGROUND_MARGIN_PX = 4
+"""The background box extends the spot's bounding box by this many pixels on every side."""
+
+
+@dataclass(frozen=True)
+class MergedAmplitudes:
+    """Amplitudes merged from many shots, per reflection of the asymmetric unit.
+
+    Attributes
+    ----------
+    hkl : ndarray of int64 (n, 3)
+        The ASU reflections (``reflections.hkl``).
+    F, sigma_F : ndarray (n,)
+        Amplitudes (electrons, on the scale of the model's unit image) and their standard
+        errors, all equivalents and Friedel mates merged; NaN where not measured.
+    F_plus, sigma_F_plus, F_minus, sigma_F_minus : ndarray (n,) or None
+        With ``anomalous=True``: the same of ``hkl`` and of ``−hkl`` separately (a centric
+        reflection's two are its F); None otherwise.
+    n_observations : ndarray of int64 (n,)
+        Observations (spots of shots) merged into each F.
+    n_shots : int
+        Shots integrated.
+    reflections : ReflectionSet
+        The set (anomalous when the merging was) that lays out the reflections.
+    cell_A_deg : tuple of 6 floats
+    space_group : str
+    """
+
+    hkl: np.ndarray
+    F: np.ndarray
+    sigma_F: np.ndarray
+    F_plus: Optional[np.ndarray]
+    sigma_F_plus: Optional[np.ndarray]
+    F_minus: Optional[np.ndarray]
+    sigma_F_minus: Optional[np.ndarray]
+    n_observations: np.ndarray
+    n_shots: int
+    reflections: ReflectionSet
+    cell_A_deg: Tuple[float, ...]
+    space_group: str
+
+
+@dataclass(frozen=True)
+class _Observations:
+    """Every shot's observations of ``|F|²``: the P1 index, the intensity, its variance."""
+
+    hkl: np.ndarray
+    intensity: np.ndarray
+    variance: np.ndarray
+
+
+def integrate_and_merge(shots: Sequence[Any], space_group: str, d_min_A: float, *, anomalous: bool = False,
+                        scales: Optional[Sequence[float]] = None,
+                        cell_A_deg: Optional[Sequence[float]] = None) -> MergedAmplitudes:
+    """Summation integration of every predicted spot of every shot, and merging of equivalents.
+
+    Parameters
+    ----------
+    shots : sequence of Shot
+        Each with ``observed`` (photon counts, (slow, fast)), ``crystal`` (CrystalConfig: the
+        orientation the spots are predicted from), ``detector`` (DetectorConfig) and ``beam``
+        (BeamConfig); ``mask`` (bool (slow, fast), True where a pixel is used) when the shot has one.
+    space_group : str
+        Hermann–Mauguin symbol.
+    d_min_A : float
+        Resolution limit in Å.
+    anomalous : bool
+        Also merge the Friedel mates of acentric reflections separately.
+    scales : sequence of floats, optional
+        Each shot's scale (its fluence over its beam's); default 1.
+    cell_A_deg : sequence of 6 floats, optional
+        The cell of the reflection set. Default: the first shot's crystal's (from its MOSFLM
+        vectors or cell).
+
+    Returns
+    -------
+    MergedAmplitudes
+
+    Raises
+    ------
+    ValueError
+        No shots, ``scales`` of another length or not positive, or an observed image whose
+        shape is not the detector's.
+    """
+    if len(shots) == 0:
+        raise ValueError("integrate_and_merge: no shots")
+    scales = np.ones(len(shots)) if scales is None else np.asarray(scales, dtype=np.float64)
+    if scales.shape != (len(shots),) or not (scales > 0).all():
+        raise ValueError(f"integrate_and_merge: scales must be {len(shots)} numbers > 0 (one per shot), got "
+                         f"shape {scales.shape}")
+    if cell_A_deg is None:
+        cell_A_deg = _cell_of(shots[0].crystal)
+    merged_set = ReflectionSet(space_group, cell_A_deg, d_min_A, anomalous=False)
+    tables = _prediction_tables(merged_set)
+    observations = [_integrate(shot, merged_set, tables, scale) for shot, scale in zip(shots, scales)]
+    everything = _Observations(hkl=np.concatenate([o.hkl for o in observations]),
+                               intensity=np.concatenate([o.intensity for o in observations]),
+                               variance=np.concatenate([o.variance for o in observations]))
+    F, sigma_F, counts = _merge(everything, merged_set)
+    anomalous_set, halves = merged_set, (None, None, None, None)
+    if anomalous:
+        anomalous_set = ReflectionSet(space_group, cell_A_deg, d_min_A, anomalous=True)
+        values, sigmas, _ = _merge(everything, anomalous_set)
+        n = len(merged_set.hkl)
+        minus = anomalous_set.parameter_of(-merged_set.hkl)  # a centric reflection's F(−) is its F(+)
+        halves = (values[:n], sigmas[:n], values[minus], sigmas[minus])
+    return MergedAmplitudes(hkl=merged_set.hkl, F=F, sigma_F=sigma_F, F_plus=halves[0], sigma_F_plus=halves[1],
+                            F_minus=halves[2], sigma_F_minus=halves[3], n_observations=counts, n_shots=len(shots),
+                            reflections=anomalous_set, cell_A_deg=tuple(merged_set.cell_A_deg),
+                            space_group=merged_set.space_group)
+
+
+def compare_amplitudes(F: Union[np.ndarray, torch.Tensor], F_true: Union[np.ndarray, torch.Tensor]) -> Tuple[float, float]:
+    """Correlation and R factor of amplitudes against the truth, over the reflections both have.
+
+    Parameters
+    ----------
+    F : array-like (n,)
+        Amplitudes (NaN where not measured), on any scale.
+    F_true : array-like (n,)
+        The true amplitudes of the same reflections.
+
+    Returns
+    -------
+    cc : float
+        Pearson correlation coefficient.
+    r : float
+        ``Σ |k F − F_true| / Σ F_true`` with ``k = Σ F F_true / Σ F²`` (the least-squares scale
+        of F onto the truth).
+
+    Raises
+    ------
+    ValueError
+        The two differ in length, or fewer than two reflections have both.
+    """
+    measured, truth = (np.asarray(v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else v, dtype=np.float64)
+                       for v in (F, F_true))
+    if measured.shape != truth.shape:
+        raise ValueError(f"compare_amplitudes: F has shape {measured.shape} but F_true {truth.shape}")
+    both = np.isfinite(measured) & np.isfinite(truth)
+    if both.sum() < 2:
+        raise ValueError(f"compare_amplitudes: {int(both.sum())} reflections have both amplitudes, need 2")
+    measured, truth = measured[both], truth[both]
+    cc = float(np.corrcoef(measured, truth)[0, 1])
+    k = float(measured @ truth / (measured @ measured))
+    return cc, float(np.abs(k * measured - truth).sum() / truth.sum())
+
+
+def _cell_of(crystal) -> Tuple[float, ...]:
+    """The cell (Å, degrees) of a CrystalConfig: its MOSFLM vectors' real cell, or its cell."""
+    from ..io.mosflm import reciprocal_to_real_cell
+    if crystal.has_mosflm_matrix:
+        return reciprocal_to_real_cell(crystal.mosflm_a_star, crystal.mosflm_b_star, crystal.mosflm_c_star)
+    from ..models.crystal import Crystal
+    return tuple(float(v) for v in Crystal(crystal).cell_parameters())
+
+
+def _render(shot, structure_factors) -> np.ndarray:
+    """The shot's noise-free image (photons, float64) with these amplitudes and no water."""
+    from ..models.crystal import Crystal
+    from ..models.detector import Detector
+    from ..simulator import Simulator
+    crystal = dataclasses.replace(shot.crystal, interpolate=False, default_F=0.0)
+    beam = dataclasses.replace(shot.beam, water_size_um=0.0)
+    simulator = Simulator(Crystal(crystal, structure_factors), Detector(shot.detector), beam)
+    with torch.no_grad():
+        return simulator.run().numpy()
+
+
+def _prediction_tables(reflections: ReflectionSet):
+    """The tables that predict the spots: amplitude 1 for every reflection of the set, and the
+    square root of ``1 + row`` for the row of ``p1_hkl`` of each (0 for absences)."""
+    present = reflections.parameter_of(reflections.p1_hkl) >= 0
+    codes = np.where(present, 1.0 + np.arange(len(present)), 0.0)
+    return reflections.structure_factors(np.ones(reflections.n_parameters)), reflections.p1_structure_factors(np.sqrt(codes))
+
+
+def _pixel_reflections(shot, tables) -> Tuple[np.ndarray, np.ndarray]:
+    """The unit image of a shot, and the row of ``p1_hkl`` of every pixel (−1: none, or
+    sub-pixels and domains of different reflections), from :func:`_prediction_tables`."""
+    unit, coded = (_render(shot, table) for table in tables)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(unit > 0, coded / unit, 0.0)
+    code = np.rint(ratio)
+    whole = (unit > 0) & (np.abs(ratio - code) < 1e-6 * np.maximum(code, 1.0)) & (code >= 1)
+    return unit, np.where(whole, code.astype(np.int64) - 1, -1)
+
+
+def _integrate(shot, reflections: ReflectionSet, tables, scale: float) -> _Observations:
+    """The observations of ``|F|²`` of one shot (see the module's description)."""
+    observed = np.asarray(shot.observed.detach().cpu().numpy() if isinstance(shot.observed, torch.Tensor)
+                          else shot.observed, dtype=np.float64)
+    shape = (shot.detector.spixels, shot.detector.fpixels)
+    if observed.shape != shape:
+        raise ValueError(f"integrate_and_merge: shot {shot.name!r} has an observed image of shape {observed.shape}, "
+                         f"its detector {shape}")
+    mask = getattr(shot, "mask", None)
+    used = np.ones(shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    unit, row = _pixel_reflections(shot, tables)
+    flat_row, flat_unit = row.reshape(-1), unit.reshape(-1)
+    assigned = np.flatnonzero(flat_row >= 0)
+    rows, inverse = np.unique(flat_row[assigned], return_inverse=True)
+    peaks = np.zeros(len(rows))
+    np.maximum.at(peaks, inverse, flat_unit[assigned])
+    spot = np.zeros(flat_row.shape, dtype=bool)
+    spot[assigned] = flat_unit[assigned] > SPOT_FRACTION * peaks[inverse]
+    background_pixels = (~spot.reshape(shape)) & (row >= 0) & used
+    kept = peaks >= MIN_PARTIALITY * peaks.max() if len(peaks) else np.zeros(0, dtype=bool)
+    spot_pixels = np.flatnonzero(spot)
+    spot_pixels = spot_pixels[np.argsort(flat_row[spot_pixels], kind="stable")]
+    bounds = np.searchsorted(flat_row[spot_pixels], rows, side="left"), np.searchsorted(flat_row[spot_pixels], rows,
+                                                                                      side="right")
+    hkl, intensity, variance = [], [], []
+    for index in np.flatnonzero(kept):
+        pixels = spot_pixels[bounds[0][index]:bounds[1][index]]
+        slow, fast = np.divmod(pixels, shape[1])
+        if not used[slow, fast].all():
+            continue  # a spot touching a masked pixel is not integrated
+        box = (slice(max(slow.min() - BACKGROUND_MARGIN_PX, 0), slow.max() + BACKGROUND_MARGIN_PX + 1),
+               slice(max(fast.min() - BACKGROUND_MARGIN_PX, 0), fast.max() + BACKGROUND_MARGIN_PX + 1))
+        around = observed[box][background_pixels[box]]
+        if len(around) < 2 * len(pixels):
+            continue  # too little background to subtract
+        background = float(np.median(around))
+        counts = observed[slow, fast]
+        weight = float(unit[slow, fast].sum()) * scale
+        # Poisson variance of the spot's counts, and of the background's median (≈ π/2 · var / m)
+        var = float(np.maximum(counts, 1.0).sum()) + len(pixels) ** 2 * np.pi / 2 * max(background, 1.0) / len(around)
+        hkl.append(reflections.p1_hkl[rows[index]])
+        intensity.append((counts.sum() - background * len(pixels)) / weight)
+        variance.append(var / weight ** 2)
+    return _Observations(hkl=np.array(hkl, dtype=np.int64).reshape(-1, 3), intensity=np.array(intensity),
+                         variance=np.array(variance))
+
+
+def _merge(observations: _Observations, reflections: ReflectionSet) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Inverse-variance mean intensity of each parameter of ``reflections``, its amplitude and the
+    amplitude's standard error (NaN where not measured), and the number of observations."""
+    n = reflections.n_parameters
+    parameter = reflections.parameter_of(observations.hkl) if len(observations.hkl) else np.zeros(0, np.int64)
+    keep = parameter >= 0
+    parameter, intensity = parameter[keep], observations.intensity[keep]
+    weight = 1.0 / observations.variance[keep]
+    total_weight = np.bincount(parameter, weight, minlength=n)
+    counts = np.bincount(parameter, minlength=n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.bincount(parameter, weight * intensity, minlength=n) / total_weight
+        chi2 = np.bincount(parameter, weight * (intensity - mean[parameter]) ** 2, minlength=n) / np.maximum(counts - 1, 1)
+        sigma = np.sqrt(np.maximum(chi2, 1.0) / total_weight)
+    mean[counts == 0] = np.nan
+    sigma[counts == 0] = np.nan
+    positive = np.maximum(mean, 0.0)
+    F = np.sqrt(positive)
+    sigma_F = np.sqrt(positive + sigma) - F  # σ_I / (2F) for strong reflections, √σ_I at I = 0
+    return F, sigma_F, counts
