@@ -4,10 +4,12 @@ pixels that are linear in them.
 For fixed orientations every compared pixel is ``μ = s · u · I[j] + b · w``
 (:class:`~nanobrag_torch.refine.shot_work.AmplitudeTerms`): linear in the intensity ``I = |F|²``
 of the one reflection parameter ``j`` it sees, and in its shot's scale ``s`` and background
-level ``b``. For fixed ``s, b`` the loss separates into one convex problem per parameter; for
-fixed ``I`` into one small problem per shot. :func:`solve_amplitudes` alternates the two to
-convergence, which needs no rendering: only ``I, s, b`` travel to where the shots are held and
-per-parameter and per-shot sums (:func:`amplitude_sums`) come back.
+level ``b``. :func:`solve_amplitudes` minimises the loss over all of them at once by projected
+Fisher scoring: the Fisher matrix is diagonal in the intensities, block-diagonal in the shots'
+factors, and the two are coupled only through the reflections each shot records, so the
+Newton step is solved through the Schur complement on the shots' factors (a dense matrix of
+two rows per shot). No rendering is needed: only ``I, s, b`` travel to where the shots are held
+and per-parameter, per-shot and per-(reflection, shot) sums (:func:`amplitude_sums`) come back.
 """
 
 from __future__ import annotations
@@ -20,15 +22,15 @@ import torch
 from .likelihoods import Likelihood
 from .shot_work import AmplitudeTerms
 
-MAX_ITERATIONS = 100
-"""Alternations of the intensities and the shots' factors at most."""
+MAX_ITERATIONS = 30
+"""Fisher-scoring iterations at most."""
 
 TOLERANCE_SIGMA = 1e-3
 """Converged when no intensity, scale or level moves by more than this fraction of its
 standard error."""
 
 HALVINGS = 30
-"""Step halvings a parameter (or a shot) may take before it stays where it is."""
+"""Halvings of a step that raises the loss before the iterations stop."""
 
 
 @dataclass
@@ -48,6 +50,10 @@ class AmplitudeSums:
         ``Σ (u I, w) ∂L/∂μ``: the gradient in the shot's scale and level.
     shot_fisher : tensor (S, 2, 2)
         ``Σ (u I, w)ᵀ W (u I, w)``.
+    coupling : tuple (parameter, shot, values) or None
+        The Fisher matrix between intensities and shots' factors, as the (q,) parameters and
+        (q,) shots of its non-zero pairs and their (q, 2) values ``Σ s u W (u I, w)``; only
+        when asked for.
     """
 
     loss: torch.Tensor
@@ -57,13 +63,20 @@ class AmplitudeSums:
     shot_loss: torch.Tensor
     shot_gradient: torch.Tensor
     shot_fisher: torch.Tensor
+    coupling: Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None
 
     def __add__(self, other: "AmplitudeSums") -> "AmplitudeSums":
-        return AmplitudeSums(*(getattr(self, name) + getattr(other, name) for name in self.__dataclass_fields__))
+        summed = [getattr(self, name) + getattr(other, name) for name in _SUMMED]
+        if self.coupling is None or other.coupling is None:
+            return AmplitudeSums(*summed, coupling=self.coupling or other.coupling)
+        return AmplitudeSums(*summed, coupling=tuple(torch.cat(pair) for pair in zip(self.coupling, other.coupling)))
+
+
+_SUMMED = ("loss", "gradient", "fisher", "pixels", "shot_loss", "shot_gradient", "shot_fisher")
 
 
 def amplitude_sums(terms: Optional[AmplitudeTerms], intensities: torch.Tensor, scales: torch.Tensor,
-                   levels: torch.Tensor, likelihood: Likelihood) -> AmplitudeSums:
+                   levels: torch.Tensor, likelihood: Likelihood, coupling: bool = False) -> AmplitudeSums:
     """The sums of :class:`AmplitudeSums` over some shots' pixels.
 
     Parameters
@@ -76,6 +89,8 @@ def amplitude_sums(terms: Optional[AmplitudeTerms], intensities: torch.Tensor, s
         Every shot's scale and background level (by position in the dataset).
     likelihood : Poisson, Gaussian or MeanSquaredError
         The noise model.
+    coupling : bool
+        Also sum :attr:`AmplitudeSums.coupling`.
 
     Returns
     -------
@@ -104,27 +119,35 @@ def amplitude_sums(terms: Optional[AmplitudeTerms], intensities: torch.Tensor, s
     sums.shot_loss.index_add_(0, terms.shot, loss)
     sums.shot_gradient.index_add_(0, terms.shot, derivatives * slope[:, None])
     sums.shot_fisher.index_add_(0, terms.shot, derivatives[:, :, None] * derivatives[:, None, :] * weight[:, None, None])
+    if coupling:
+        pairs, where = torch.unique(terms.parameter * shots + terms.shot, return_inverse=True)
+        values = torch.zeros((pairs.numel(), 2), dtype=torch.float64).index_add_(
+            0, where, derivatives * (a * weight)[:, None])
+        sums.coupling = (pairs // shots, pairs % shots, values)
     return sums
 
 
-Sums = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], AmplitudeSums]
+Sums = Callable[..., AmplitudeSums]
 
 
 def solve_amplitudes(sums: Sums, intensities: torch.Tensor, scales: torch.Tensor, levels: torch.Tensor,
                      covariance_factor: float) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
                                                         AmplitudeSums]:
-    """Minimise the loss over ``I ≥ 0``, ``s > 0``, ``b ≥ 0`` by alternating projected Fisher
-    scoring of the intensities (each parameter on its own) and of each shot's two factors.
+    """Minimise the loss over ``I ≥ 0``, ``s > 0``, ``b ≥ 0`` by projected Fisher scoring of all
+    of them together.
 
-    Each parameter (and each shot) keeps its own step, halved where its own loss rose (the
-    problems of one kind are independent of each other). At the end the scales are divided
-    by their mean over the shots that have pixels and the intensities multiplied by it: the
-    amplitudes are on the scale of the shots' nominal fluence.
+    Each iteration solves the Newton system through the Schur complement on the shots' factors
+    (intensities held at 0 by their bound are left out of the step), projects the step onto
+    the bounds and halves it until the loss does not rise. The loss is flat along one
+    direction (all scales times α, all intensities over α); a small damping keeps the step off
+    it, and at the end the scales are divided by their mean over the shots that have pixels
+    (the intensities multiplied by it): the amplitudes are on the scale of the shots' nominal
+    fluence.
 
     Parameters
     ----------
     sums : callable
-        ``sums(I, s, b)``: the :class:`AmplitudeSums` at those values.
+        ``sums(I, s, b, coupling=False)``: the :class:`AmplitudeSums` at those values.
     intensities : tensor (n,) of float64
         Starting intensities (negative ones start at 0).
     scales, levels : tensor (S,) of float64
@@ -143,65 +166,75 @@ def solve_amplitudes(sums: Sums, intensities: torch.Tensor, scales: torch.Tensor
         The sums at the solution.
     """
     intensities = intensities.clamp(min=0).clone()
-    scales, levels = scales.clone(), levels.clone()
-    current = sums(intensities, scales, levels)
+    factors = torch.stack([scales, levels], dim=1).clone()
+    lowest = torch.tensor([1e-12, 0.0], dtype=torch.float64)
     for _ in range(MAX_ITERATIONS):
-        new_intensities, current = _intensity_step(sums, intensities, scales, levels, current)
-        new_scales, new_levels, current = _shot_step(sums, new_intensities, scales, levels, current)
-        sigma_I = torch.sqrt(covariance_factor / current.fisher.clamp(min=1e-300))
-        measured = current.fisher > 0
-        shot_sigma = torch.sqrt(covariance_factor / torch.diagonal(current.shot_fisher, dim1=1, dim2=2).clamp(min=1e-300))
-        moves = [((new_intensities - intensities).abs() / sigma_I)[measured],
-                 ((new_scales - scales).abs() / shot_sigma[:, 0]), ((new_levels - levels).abs() / shot_sigma[:, 1])]
-        intensities, scales, levels = new_intensities, new_scales, new_levels
-        if all(bool((move <= TOLERANCE_SIGMA).all()) for move in moves):
+        current = sums(intensities, factors[:, 0], factors[:, 1], coupling=True)
+        step_I, step_f = _newton_step(current, intensities)
+        loss = float(current.loss.sum())
+        accepted = False
+        for _ in range(HALVINGS):
+            trial_I = (intensities + step_I).clamp(min=0)
+            trial_f = torch.maximum(factors + step_f, lowest)
+            if float(sums(trial_I, trial_f[:, 0], trial_f[:, 1]).loss.sum()) <= loss:
+                accepted = True
+                break
+            step_I, step_f = step_I / 2, step_f / 2
+        if not accepted:
             break
+        sigma_I = torch.sqrt(covariance_factor / current.fisher.clamp(min=1e-300))
+        sigma_f = torch.sqrt(covariance_factor / torch.diagonal(current.shot_fisher, dim1=1, dim2=2).clamp(min=1e-300))
+        moved = max(float(((trial_I - intensities).abs() / sigma_I).max()),
+                    float(((trial_f - factors).abs() / sigma_f).max()))
+        intensities, factors = trial_I, trial_f
+        if moved <= TOLERANCE_SIGMA:
+            break
+    current = sums(intensities, factors[:, 0], factors[:, 1])
     has_pixels = current.shot_fisher[:, 0, 0] > 0
-    mean_scale = float(scales[has_pixels].mean()) if bool(has_pixels.any()) else 1.0
-    scales = torch.where(has_pixels, scales / mean_scale, scales)
+    mean_scale = float(factors[has_pixels, 0].mean()) if bool(has_pixels.any()) else 1.0
+    factors[has_pixels, 0] /= mean_scale
     intensities = intensities * mean_scale
-    current = sums(intensities, scales, levels)
+    current = sums(intensities, factors[:, 0], factors[:, 1])
     variance = torch.where(current.fisher > 0, covariance_factor / current.fisher.clamp(min=1e-300),
                            torch.full_like(intensities, float("inf")))
-    return intensities, variance, scales, levels, current
+    return intensities, variance, factors[:, 0].clone(), factors[:, 1].clone(), current
 
 
-def _intensity_step(sums: Sums, intensities, scales, levels, current: AmplitudeSums):
-    """One projected Fisher-scoring step of every intensity, each halved until its loss does
-    not rise."""
-    measured = current.fisher > 0
-    step = torch.where(measured, -current.gradient / current.fisher.clamp(min=1e-300), torch.zeros_like(intensities))
-    candidate, trial = intensities, current
-    for _ in range(HALVINGS):
-        candidate = (intensities + step).clamp(min=0)
-        trial = sums(candidate, scales, levels)
-        worse = trial.loss > current.loss + 1e-12 * current.loss.abs()
-        if not bool(worse.any()):
-            return candidate, trial
-        step = torch.where(worse, step / 2, step)
-    candidate = torch.where(worse, intensities, candidate)
-    return candidate, sums(candidate, scales, levels)
+DAMPING = 1e-9
+"""Relative damping of the Schur complement's diagonal: keeps the Newton step off the loss's flat
+direction (a common scale of the shots against the intensities)."""
 
 
-def _shot_step(sums: Sums, intensities, scales, levels, current: AmplitudeSums):
-    """One projected Fisher-scoring step of every shot's scale and level, each shot's halved
-    until its loss does not rise. A factor the shot's pixels do not determine stays."""
-    fisher, gradient = current.shot_fisher, current.shot_gradient
-    diagonal = torch.diagonal(fisher, dim1=1, dim2=2)
-    free = diagonal > 0
-    regular = fisher + torch.diag_embed(torch.where(free, 1e-12 * diagonal, torch.ones_like(diagonal)))
-    step = -torch.linalg.solve(regular, torch.where(free, gradient, torch.zeros_like(gradient)))
-    step = torch.where(free, step, torch.zeros_like(step))
-    factors = torch.stack([scales, levels], dim=1)
-    lowest = torch.tensor([1e-12, 0.0], dtype=torch.float64)
-    candidate, trial = factors, current
-    for _ in range(HALVINGS):
-        candidate = torch.maximum(factors + step, lowest)
-        trial = sums(intensities, candidate[:, 0], candidate[:, 1])
-        worse = trial.shot_loss > current.shot_loss + 1e-12 * current.shot_loss.abs()
-        if not bool(worse.any()):
-            return candidate[:, 0], candidate[:, 1], trial
-        step = torch.where(worse[:, None], step / 2, step)
-    candidate = torch.where(worse[:, None], factors, candidate)
-    trial = sums(intensities, candidate[:, 0], candidate[:, 1])
-    return candidate[:, 0], candidate[:, 1], trial
+def _newton_step(sums: AmplitudeSums, intensities: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The Fisher-scoring step of the intensities and the shots' factors."""
+    n, shots = intensities.numel(), sums.shot_fisher.shape[0]
+    held = (intensities <= 0) & (sums.gradient > 0)
+    inverse = torch.where((sums.fisher > 0) & ~held, 1.0 / sums.fisher.clamp(min=1e-300), torch.zeros_like(intensities))
+    parameter, shot, values = sums.coupling
+    columns = torch.stack([2 * shot, 2 * shot + 1], dim=1).reshape(-1)
+    rows = parameter.repeat_interleave(2)
+    coupling = torch.sparse_coo_tensor(torch.stack([rows, columns]), values.reshape(-1), (n, 2 * shots)).coalesce()
+    weighted = torch.sparse_coo_tensor(torch.stack([rows, columns]), (values * inverse[parameter, None].sqrt()).reshape(-1),
+                                       (n, 2 * shots)).coalesce()
+    blocks = _block_diagonal(sums.shot_fisher)
+    schur = blocks - weighted.t() @ weighted.to_dense()
+    diagonal = torch.diagonal(schur).clone()
+    fixed = torch.diagonal(blocks) <= 0
+    schur += torch.diag(torch.where(fixed, torch.ones_like(diagonal), DAMPING * diagonal.abs()))
+    gradient_f = torch.where(fixed, torch.zeros_like(diagonal), sums.shot_gradient.reshape(-1))
+    rhs = -gradient_f + coupling.t() @ (inverse * sums.gradient)
+    step_f = torch.linalg.solve(schur, rhs)
+    step_f = torch.where(fixed, torch.zeros_like(step_f), step_f)
+    step_I = -inverse * (sums.gradient + coupling @ step_f)
+    return step_I, step_f.reshape(shots, 2)
+
+
+def _block_diagonal(blocks: torch.Tensor) -> torch.Tensor:
+    """(S, 2, 2) blocks as one (2S, 2S) matrix."""
+    shots = blocks.shape[0]
+    matrix = torch.zeros((2 * shots, 2 * shots), dtype=blocks.dtype)
+    index = torch.arange(shots)
+    for i in range(2):
+        for j in range(2):
+            matrix[2 * index + i, 2 * index + j] = blocks[:, i, j]
+    return matrix

@@ -226,8 +226,8 @@ def refine_dataset(shots: Sequence[Shot], space_group: str, d_min_A: float, *,
             values = start_values(start, reflections)
         else:
             values = reflections.from_structure_factors(structure_factors).to(torch.float64)
-            start = merged_amplitudes(reflections, values, torch.full_like(values, math.nan), len(shots))
-        runner = partition_runner(client, shots, likelihood, dtype)
+            start = merged_amplitudes(reflections, values, torch.full_like(values, math.nan), 0)
+        runner = partition_runner(client, shots, likelihood, dtype, on_shot=bar.shots)
         bar.stage("prepare shots")
         runner.prepare()
         first_cycle, history = 0, []
@@ -247,8 +247,8 @@ def refine_dataset(shots: Sequence[Shot], space_group: str, d_min_A: float, *,
             scales = torch.stack([summary["values"][3] for summary in summaries])
             levels = torch.stack([summary["values"][4] for summary in summaries])
             bar.stage(f"cycle {cycle + 1}: amplitudes")
-            values, variance, scales, levels, loss, change = _amplitude_step(runner, reflections, values, scales,
-                                                                             levels, likelihood)
+            values, variance, scales, levels, loss, change, observations = _amplitude_step(
+                runner, reflections, values, scales, levels, likelihood)
             bar.loss(loss)
             history.append({"cycle": cycle + 1, "loss": loss, "max_change_sigma": change,
                             "shots_ok": sum(s["status"] == "ok" for s in summaries)})
@@ -260,15 +260,15 @@ def refine_dataset(shots: Sequence[Shot], space_group: str, d_min_A: float, *,
             if change <= AMPLITUDE_TOLERANCE_SIGMA:
                 break
         if variance is None:  # resumed after the last cycle: the errors of the saved state
-            values, variance, scales, levels, _, _ = _amplitude_step(runner, reflections, values, scales, levels,
-                                                                     likelihood)
+            values, variance, scales, levels, _, _, observations = _amplitude_step(
+                runner, reflections, values, scales, levels, likelihood)
         summaries = runner.summaries()
     finally:
         bar.close()
         if "runner" in locals():
             runner.close()
     contributing = sum(s["status"] == "ok" for s in summaries)
-    merged = merged_amplitudes(reflections, values, variance, contributing)
+    merged = merged_amplitudes(reflections, values, variance, contributing, observations)
     results = [_shot_result(s, scale, level) for s, scale, level in zip(summaries, scales, levels)]
     return DatasetResult(shots=results, merged=merged,
                          structure_factors=reflections.structure_factors(values), start=start, history=history)
@@ -366,13 +366,14 @@ def start_values(merged: MergedAmplitudes, reflections) -> torch.Tensor:
     return torch.from_numpy(np.where(measured, values, fill))
 
 
-def merged_amplitudes(reflections, values: torch.Tensor, variance_I: torch.Tensor,
-                      n_shots: int) -> MergedAmplitudes:
+def merged_amplitudes(reflections, values: torch.Tensor, variance_I: torch.Tensor, n_shots: int,
+                      observations: Optional[torch.Tensor] = None) -> MergedAmplitudes:
     """Amplitudes by ASU row from parameter values and the variances of their intensities.
 
-    ``sigma_F = sigma_I / (2 F)`` (the delta method); an amplitude refined to 0 gets
-    ``sigma_I ** 0.5``. Rows with no measured parameter (variance inf) are left out; a NaN
-    variance (amplitudes given, not measured) keeps the row with a NaN error.
+    ``sigma_F = sqrt(F² + sigma_I) − F``: ``sigma_I / (2 F)`` for a strong reflection (the delta
+    method), ``sqrt(sigma_I)`` for one refined to 0 (the rule of
+    :func:`~nanobrag_torch.refine.merging.integrate_and_merge`). With anomalous parameters the
+    merged F of a row is the inverse-variance mean of its two mates.
 
     Parameters
     ----------
@@ -381,48 +382,55 @@ def merged_amplitudes(reflections, values: torch.Tensor, variance_I: torch.Tenso
     values : tensor (n_parameters,)
         Amplitudes.
     variance_I : tensor (n_parameters,)
-        Variances of the intensities ``F²`` (inf: not measured).
+        Variances of the intensities ``F²`` (NaN: not known).
     n_shots : int
         Shots that contributed.
+    observations : tensor (n_parameters,) of int, optional
+        Shots that recorded each parameter; a parameter no shot recorded is NaN. Default:
+        every parameter given (amplitudes handed in, not measured), with no observation.
 
     Returns
     -------
     MergedAmplitudes
+        Every ASU row of ``reflections``.
     """
-    F = values.numpy()
-    sigma_I = np.sqrt(variance_I.numpy())
-    sigma_F = np.where(F > 0, sigma_I / (2 * np.maximum(F, 1e-300)), np.sqrt(sigma_I))
-    measured = ~np.isinf(sigma_F)
+    F = values.detach().numpy().astype(np.float64)
+    variance = variance_I.detach().numpy().astype(np.float64)
+    sigma_F = np.sqrt(F ** 2 + np.sqrt(variance)) - F
+    counts = np.zeros(reflections.n_parameters, dtype=np.int64) if observations is None else observations.numpy()
+    if observations is not None:
+        F = np.where(counts > 0, F, np.nan)
+        sigma_F = np.where(counts > 0, sigma_F, np.nan)
     rows, signs = reflections.asu_rows_of_parameters
     n = len(reflections.hkl)
-    plus = np.full(n, np.nan)
-    sigma_plus = np.full(n, np.nan)
-    minus = np.full(n, np.nan)
-    sigma_minus = np.full(n, np.nan)
-    for target, sigma, sign in ((plus, sigma_plus, 1), (minus, sigma_minus, -1)):
-        chosen = (signs == sign) & measured
-        target[rows[chosen]] = F[chosen]
-        sigma[rows[chosen]] = sigma_F[chosen]
+    halves = {}
+    for sign in (1, -1):
+        chosen = signs == sign
+        amplitude, sigma, count = np.full(n, np.nan), np.full(n, np.nan), np.zeros(n, dtype=np.int64)
+        amplitude[rows[chosen]], sigma[rows[chosen]], count[rows[chosen]] = F[chosen], sigma_F[chosen], counts[chosen]
+        halves[sign] = (amplitude, sigma, count)
+    plus, sigma_plus, count_plus = halves[1]
+    if not reflections.anomalous:
+        return MergedAmplitudes(hkl=reflections.hkl, F=plus, sigma_F=sigma_plus, F_plus=None, sigma_F_plus=None,
+                                F_minus=None, sigma_F_minus=None, n_observations=count_plus, n_shots=n_shots,
+                                reflections=reflections, cell_A_deg=tuple(reflections.cell_A_deg),
+                                space_group=reflections.space_group)
+    minus, sigma_minus, count_minus = halves[-1]
     centric = reflections.centric
     minus[centric], sigma_minus[centric] = plus[centric], sigma_plus[centric]
-    if reflections.anomalous:
-        weights = np.stack([1 / sigma_plus ** 2, 1 / sigma_minus ** 2])
-        amplitudes = np.stack([plus, minus])
-        seen = np.isfinite(amplitudes) & np.isfinite(weights)
-        total = np.where(seen, weights, 0).sum(0)
-        mean = np.where(seen, amplitudes * np.where(seen, weights, 0), 0).sum(0) / np.where(total > 0, total, 1)
-        both = np.where(total > 0, mean, np.nan)
-        sigma_both = np.where(total > 0, 1 / np.sqrt(np.where(total > 0, total, 1)), np.nan)
-    else:
-        both, sigma_both = plus, sigma_plus
-    keep = ~np.isnan(both)
-    anomalous = reflections.anomalous
-    return MergedAmplitudes(hkl=reflections.hkl[keep], F=both[keep], sigma_F=sigma_both[keep],
-                            F_plus=plus[keep] if anomalous else None,
-                            sigma_F_plus=sigma_plus[keep] if anomalous else None,
-                            F_minus=minus[keep] if anomalous else None,
-                            sigma_F_minus=sigma_minus[keep] if anomalous else None,
-                            n_shots=n_shots, reflections=reflections, cell_A_deg=reflections.cell_A_deg,
+    amplitudes, sigmas = np.stack([plus, minus]), np.stack([sigma_plus, sigma_minus])
+    amplitudes[1, centric] = np.nan  # a centric reflection is one parameter: count it once
+    with np.errstate(divide="ignore", invalid="ignore"):
+        weights = np.where(np.isfinite(amplitudes) & (sigmas > 0), 1 / sigmas ** 2, 0.0)
+        unweighted = np.isfinite(amplitudes) & ~(sigmas > 0)
+        weights = np.where(unweighted, 1.0, weights)
+        total = weights.sum(0)
+        both = np.where(total > 0, np.nansum(amplitudes * weights, 0) / total, np.nan)
+        sigma_both = np.where((total > 0) & ~unweighted.any(0), 1 / np.sqrt(total), np.nan)
+    return MergedAmplitudes(hkl=reflections.hkl, F=both, sigma_F=sigma_both, F_plus=plus, sigma_F_plus=sigma_plus,
+                            F_minus=minus, sigma_F_minus=sigma_minus,
+                            n_observations=count_plus + np.where(centric, 0, count_minus), n_shots=n_shots,
+                            reflections=reflections, cell_A_deg=tuple(reflections.cell_A_deg),
                             space_group=reflections.space_group)
 
 
@@ -446,14 +454,14 @@ def _fingerprint(shots: Sequence[Shot], reflections, likelihood: Likelihood, cyc
 
 def _amplitude_step(runner, reflections, values: torch.Tensor, scales: torch.Tensor, levels: torch.Tensor,
                     likelihood: Likelihood):
-    """The amplitudes, scales and levels at the shots' current orientations; also the loss and
-    the largest move of an amplitude in its standard errors."""
+    """The amplitudes, scales and levels at the shots' current orientations; also the loss, the
+    largest move of an amplitude in its standard errors, and the shots that recorded each."""
     runner.amplitude_terms(reflections)
     intensities, variance, scales, levels, sums = solve_amplitudes(runner.amplitude_sums, values ** 2, scales, levels,
                                                                    likelihood.covariance_factor(None, None, 0))
     new_values = torch.sqrt(intensities)
     change = _largest_change(values, new_values, variance, sums.pixels > 0)
-    return new_values, variance, scales, levels, float(sums.loss.sum()), change
+    return new_values, variance, scales, levels, float(sums.loss.sum()), change, runner.observations(len(values))
 
 
 def _with_factors(values: torch.Tensor, scale: torch.Tensor, level: torch.Tensor) -> torch.Tensor:

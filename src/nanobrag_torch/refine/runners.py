@@ -149,7 +149,7 @@ def terms_partition(partition: Partition, reflections) -> Partition:
 
 
 def sums_partition(partition: Partition, intensities: torch.Tensor, scales: torch.Tensor,
-                   levels: torch.Tensor) -> AmplitudeSums:
+                   levels: torch.Tensor, coupling: bool = False) -> AmplitudeSums:
     """The shots' :class:`~nanobrag_torch.refine.amplitudes.AmplitudeSums`.
 
     Parameters
@@ -160,12 +160,52 @@ def sums_partition(partition: Partition, intensities: torch.Tensor, scales: torc
         ``|F|²`` of every parameter.
     scales, levels : tensor (S,)
         Every shot's scale and background level.
+    coupling : bool
+        Also the intensities' coupling to the shots' factors.
 
     Returns
     -------
     AmplitudeSums
     """
-    return amplitude_sums(partition.terms, intensities, scales, levels, partition.likelihood)
+    return amplitude_sums(partition.terms, intensities, scales, levels, partition.likelihood, coupling)
+
+
+def observation_counts(terms: Optional[AmplitudeTerms], n_parameters: int) -> torch.Tensor:
+    """How many shots recorded each parameter's reflection
+    (:attr:`~nanobrag_torch.refine.shot_work.AmplitudeTerms.recorded`).
+
+    Parameters
+    ----------
+    terms : AmplitudeTerms or None
+        Some shots' pixels.
+    n_parameters : int
+        Parameters of the refined set.
+
+    Returns
+    -------
+    tensor (n_parameters,) of int64
+    """
+    if terms is None:
+        return torch.zeros(n_parameters, dtype=torch.int64)
+    pairs = torch.unique(terms.shot[terms.recorded] * n_parameters + terms.parameter[terms.recorded])
+    return torch.bincount(pairs % n_parameters, minlength=n_parameters)
+
+
+def observations_partition(partition: Partition, n_parameters: int) -> torch.Tensor:
+    """:func:`observation_counts` of a partition's shots.
+
+    Parameters
+    ----------
+    partition : Partition
+        The shots, with their terms.
+    n_parameters : int
+        Parameters of the refined set.
+
+    Returns
+    -------
+    tensor (n_parameters,) of int64
+    """
+    return observation_counts(partition.terms, n_parameters)
 
 
 def summaries_partition(partition: Partition) -> List[Dict[str, Any]]:
@@ -269,7 +309,8 @@ class LocalRunner:
         self._terms = AmplitudeTerms.joined([p.terms for p in self._partitions])
         self._partitions = [dataclasses.replace(p, terms=None) for p in self._partitions]
 
-    def amplitude_sums(self, intensities: torch.Tensor, scales: torch.Tensor, levels: torch.Tensor) -> AmplitudeSums:
+    def amplitude_sums(self, intensities: torch.Tensor, scales: torch.Tensor, levels: torch.Tensor,
+                       coupling: bool = False) -> AmplitudeSums:
         """The sums over every shot.
 
         Parameters
@@ -278,12 +319,28 @@ class LocalRunner:
             ``|F|²`` of every parameter.
         scales, levels : tensor (S,)
             Every shot's scale and background level.
+        coupling : bool
+            Also the intensities' coupling to the shots' factors.
 
         Returns
         -------
         AmplitudeSums
         """
-        return amplitude_sums(self._terms, intensities, scales, levels, self._likelihood)
+        return amplitude_sums(self._terms, intensities, scales, levels, self._likelihood, coupling)
+
+    def observations(self, n_parameters: int) -> torch.Tensor:
+        """How many shots recorded each parameter's reflection (:func:`observations_partition`).
+
+        Parameters
+        ----------
+        n_parameters : int
+            Parameters of the refined set.
+
+        Returns
+        -------
+        tensor (n_parameters,) of int64
+        """
+        return observation_counts(self._terms, n_parameters)
 
     def summaries(self) -> List[Dict[str, Any]]:
         """Every shot's summary (:func:`summaries_partition`), in the dataset's order.
@@ -367,7 +424,8 @@ class DaskRunner(LocalRunner):
         """
         self._submit(terms_partition, reflections)
 
-    def amplitude_sums(self, intensities: torch.Tensor, scales: torch.Tensor, levels: torch.Tensor) -> AmplitudeSums:
+    def amplitude_sums(self, intensities: torch.Tensor, scales: torch.Tensor, levels: torch.Tensor,
+                       coupling: bool = False) -> AmplitudeSums:
         """The sums over every partition, computed on the workers.
 
         Parameters
@@ -376,17 +434,34 @@ class DaskRunner(LocalRunner):
             ``|F|²`` of every parameter.
         scales, levels : tensor (S,)
             Every shot's scale and background level.
+        coupling : bool
+            Also the intensities' coupling to the shots' factors.
 
         Returns
         -------
         AmplitudeSums
         """
-        futures = [self._client.submit(sums_partition, p, intensities, scales, levels, pure=False)
+        futures = [self._client.submit(sums_partition, p, intensities, scales, levels, coupling, pure=False)
                    for p in self._partitions]
         total = None
         for sums in self._client.gather(futures):
             total = sums if total is None else total + sums
         return total
+
+    def observations(self, n_parameters: int) -> torch.Tensor:
+        """How many shots recorded each parameter's reflection, counted on the workers.
+
+        Parameters
+        ----------
+        n_parameters : int
+            Parameters of the refined set.
+
+        Returns
+        -------
+        tensor (n_parameters,) of int64
+        """
+        futures = [self._client.submit(observations_partition, p, n_parameters, pure=False) for p in self._partitions]
+        return sum(self._client.gather(futures))
 
     def summaries(self) -> List[Dict[str, Any]]:
         """Every shot's summary, gathered from the workers, in the dataset's order.

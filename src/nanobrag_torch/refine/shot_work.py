@@ -31,6 +31,7 @@ from ..models.detector import Detector
 from ..simulator import Simulator
 from ..structure_factors import StructureFactors
 from .likelihoods import Likelihood
+from .merging import MIN_PARTIALITY
 from .model import ExperimentModel
 from .parameters import BACKGROUND_SCALE, SCALE, parse_parameters
 from .pixels import brightest_pixels, informative_pixels
@@ -294,6 +295,8 @@ def refine_geometry(work: ShotWork, table: StructureFactors, likelihood: Likelih
         upper[4] = lower[4] = start[4] = 0.0
     local = levenberg_marquardt(objective, start, lower, upper, on_iteration=lambda values, loss: None,
                                 max_iterations=GEOMETRY_ITERATIONS)
+    if not math.isfinite(local.loss):
+        return dataclasses.replace(work, status="failed", reason=local.message, message=local.message)
     covariance = objective.covariance(local.matrix, local.expected, len(parameters))
     stderr = torch.sqrt(torch.diag(covariance).clamp(min=0))
     return dataclasses.replace(work, values=local.x, stderr=stderr, converged=local.converged, message=local.message)
@@ -317,6 +320,10 @@ class AmplitudeTerms:
         ``w``: the background template.
     observed : tensor (m,) of float64
         Counts.
+    recorded : tensor (m,) of bool
+        Whether the pixel's reflection counts as observed on its shot: the peak of its unit
+        image is at least :data:`~nanobrag_torch.refine.merging.MIN_PARTIALITY` of the shot's
+        brightest reflection's (the rule of the conventional integration).
     """
 
     parameter: torch.Tensor
@@ -324,6 +331,7 @@ class AmplitudeTerms:
     unit: torch.Tensor
     background: torch.Tensor
     observed: torch.Tensor
+    recorded: torch.Tensor
 
     @classmethod
     def joined(cls, parts: Sequence[Optional["AmplitudeTerms"]]) -> Optional["AmplitudeTerms"]:
@@ -375,6 +383,9 @@ def amplitude_terms(work: ShotWork, reflections, dtype: torch.dtype) -> Optional
     seen = pixel_reflections(prepared, work.pixels)
     parameter = torch.from_numpy(np.asarray(reflections.parameter_of(seen.hkl.numpy()), dtype=np.int64))
     keep = seen.single & (parameter >= 0) & (unit > 0)
-    count = int(keep.sum())
-    return AmplitudeTerms(parameter=parameter[keep], shot=torch.full((count,), work.index, dtype=torch.int64),
-                          unit=unit[keep], background=work.background[keep], observed=work.observed[keep])
+    parameter, unit = parameter[keep], unit[keep]
+    peaks = torch.zeros(reflections.n_parameters, dtype=torch.float64).scatter_reduce(0, parameter, unit, "amax")
+    recorded = peaks[parameter] >= MIN_PARTIALITY * float(peaks.max()) if parameter.numel() else keep[keep]
+    return AmplitudeTerms(parameter=parameter, shot=torch.full((parameter.numel(),), work.index, dtype=torch.int64),
+                          unit=unit, background=work.background[keep], observed=work.observed[keep],
+                          recorded=recorded)
