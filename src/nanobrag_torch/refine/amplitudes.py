@@ -159,8 +159,8 @@ def solve_amplitudes(sums: Sums, intensities: torch.Tensor, scales: torch.Tensor
     -------
     intensities : tensor (n,)
     variance : tensor (n,)
-        ``factor / H`` of each intensity (the shots' factors fixed); inf for a parameter no
-        pixel sees.
+        Of each intensity, the shots' factors free and their mean scale fixed (the inverse
+        Fisher matrix's diagonal); inf for a parameter no pixel sees.
     scales, levels : tensor (S,)
     last : AmplitudeSums
         The sums at the solution.
@@ -170,7 +170,7 @@ def solve_amplitudes(sums: Sums, intensities: torch.Tensor, scales: torch.Tensor
     lowest = torch.tensor([1e-12, 0.0], dtype=torch.float64)
     for _ in range(MAX_ITERATIONS):
         current = sums(intensities, factors[:, 0], factors[:, 1], coupling=True)
-        step_I, step_f = _newton_step(current, intensities)
+        step_I, step_f = _newton_step(current, intensities, factors[:, 0])
         loss = float(current.loss.sum())
         accepted = False
         for _ in range(HALVINGS):
@@ -194,39 +194,67 @@ def solve_amplitudes(sums: Sums, intensities: torch.Tensor, scales: torch.Tensor
     mean_scale = float(factors[has_pixels, 0].mean()) if bool(has_pixels.any()) else 1.0
     factors[has_pixels, 0] /= mean_scale
     intensities = intensities * mean_scale
-    current = sums(intensities, factors[:, 0], factors[:, 1])
-    variance = torch.where(current.fisher > 0, covariance_factor / current.fisher.clamp(min=1e-300),
-                           torch.full_like(intensities, float("inf")))
+    current = sums(intensities, factors[:, 0], factors[:, 1], coupling=True)
+    variance = _intensity_variance(current, intensities, factors[:, 0], covariance_factor)
     return intensities, variance, factors[:, 0].clone(), factors[:, 1].clone(), current
 
 
 DAMPING = 1e-9
-"""Relative damping of the Schur complement's diagonal: keeps the Newton step off the loss's flat
-direction (a common scale of the shots against the intensities)."""
+"""Relative damping of the Schur complement's diagonal: keeps the Newton step off flat
+directions the gauge does not fix (a dataset whose shots fall into groups that share no
+reflection has one common scale per group)."""
 
 
-def _newton_step(sums: AmplitudeSums, intensities: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """The Fisher-scoring step of the intensities and the shots' factors."""
+def _schur_system(sums: AmplitudeSums, intensities: torch.Tensor, scales: torch.Tensor):
+    """The inverse intensity curvatures (0 where an intensity is held at its bound or no pixel
+    sees it), the coupling (n, 2S) as a sparse matrix, the Schur complement on the shots'
+    factors with the gauge fixed, and which factors no pixel determines.
+
+    The loss is flat along ``(I → I/α, s → α s)``: in the Schur complement that is the direction
+    of the scales, which a penalty of the size of the matrix's diagonal removes (the gauge: the
+    mean scale does not move)."""
     n, shots = intensities.numel(), sums.shot_fisher.shape[0]
     held = (intensities <= 0) & (sums.gradient > 0)
     inverse = torch.where((sums.fisher > 0) & ~held, 1.0 / sums.fisher.clamp(min=1e-300), torch.zeros_like(intensities))
     parameter, shot, values = sums.coupling
-    columns = torch.stack([2 * shot, 2 * shot + 1], dim=1).reshape(-1)
-    rows = parameter.repeat_interleave(2)
-    coupling = torch.sparse_coo_tensor(torch.stack([rows, columns]), values.reshape(-1), (n, 2 * shots)).coalesce()
-    weighted = torch.sparse_coo_tensor(torch.stack([rows, columns]), (values * inverse[parameter, None].sqrt()).reshape(-1),
-                                       (n, 2 * shots)).coalesce()
+    index = torch.stack([parameter.repeat_interleave(2), torch.stack([2 * shot, 2 * shot + 1], dim=1).reshape(-1)])
+    coupling = torch.sparse_coo_tensor(index, values.reshape(-1), (n, 2 * shots), check_invariants=False).coalesce()
+    weighted = torch.sparse_coo_tensor(index, (values * inverse[parameter, None].sqrt()).reshape(-1), (n, 2 * shots),
+                                       check_invariants=False).coalesce()
     blocks = _block_diagonal(sums.shot_fisher)
     schur = blocks - weighted.t() @ weighted.to_dense()
     diagonal = torch.diagonal(schur).clone()
     fixed = torch.diagonal(blocks) <= 0
+    gauge = torch.stack([torch.where(fixed[0::2], torch.zeros_like(scales), scales), torch.zeros_like(scales)],
+                        dim=1).reshape(-1)
+    if float(gauge @ gauge) > 0:
+        size = float(diagonal[~fixed].abs().mean())
+        schur += size * torch.outer(gauge, gauge) / float(gauge @ gauge)
     schur += torch.diag(torch.where(fixed, torch.ones_like(diagonal), DAMPING * diagonal.abs()))
-    gradient_f = torch.where(fixed, torch.zeros_like(diagonal), sums.shot_gradient.reshape(-1))
+    return inverse, coupling, schur, fixed
+
+
+def _newton_step(sums: AmplitudeSums, intensities: torch.Tensor, scales: torch.Tensor
+                 ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The Fisher-scoring step of the intensities and the shots' factors."""
+    inverse, coupling, schur, fixed = _schur_system(sums, intensities, scales)
+    gradient_f = torch.where(fixed, torch.zeros_like(fixed, dtype=torch.float64), sums.shot_gradient.reshape(-1))
     rhs = -gradient_f + coupling.t() @ (inverse * sums.gradient)
     step_f = torch.linalg.solve(schur, rhs)
     step_f = torch.where(fixed, torch.zeros_like(step_f), step_f)
     step_I = -inverse * (sums.gradient + coupling @ step_f)
-    return step_I, step_f.reshape(shots, 2)
+    return step_I, step_f.reshape(-1, 2)
+
+
+def _intensity_variance(sums: AmplitudeSums, intensities: torch.Tensor, scales: torch.Tensor,
+                        covariance_factor: float) -> torch.Tensor:
+    """The diagonal of the intensities' covariance with the shots' factors free (the gauge
+    fixed): ``factor · (D⁻¹ + diag(D⁻¹ C S⁻¹ Cᵀ D⁻¹))``; inf for an intensity no pixel sees."""
+    inverse, coupling, schur, _ = _schur_system(sums, intensities, scales)
+    spread = (coupling.to_dense() * inverse[:, None])
+    extra = (spread @ torch.linalg.inv(schur) * spread).sum(dim=1)
+    return torch.where(sums.fisher > 0, covariance_factor * (1.0 / sums.fisher.clamp(min=1e-300) + extra),
+                       torch.full_like(intensities, float("inf")))
 
 
 def _block_diagonal(blocks: torch.Tensor) -> torch.Tensor:

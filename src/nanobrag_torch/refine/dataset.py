@@ -242,7 +242,7 @@ def refine_dataset(shots: Sequence[Shot], space_group: str, d_min_A: float, *,
         variance = None
         for cycle in range(first_cycle, cycles):
             bar.stage(f"cycle {cycle + 1}: shots")
-            runner.refine_geometry(reflections, values, scales, levels)
+            runner.refine_geometry(reflections, values, scales, levels, first=cycle == 0)
             summaries = runner.summaries()
             scales = torch.stack([summary["values"][3] for summary in summaries])
             levels = torch.stack([summary["values"][4] for summary in summaries])

@@ -85,7 +85,7 @@ def _allowed(shot, detector: Detector, observed: torch.Tensor) -> torch.Tensor:
 
 
 def geometry_partition(partition: Partition, reflections, values: torch.Tensor, scales: torch.Tensor,
-                       levels: torch.Tensor) -> Partition:
+                       levels: torch.Tensor, first: bool) -> Partition:
     """Every shot's geometry step at the amplitudes ``values``, from the shots' scales and
     background levels of the last amplitude step.
 
@@ -99,6 +99,8 @@ def geometry_partition(partition: Partition, reflections, values: torch.Tensor, 
         Their amplitudes.
     scales, levels : tensor (S,)
         Every shot's scale and background level, by position in the dataset.
+    first : bool
+        Whether it is the first geometry step (see :func:`~nanobrag_torch.refine.shot_work.refine_geometry`).
 
     Returns
     -------
@@ -107,7 +109,7 @@ def geometry_partition(partition: Partition, reflections, values: torch.Tensor, 
     """
     table = reflections.structure_factors(values.to(torch.float64))
     works = [refine_geometry(with_factors(work, float(scales[work.index]), float(levels[work.index])), table,
-                             partition.likelihood, partition.dtype) for work in partition.works]
+                             partition.likelihood, partition.dtype, first) for work in partition.works]
     return dataclasses.replace(partition, works=works, terms=None)
 
 
@@ -283,7 +285,8 @@ class LocalRunner:
             if self._on_shot is not None:
                 self._on_shot(len(self._partitions), len(self._shots))
 
-    def refine_geometry(self, reflections, values: torch.Tensor, scales: torch.Tensor, levels: torch.Tensor) -> None:
+    def refine_geometry(self, reflections, values: torch.Tensor, scales: torch.Tensor, levels: torch.Tensor,
+                        first: bool) -> None:
         """Every shot's geometry step (:func:`geometry_partition`).
 
         Parameters
@@ -294,8 +297,10 @@ class LocalRunner:
             Their amplitudes.
         scales, levels : tensor (S,)
             Every shot's scale and background level.
+        first : bool
+            Whether it is the first geometry step.
         """
-        self._each(lambda p: geometry_partition(p, reflections, values, scales, levels))
+        self._each(lambda p: geometry_partition(p, reflections, values, scales, levels, first))
 
     def amplitude_terms(self, reflections) -> None:
         """Every shot's amplitude terms (:func:`terms_partition`).
@@ -400,7 +405,8 @@ class DaskRunner(LocalRunner):
         self._partitions = [self._client.submit(prepare_partition, [self._shots[i] for i in part], self._likelihood,
                                                 self._dtype, pure=False) for part in parts]
 
-    def refine_geometry(self, reflections, values: torch.Tensor, scales: torch.Tensor, levels: torch.Tensor) -> None:
+    def refine_geometry(self, reflections, values: torch.Tensor, scales: torch.Tensor, levels: torch.Tensor,
+                        first: bool) -> None:
         """Every partition's geometry step, on its worker.
 
         Parameters
@@ -411,8 +417,10 @@ class DaskRunner(LocalRunner):
             Their amplitudes.
         scales, levels : tensor (S,)
             Every shot's scale and background level.
+        first : bool
+            Whether it is the first geometry step.
         """
-        self._submit(geometry_partition, reflections, values, scales, levels)
+        self._submit(geometry_partition, reflections, values, scales, levels, first)
 
     def amplitude_terms(self, reflections) -> None:
         """Every partition's amplitude terms, on its worker.

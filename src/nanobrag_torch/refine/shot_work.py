@@ -37,7 +37,8 @@ from .parameters import BACKGROUND_SCALE, SCALE, parse_parameters
 from .pixels import brightest_pixels, informative_pixels
 from .reflections import pixel_reflections
 from .solver import PixelObjective, levenberg_marquardt
-from .spots import find_spots
+from .spot_fit import fit_spot_positions
+from .spots import Spots, find_spots
 
 ORIENTATION_PARAMETERS = ("crystal.misset_deg[0]", "crystal.misset_deg[1]", "crystal.misset_deg[2]")
 """A shot's orientation parameters: small rotations about lab x, y and z (degrees) of its
@@ -59,9 +60,10 @@ MIN_INDEXED_FRACTION = 0.25
 """A shot is refined only when at least this fraction of its observed spots lie on the pixels
 its starting orientation predicts (else status ``"not indexed"``)."""
 
-GEOMETRY_ITERATIONS = 3
-"""Levenberg–Marquardt iterations of a shot's geometry step at most: the step is repeated every
-cycle, from where the last one ended, so it need not converge within one."""
+FIRST_GEOMETRY_ITERATIONS = 3
+"""Levenberg–Marquardt iterations of a shot's first geometry step at most (from the indexed
+orientation); the later cycles take one, from where the last one ended: the step is repeated
+every cycle, so it need not converge within one."""
 
 WATER_REFERENCE_UM = 100.0
 """Water thickness of the background template of a shot whose beam has no water: its level is a
@@ -94,6 +96,8 @@ class ShotWork:
         :data:`SHOT_PARAMETERS`: misset about x, y, z (degrees), scale, background scale.
     stderr : tensor (5,) of float64
         Their standard errors (NaN before the first geometry step).
+    spots : Spots
+        The observed spots (the first geometry step fits the orientation to their positions).
     converged : bool
     message : str
         How the last geometry step ended.
@@ -112,6 +116,7 @@ class ShotWork:
     total_pixels: int
     values: torch.Tensor
     stderr: torch.Tensor
+    spots: Spots
     converged: bool = False
     message: str = ""
     status: str = "ok"
@@ -188,7 +193,7 @@ def prepare_shot(index: int, name: str, observed: torch.Tensor, used: torch.Tens
     work = ShotWork(index=index, name=name, configs={"crystal": crystal, "detector": detector, "beam": dry_beam},
                     pixels=pixels, observed=observed.reshape(-1)[pixels].clone(),
                     background=template.reshape(-1)[pixels].clone(), total_pixels=observed.numel(),
-                    values=values, stderr=torch.full((5,), math.nan, dtype=torch.float64))
+                    values=values, stderr=torch.full((5,), math.nan, dtype=torch.float64), spots=spots)
     if len(spots) < MIN_SPOTS:
         work.status, work.reason = "too few spots", (f"{len(spots)} spot(s) found, at least {MIN_SPOTS} are "
                                                     f"needed")
@@ -262,8 +267,8 @@ def _model(work: ShotWork, table: StructureFactors, dtype: torch.dtype) -> Tuple
     return model, parameters, background
 
 
-def refine_geometry(work: ShotWork, table: StructureFactors, likelihood: Likelihood,
-                    dtype: torch.dtype) -> ShotWork:
+def refine_geometry(work: ShotWork, table: StructureFactors, likelihood: Likelihood, dtype: torch.dtype,
+                    first: bool) -> ShotWork:
     """Refine a shot's orientation, scale and background level with the amplitudes fixed.
 
     Parameters
@@ -276,6 +281,12 @@ def refine_geometry(work: ShotWork, table: StructureFactors, likelihood: Likelih
         The noise model.
     dtype : torch.dtype
         Of the simulation.
+    first : bool
+        The first step: the orientation is first fitted to the observed spots' positions
+        (:func:`~nanobrag_torch.refine.spot_fit.fit_spot_positions`: a wider reach than the
+        pixels' likelihood, whose spots appear and vanish as the crystal turns through a
+        fraction of a degree), then :data:`FIRST_GEOMETRY_ITERATIONS` iterations; later steps
+        take one.
 
     Returns
     -------
@@ -293,8 +304,10 @@ def refine_geometry(work: ShotWork, table: StructureFactors, likelihood: Likelih
     start = work.values.clone()
     if work.background.sum() <= 0:  # no background anywhere: its level is not determined
         upper[4] = lower[4] = start[4] = 0.0
+    if first:
+        start = fit_spot_positions(model, parameters, start, work.spots, lower, upper)
     local = levenberg_marquardt(objective, start, lower, upper, on_iteration=lambda values, loss: None,
-                                max_iterations=GEOMETRY_ITERATIONS)
+                                max_iterations=FIRST_GEOMETRY_ITERATIONS if first else 1)
     if not math.isfinite(local.loss):
         return dataclasses.replace(work, status="failed", reason=local.message, message=local.message)
     covariance = objective.covariance(local.matrix, local.expected, len(parameters))
