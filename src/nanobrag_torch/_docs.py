@@ -136,6 +136,9 @@ observed : tensor
 docdict["loss"] = """
 tensor ()
     The loss ``L``, summed over the pixels."""
+docdict["pixel_losses"] = """
+tensor
+    Each pixel's term of the loss, of the shape of ``expected``."""
 docdict["gradient"] = """
 tensor
     ``∂L/∂μ`` of every pixel, of the shape of ``expected``."""

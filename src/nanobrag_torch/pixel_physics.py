@@ -42,31 +42,13 @@ def chunk_intensity(p: PreparedRun, panel: int, slow: torch.Tensor, fast: torch.
         Whether the switch-off has happened by the end of the chunk.
     """
     options = p.options
-    planes = p.panels
-    # Vectors are held components first: (3, P, T, S) for P pixels, T sensor layers and S
-    # sub-pixels, (3, P, T, S, K) for K sources. Elementwise operations then run along
-    # contiguous pixels (with the three components last, a broadcast or a sum over them
-    # costs several times more on the CPU).
-    coords = torch.stack((slow, fast)).to(p.dtype)  # (2, P): slow, fast
-    pixel_m = planes.pixel_size_m[panel]
-    # distances (2, P, S) along the slow and fast axes; positions origin + distances @ axes
-    distance = (coords[:, :, None] + p.subpixel_offsets.transpose(0, 1)[:, None, :]) * pixel_m
-    axes = torch.stack((planes.slow[panel], planes.fast[panel]), dim=1)
-    position = torch.addmm(planes.origin_m[panel][:, None], axes, distance.flatten(1)).unflatten(1, distance.shape[1:])
-    position = position[:, :, None, :]
-    if p.layer_spacing_m > 0:
-        position = position + planes.normal[panel][:, None, None, None] * p.layer_depths_m[:, None]
-    if options.curved_detector:
-        position = _curve(position.movedim(0, -1), p, panel).movedim(-1, 0)
-    radius = _length(position)
-    diffracted = position / radius
+    q, diffracted, radius = scattering_vectors(p, panel, slow, fast)
+    pixel_m = p.panels.pixel_size_m[panel]
     if options.point_pixel:
         omega = 1.0 / (radius * radius)
     else:
-        omega = pixel_m * pixel_m / (radius * radius) * planes.close_distance_m[panel] / radius
+        omega = pixel_m * pixel_m / (radius * radius) * p.panels.close_distance_m[panel] / radius
     capture = _capture_fraction(diffracted, p, panel)
-    # scattering vectors (3, P, T, S, K)
-    q = (diffracted[..., None] - p.incident.transpose(0, 1)[:, None, None, None, :]) / p.wavelength_m
     kept = _dmin_kept(q, options.dmin_m)
     if options.nopolar and not (options.c_quirks and options.oversample_polar):
         polar = torch.ones(q.shape[1:], dtype=p.dtype, device=p.device)
@@ -91,6 +73,51 @@ def chunk_intensity(p: PreparedRun, panel: int, slow: torch.Tensor, fast: torch.
         return c_quirks.accumulate(term, f_latt, kept, omega, polar, capture, first_polar, p.water_background,
                                    options), interpolation_off
     return _combine(term, omega, polar, capture, kept, p), interpolation_off
+
+
+def scattering_vectors(p: PreparedRun, panel: int, slow: torch.Tensor,
+                       fast: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The scattering vectors of every evaluation of pixels of one panel.
+
+    Parameters
+    ----------
+    p : PreparedRun
+        The planned run.
+    panel : int
+        The panel all the pixels lie on.
+    slow, fast : tensor (P,) of float64
+        Their pixel coordinates on it.
+
+    Returns
+    -------
+    q : tensor (3, P, T, S, K)
+        Scattering vectors in 1/m of the P pixels' T sensor layers, S sub-pixels and K sources,
+        components first.
+    diffracted : tensor (3, P, T, S)
+        Unit directions from the sample to the evaluated points.
+    radius : tensor (P, T, S)
+        Distances of the evaluated points from the sample, in metres.
+    """
+    planes = p.panels
+    # Vectors are held components first: (3, P, T, S) for P pixels, T sensor layers and S
+    # sub-pixels, (3, P, T, S, K) for K sources. Elementwise operations then run along
+    # contiguous pixels (with the three components last, a broadcast or a sum over them
+    # costs several times more on the CPU).
+    coords = torch.stack((slow, fast)).to(p.dtype)  # (2, P): slow, fast
+    pixel_m = planes.pixel_size_m[panel]
+    # distances (2, P, S) along the slow and fast axes; positions origin + distances @ axes
+    distance = (coords[:, :, None] + p.subpixel_offsets.transpose(0, 1)[:, None, :]) * pixel_m
+    axes = torch.stack((planes.slow[panel], planes.fast[panel]), dim=1)
+    position = torch.addmm(planes.origin_m[panel][:, None], axes, distance.flatten(1)).unflatten(1, distance.shape[1:])
+    position = position[:, :, None, :]
+    if p.layer_spacing_m > 0:
+        position = position + planes.normal[panel][:, None, None, None] * p.layer_depths_m[:, None]
+    if p.options.curved_detector:
+        position = _curve(position.movedim(0, -1), p, panel).movedim(-1, 0)
+    radius = _length(position)
+    diffracted = position / radius
+    q = (diffracted[..., None] - p.incident.transpose(0, 1)[:, None, None, None, :]) / p.wavelength_m
+    return q, diffracted, radius
 
 
 def _capture_fraction(diffracted: torch.Tensor, p: PreparedRun, panel: int) -> torch.Tensor:

@@ -83,7 +83,7 @@ def _render_pixels(prepared: PreparedRun, pixels: torch.Tensor, pixel_batch_size
     rendered = torch.zeros(total, device=prepared.device, dtype=prepared.dtype)
     interpolation_off = False
     done = 0
-    for positions, panel, slow, fast in _chunks(prepared.layout, pixels, batch):
+    for positions, panel, slow, fast in pixel_chunks(prepared.layout, pixels, batch):
         if recompute:
             value, now_off = checkpoint(chunk_intensity, prepared, panel, slow, fast, interpolation_off,
                                         use_reentrant=False)
@@ -119,10 +119,28 @@ def evaluations_per_pixel(prepared: PreparedRun) -> int:
     return (prepared.subpixel_offsets.shape[0] * prepared.layer_depths_m.shape[0] * prepared.n_sources * held)
 
 
-def _chunks(layout: PixelLayout, pixels: torch.Tensor,
+def pixel_chunks(layout: PixelLayout, pixels: torch.Tensor,
             batch: int) -> Iterator[Tuple[slice, int, torch.Tensor, torch.Tensor]]:
-    """The chunks of ``pixels``: runs of at most ``batch`` consecutive pixels on one panel, as
-    (their positions in ``pixels``, panel, slow, fast)."""
+    """The chunks of ``pixels``: runs of at most ``batch`` consecutive pixels on one panel.
+
+    Parameters
+    ----------
+    layout : PixelLayout
+        The detector's pixel addressing.
+    pixels : tensor (n,) of int64
+        Flat indices.
+    batch : int
+        Most pixels a chunk holds.
+
+    Yields
+    ------
+    positions : slice
+        Where the chunk's pixels lie in ``pixels``.
+    panel : int
+        The panel they lie on.
+    slow, fast : tensor of float64
+        Their coordinates on it.
+    """
     count = int(pixels.numel())
     if layout.panels == 1:
         runs = [(0, count)]

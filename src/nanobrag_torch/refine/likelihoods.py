@@ -75,8 +75,23 @@ class Poisson:
         -------
         %(loss)s
         """
+        return self.pixel_losses(expected, observed).sum()
+
+    @fill_doc
+    def pixel_losses(self, expected: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+        """Each pixel's term of :meth:`loss`.
+
+        Parameters
+        ----------
+        %(expected)s
+        %(observed)s
+
+        Returns
+        -------
+        %(pixel_losses)s
+        """
         mu = self._mu(expected)
-        return 2 * (mu - observed + torch.xlogy(observed, observed) - torch.xlogy(observed, mu)).sum()
+        return 2 * (mu - observed + torch.xlogy(observed, observed) - torch.xlogy(observed, mu))
 
     @fill_doc
     def gradient(self, expected: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
@@ -216,8 +231,23 @@ class Gaussian:
         -------
         %(loss)s
         """
+        return self.pixel_losses(expected, observed).sum()
+
+    @fill_doc
+    def pixel_losses(self, expected: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+        """Each pixel's term of :meth:`loss`.
+
+        Parameters
+        ----------
+        %(expected)s
+        %(observed)s
+
+        Returns
+        -------
+        %(pixel_losses)s
+        """
         variance = self._variance(expected)
-        return ((observed - expected) ** 2 / variance + torch.log(variance)).sum()
+        return (observed - expected) ** 2 / variance + torch.log(variance)
 
     @fill_doc
     def gradient(self, expected: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
@@ -310,7 +340,22 @@ class MeanSquaredError:
         -------
         %(loss)s
         """
-        return ((observed - expected) ** 2).sum()
+        return self.pixel_losses(expected, observed).sum()
+
+    @fill_doc
+    def pixel_losses(self, expected: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+        """Each pixel's term of :meth:`loss`.
+
+        Parameters
+        ----------
+        %(expected)s
+        %(observed)s
+
+        Returns
+        -------
+        %(pixel_losses)s
+        """
+        return (observed - expected) ** 2
 
     @fill_doc
     def gradient(self, expected: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:

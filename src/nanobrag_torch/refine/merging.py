@@ -4,9 +4,8 @@ The reference that a joint refinement of many shots (``nanobrag_torch.refine.dat
 measured against. Each shot's spots are predicted by the model at the shot's given
 orientation: the engine renders the shot with every amplitude 1 (the *unit image*: the
 partiality, Lorentz, polarization and solid-angle factors and the fluence of each pixel), and
-with every amplitude the square root of a code of its reflection, whose ratio to the unit image
-names the one reflection of every pixel (a pixel whose sub-pixels or mosaic domains see
-different reflections gets no whole code and belongs to none). The pixels of a reflection
+:func:`~nanobrag_torch.refine.reflections.pixel_reflections` names the one reflection of every
+pixel (a pixel whose sub-pixels or mosaic domains see different reflections belongs to none). The pixels of a reflection
 where the unit image exceeds :data:`SPOT_FRACTION` of the reflection's peak are its spot; the
 median of the other pixels in a box around it is its background. A shot's observation of
 ``|F|²`` is then ``Σ (counts − background) / Σ unit image`` over the spot, divided by the shot's
@@ -75,6 +74,24 @@ class MergedAmplitudes:
     cell_A_deg: Tuple[float, ...]
     space_group: str
 
+    def write_mtz(self, path: Union[str, Path]) -> None:
+        """Write the measured reflections as MTZ: H K L F SIGF, and F(+) SIGF(+) F(-) SIGF(-)
+        when anomalous (:func:`nanobrag_torch.io.mtz.write_mtz_amplitudes`; NaN is MTZ's missing
+        value).
+
+        Parameters
+        ----------
+        path : str or path
+            The file; written atomically.
+        """
+        from ..io.mtz import write_mtz_amplitudes
+
+        measured = np.isfinite(self.F)
+        halves = {name: None if getattr(self, name) is None else getattr(self, name)[measured]
+                  for name in ("F_plus", "sigma_F_plus", "F_minus", "sigma_F_minus")}
+        write_mtz_amplitudes(path, self.hkl[measured], self.F[measured], self.sigma_F[measured],
+                             cell_A_deg=self.cell_A_deg, space_group=self.space_group, **halves)
+
 
 @dataclass(frozen=True)
 class _Observations:
@@ -127,8 +144,7 @@ def integrate_and_merge(shots: Sequence[Any], space_group: str, d_min_A: float, 
     if cell_A_deg is None:
         cell_A_deg = _cell_of(shots[0].crystal)
     merged_set = ReflectionSet(space_group, cell_A_deg, d_min_A, anomalous=False)
-    tables = _prediction_tables(merged_set)
-    observations = [_integrate(shot, merged_set, tables, scale) for shot, scale in zip(shots, scales)]
+    observations = [_integrate(shot, merged_set, scale) for shot, scale in zip(shots, scales)]
     everything = _Observations(hkl=np.concatenate([o.hkl for o in observations]),
                                intensity=np.concatenate([o.intensity for o in observations]),
                                variance=np.concatenate([o.variance for o in observations]))
@@ -191,38 +207,37 @@ def _cell_of(crystal) -> Tuple[float, ...]:
     return tuple(float(v) for v in Crystal(crystal).cell_parameters())
 
 
-def _render(shot, structure_factors) -> np.ndarray:
-    """The shot's noise-free image (photons, float64) with these amplitudes and no water."""
+def _pixel_reflections(shot, reflections: ReflectionSet) -> Tuple[np.ndarray, np.ndarray]:
+    """The unit image of a shot (every amplitude 1, no water), and the row of ``p1_hkl`` of every
+    pixel (−1: a systematic absence, beyond the set, or sub-pixels and domains of different
+    reflections), by :func:`~nanobrag_torch.refine.reflections.pixel_reflections`."""
     from ..models.crystal import Crystal
     from ..models.detector import Detector
     from ..simulator import Simulator
-    crystal = dataclasses.replace(shot.crystal, interpolate=False, default_F=0.0)
+    from .reflections import pixel_reflections
+
+    crystal = dataclasses.replace(shot.crystal, interpolate=False, default_F=1.0)
     beam = dataclasses.replace(shot.beam, water_size_um=0.0)
-    simulator = Simulator(Crystal(crystal, structure_factors), Detector(shot.detector), beam)
+    simulator = Simulator(Crystal(crystal), Detector(shot.detector), beam)
+    prepared = simulator.prepare()
     with torch.no_grad():
-        return simulator.run().numpy()
-
-
-def _prediction_tables(reflections: ReflectionSet):
-    """The tables that predict the spots: amplitude 1 for every reflection of the set, and the
-    square root of ``1 + row`` for the row of ``p1_hkl`` of each (0 for absences)."""
+        unit = simulator.run(prepared=prepared).numpy()
+    seen = pixel_reflections(prepared, torch.arange(unit.size))
+    hkl = seen.hkl.numpy()
+    minimum = reflections.p1_hkl.min(axis=0)
+    shape = reflections.p1_hkl.max(axis=0) - minimum + 1
+    lookup = np.full(tuple(shape), -1, dtype=np.int64)
     present = reflections.parameter_of(reflections.p1_hkl) >= 0
-    codes = np.where(present, 1.0 + np.arange(len(present)), 0.0)
-    return reflections.structure_factors(np.ones(reflections.n_parameters)), reflections.p1_structure_factors(np.sqrt(codes))
+    offsets = reflections.p1_hkl[present] - minimum
+    lookup[offsets[:, 0], offsets[:, 1], offsets[:, 2]] = np.flatnonzero(present)
+    inside = seen.single.numpy() & ((hkl - minimum) >= 0).all(axis=1) & ((hkl - minimum) < shape).all(axis=1)
+    row = np.full(len(hkl), -1, dtype=np.int64)
+    where = hkl[inside] - minimum
+    row[inside] = lookup[where[:, 0], where[:, 1], where[:, 2]]
+    return unit, np.where(unit.reshape(-1) > 0, row, -1).reshape(unit.shape)
 
 
-def _pixel_reflections(shot, tables) -> Tuple[np.ndarray, np.ndarray]:
-    """The unit image of a shot, and the row of ``p1_hkl`` of every pixel (−1: none, or
-    sub-pixels and domains of different reflections), from :func:`_prediction_tables`."""
-    unit, coded = (_render(shot, table) for table in tables)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(unit > 0, coded / unit, 0.0)
-    code = np.rint(ratio)
-    whole = (unit > 0) & (np.abs(ratio - code) < 1e-6 * np.maximum(code, 1.0)) & (code >= 1)
-    return unit, np.where(whole, code.astype(np.int64) - 1, -1)
-
-
-def _integrate(shot, reflections: ReflectionSet, tables, scale: float) -> _Observations:
+def _integrate(shot, reflections: ReflectionSet, scale: float) -> _Observations:
     """The observations of ``|F|²`` of one shot (see the module's description)."""
     observed = np.asarray(shot.observed.detach().cpu().numpy() if isinstance(shot.observed, torch.Tensor)
                           else shot.observed, dtype=np.float64)
@@ -232,7 +247,7 @@ def _integrate(shot, reflections: ReflectionSet, tables, scale: float) -> _Obser
                          f"its detector {shape}")
     mask = getattr(shot, "mask", None)
     used = np.ones(shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
-    unit, row = _pixel_reflections(shot, tables)
+    unit, row = _pixel_reflections(shot, reflections)
     flat_row, flat_unit = row.reshape(-1), unit.reshape(-1)
     assigned = np.flatnonzero(flat_row >= 0)
     rows, inverse = np.unique(flat_row[assigned], return_inverse=True)

@@ -24,11 +24,12 @@ from ..models.crystal import Crystal
 from ..models.detector import Detector
 from ..simulator import Simulator
 from ..structure_factors import StructureFactorInput, as_structure_factors
-from .parameters import SCALE, Parameter, configs_with
+from .parameters import BACKGROUND_SCALE, SCALE, Parameter, configs_with
 
 
 class ExperimentModel:
-    """Expected counts ``scale · image + background`` as a function of the refined parameters.
+    """Expected counts ``scale · image + background_scale · background`` as a function of the
+    refined parameters (each factor 1 unless refined).
 
     Parameters
     ----------
@@ -68,7 +69,8 @@ class ExperimentModel:
         self.device = device
         self.evaluations = 0
         self._on_evaluation = on_evaluation
-        self._scale_index = next((p for p, parameter in enumerate(self.parameters) if parameter.config == SCALE), None)
+        self._scale_index = _position(self.parameters, SCALE)
+        self._background_index = _position(self.parameters, BACKGROUND_SCALE)
 
     def simulator(self, values: Sequence[torch.Tensor], dtype: Optional[torch.dtype] = None) -> Simulator:
         """The simulator with the refined fields set to ``values``.
@@ -95,6 +97,10 @@ class ExperimentModel:
     def _scale(self, x: torch.Tensor) -> float:
         return 1.0 if self._scale_index is None else float(x[self._scale_index])
 
+    def _background(self, x: torch.Tensor, pixels: Optional[torch.Tensor]) -> torch.Tensor:
+        background = self.background if pixels is None else self.background[pixels]
+        return background if self._background_index is None else background * float(x[self._background_index])
+
     def _render(self, values: Sequence[torch.Tensor], pixels: Optional[torch.Tensor]) -> torch.Tensor:
         simulator = self.simulator(values)
         image = simulator.run(pixels=pixels) if pixels is not None else simulator.run().reshape(-1)
@@ -120,14 +126,15 @@ class ExperimentModel:
         """
         with torch.no_grad():
             image = self._render(self._values(x), pixels).to(torch.float64)
-        return image * self._scale(x) + (self.background if pixels is None else self.background[pixels])
+        return image * self._scale(x) + self._background(x, pixels)
 
     @fill_doc
     def expected_and_jacobian(self, x: torch.Tensor, pixels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Expected counts and their Jacobian at the flat ``pixels``.
 
         Column ``p`` is the exact derivative with respect to parameter ``p`` from one
-        forward-mode pass; the scale's column is the image itself.
+        forward-mode pass; the scale's column is the image itself, the background scale's the
+        background.
 
         Parameters
         ----------
@@ -145,7 +152,7 @@ class ExperimentModel:
         image = None
         with torch.no_grad():
             for p in range(len(self.parameters)):
-                if p == self._scale_index:
+                if p in (self._scale_index, self._background_index):
                     columns.append(None)
                     continue
                 with forward_ad.dual_level():
@@ -157,8 +164,10 @@ class ExperimentModel:
             if image is None:
                 image = self._render(self._values(x), pixels).to(torch.float64)
         scale = self._scale(x)
-        jacobian = torch.stack([image if column is None else column * scale for column in columns], dim=1)
-        return image * scale + self.background[pixels], jacobian
+        factors = {self._scale_index: image, self._background_index: self.background[pixels]}
+        jacobian = torch.stack([factors[p] if column is None else column * scale for p, column in enumerate(columns)],
+                               dim=1)
+        return image * scale + self._background(x, pixels), jacobian
 
     # ------------------------------------------------------------------ geometry of the spots
     def spot_geometry(self, values: Sequence[torch.Tensor], panel: torch.Tensor, slow_px: torch.Tensor,
@@ -258,6 +267,11 @@ class ExperimentModel:
         with torch.no_grad():
             simulator = self.simulator(list(x.to(self.device).unbind()), torch.float64)
             return simulator.crystal.mosaic_rotations(spreads_deg.to(self.device, torch.float64)).cpu()
+
+
+def _position(parameters: Sequence[Parameter], name: str) -> Optional[int]:
+    """Where the parameter ``name`` lies among ``parameters``, or None."""
+    return next((p for p, parameter in enumerate(parameters) if parameter.config == name), None)
 
 
 def _panel_frames(prepared, panel: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

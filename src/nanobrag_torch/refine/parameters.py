@@ -25,6 +25,12 @@ from ..config import BeamConfig, CrystalConfig, DetectorConfig, FieldRule, Multi
 SCALE = "scale"
 """Name of the overall scale factor of the simulated image."""
 
+BACKGROUND_SCALE = "background_scale"
+"""Name of the factor on the given background image (a per-shot water or air scattering level)."""
+
+IMAGE_FACTORS = (SCALE, BACKGROUND_SCALE)
+"""Parameters that multiply a term of the expected counts instead of changing a configuration."""
+
 _TINY = sys.float_info.min
 
 CONFIG_CLASSES = {"crystal": CrystalConfig, "detector": DetectorConfig, "beam": BeamConfig}
@@ -93,11 +99,11 @@ class Parameter:
     Attributes
     ----------
     name : str
-        ``"config.field"`` or ``"config.field[i]"``, or ``"scale"``.
+        ``"config.field"`` or ``"config.field[i]"``, or ``"scale"`` or ``"background_scale"``.
     config : str
-        ``"crystal"``, ``"detector"``, ``"beam"`` or ``"scale"``.
+        ``"crystal"``, ``"detector"``, ``"beam"``, or the image factor's name.
     field : str
-        Field of the configuration (``"scale"`` for the scale).
+        Field of the configuration (the image factor's name for the two image factors).
     index : int or None
         Position in a three-valued field.
     lower, upper : float
@@ -132,7 +138,7 @@ class Parameter:
     def fitted_to_spot_positions(self) -> bool:
         """True when the spot-position fit moves the parameter: it moves spots on the detector
         in a way the positions alone determine (see :data:`NOT_FITTED_TO_SPOT_POSITIONS`)."""
-        return self.config != SCALE and self.field not in NOT_FITTED_TO_SPOT_POSITIONS
+        return self.config not in IMAGE_FACTORS and self.field not in NOT_FITTED_TO_SPOT_POSITIONS
 
 
 @fill_doc
@@ -202,14 +208,17 @@ def parse_parameters(parameters: Mapping[str, float], configs: Mapping[str, obje
 def _parameter(name: str, configs: Mapping[str, object]) -> Parameter:
     if name == SCALE:
         return Parameter(SCALE, SCALE, SCALE, None, _TINY, math.inf)
+    if name == BACKGROUND_SCALE:
+        return Parameter(BACKGROUND_SCALE, BACKGROUND_SCALE, BACKGROUND_SCALE, None, 0.0, math.inf)
     part = _PART_NAME.match(name) if isinstance(name, str) else None
     if part is not None:
         return _part_parameter(name, part, configs["detector"])
     match = _NAME.match(name) if isinstance(name, str) else None
     if match is None:
-        raise ValueError(f"parameter name {name!r} is not 'scale' nor 'crystal.<field>', 'detector.<field>' or "
-                         f"'beam.<field>' (with [0], [1] or [2] for a field of three values), nor "
-                         f"'detector.panels[k].<field>' or 'detector.groups[g].shift_mm[i]' / 'rotation_deg[i]'")
+        raise ValueError(f"parameter name {name!r} is not 'scale', 'background_scale' nor 'crystal.<field>', "
+                         f"'detector.<field>' or 'beam.<field>' (with [0], [1] or [2] for a field of three "
+                         f"values), nor 'detector.panels[k].<field>' or 'detector.groups[g].shift_mm[i]' / "
+                         f"'rotation_deg[i]'")
     config, field, index = match.group(1), match.group(2), match.group(3)
     if config == "detector" and isinstance(configs["detector"], MultiPanelDetectorConfig):
         raise ValueError(f"parameter {name!r}: the detector has several panels; name the panel, e.g. "
@@ -287,7 +296,7 @@ def configs_with(configs: Mapping[str, object], parameters: Sequence[Parameter],
     panel_updates: Dict[int, Dict[str, object]] = {}
     group_updates: Dict[str, List[List[object]]] = {}
     for parameter, value in zip(parameters, values):
-        if parameter.config == SCALE:
+        if parameter.config in IMAGE_FACTORS:
             continue
         if parameter.group is not None:
             detector = configs["detector"]

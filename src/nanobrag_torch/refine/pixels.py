@@ -53,8 +53,8 @@ def informative_pixels(bright: Sequence[torch.Tensor], spots: Spots, used: torch
     return torch.nonzero((keep & used).reshape(-1)).reshape(-1)
 
 
-def brightest_pixels(signal: torch.Tensor) -> torch.Tensor:
-    """The brightest pixels that hold :data:`FLUX_FRACTION` of an image's photons.
+def brightest_pixels(signal: torch.Tensor, fraction: float = FLUX_FRACTION) -> torch.Tensor:
+    """The brightest pixels that hold a fraction (:data:`FLUX_FRACTION`) of an image's photons.
 
     Only pixels above a threshold are sorted: a millionth of the brightest, lowered until the
     pixels below it hold less than the fraction left out.
@@ -63,6 +63,8 @@ def brightest_pixels(signal: torch.Tensor) -> torch.Tensor:
     ----------
     signal : tensor (panels, spixels, fpixels)
         Predicted photons per pixel (without background), 0 where pixels are not compared.
+    fraction : float
+        The fraction of the photons the pixels hold.
 
     Returns
     -------
@@ -75,10 +77,10 @@ def brightest_pixels(signal: torch.Tensor) -> torch.Tensor:
     if total <= 0:
         return keep.reshape(signal.shape)
     threshold = float(flat.max()) * 1e-6
-    while threshold > 0 and float(flat[flat <= threshold].sum(dtype=torch.float64)) >= (1 - FLUX_FRACTION) * total:
+    while threshold > 0 and float(flat[flat <= threshold].sum(dtype=torch.float64)) >= (1 - fraction) * total:
         threshold /= 100
     candidates = torch.nonzero(flat > threshold).reshape(-1)
     ordered, order = torch.sort(flat[candidates].to(torch.float64), descending=True)
-    count = int((torch.cumsum(ordered, 0) < FLUX_FRACTION * total).sum()) + 1
+    count = int((torch.cumsum(ordered, 0) < fraction * total).sum()) + 1
     keep[candidates[order[:count]]] = True
     return keep.reshape(signal.shape)

@@ -1,4 +1,4 @@
-"""The refinement's progress bar: stage, simulator evaluations and loss, through tqdm."""
+"""The refinement's progress bar: stage, simulator evaluations, shots done and loss, through tqdm."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ class Progress:
         if enabled is None:
             enabled = sys.stderr.isatty()
         self._bar = None
+        self._postfix = {}
         if enabled:
             from tqdm.auto import tqdm  # imported only when a bar is drawn
             self._bar = tqdm(desc="refine", unit=" evaluations", leave=True, file=sys.stderr)
@@ -48,8 +49,22 @@ class Progress:
         value : float
             The loss, shown with 6 significant digits.
         """
+        self._show(loss=f"{value:.6g}")
+
+    def shots(self, done: int, total: int) -> None:
+        """Show how many shots of a dataset the current stage has worked on.
+
+        Parameters
+        ----------
+        done, total : int
+            Shots done, and shots in all.
+        """
+        self._show(shots=f"{done}/{total}")
+
+    def _show(self, **fields: str) -> None:
+        self._postfix.update(fields)
         if self._bar is not None:
-            self._bar.set_postfix(loss=f"{value:.6g}")
+            self._bar.set_postfix(self._postfix)
 
     def close(self) -> None:
         """Remove nothing, stop updating."""

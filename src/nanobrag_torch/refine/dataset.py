@@ -1,0 +1,479 @@
+"""Refining many stills together: :func:`refine_dataset`.
+
+Serial crystallography records thousands of still shots of randomly oriented microcrystals,
+each with its own orientation, brightness and background, all sharing one set of structure
+factors. :func:`refine_dataset` models every pixel near the spots of every shot with the
+simulator and refines, by alternation,
+
+* per shot: the orientation (small rotations of the indexed one), an overall scale and the
+  level of a water-scattering background (:func:`~nanobrag_torch.refine.shot_work.refine_geometry`);
+* shared: one amplitude per reflection of the asymmetric unit (Friedel mates apart with
+  ``anomalous=True``), which for fixed geometry is a convex problem
+  (:mod:`nanobrag_torch.refine.amplitudes`).
+
+The shots are split into partitions once; each partition stays where it was prepared (this
+process, or a Dask worker: :mod:`nanobrag_torch.refine.runners`), and each iteration sends it
+only the amplitudes and brings back per-reflection sums and the shots' few parameters.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from ..config import BeamConfig, CrystalConfig
+from ..models.crystal import Crystal
+from ..models.detector import Detector
+from ..structure_factors import StructureFactors
+from .amplitudes import solve_amplitudes
+from .checkpoint import load_checkpoint, save_checkpoint
+from .likelihoods import Likelihood, as_likelihood
+from .merging import MergedAmplitudes, integrate_and_merge
+from .progress import Progress
+from .runners import partition_runner
+from .shot_work import SHOT_PARAMETERS
+
+DEFAULT_CYCLES = 6
+"""Alternations of the shots' geometry and the shared amplitudes at most."""
+
+AMPLITUDE_TOLERANCE_SIGMA = 0.05
+"""The alternation stops when no amplitude moved by more than this many standard errors."""
+
+
+@dataclass(frozen=True)
+class Shot:
+    """One still: its counts and the configurations it was recorded with.
+
+    Parameters
+    ----------
+    observed : array, tensor or path
+        Photons per pixel, ``(spixels, fpixels)`` or ``(n_panels, spixels, fpixels)`` (ADC
+        offset removed), or the path of an image file that
+        :func:`nanobrag_torch.io.read_image` reads (read when the shot is prepared, not
+        before: a dataset larger than memory streams from disk).
+    crystal : CrystalConfig
+        The indexed orientation (MOSFLM vectors or a misset), cell, N_cells and mosaic model.
+    detector : DetectorConfig or MultiPanelDetectorConfig
+        The detector.
+    beam : BeamConfig
+        The beam; its ``water_size_um`` gives the shape of the background (its level is
+        refined), or 100 µm of water when it is 0.
+    name : str
+        A name for messages and results (default: the shot's position).
+    mask : array of bool, optional
+        Pixels to use (True), of the image's shape; the detector's own mask, ROI and an image
+        file's untrusted pixels apply as well.
+    """
+
+    observed: Any
+    crystal: CrystalConfig
+    detector: Any
+    beam: BeamConfig
+    name: str = ""
+    mask: Any = None
+
+
+@dataclass
+class ShotResult:
+    """What :func:`refine_dataset` found for one shot.
+
+    Attributes
+    ----------
+    name : str
+    status : str
+        ``"ok"`` for a refined shot; otherwise why it was left out of the shared parameters
+        (``"too few spots"``, ``"not indexed"``).
+    reason : str
+        The details behind a status other than ``"ok"`` (empty for ``"ok"``).
+    crystal : CrystalConfig
+        The refined orientation (reciprocal vectors, misset 0); the start for a shot left out.
+    values, stderr : dict of str to float
+        The shot's parameters (``crystal.misset_deg[i]``: rotations about lab x, y, z of the
+        indexed orientation, degrees; ``scale``; ``background_scale``) and their standard
+        errors (with the amplitudes fixed).
+    converged : bool
+        Whether its last geometry step met the convergence test.
+    message : str
+        How that step ended.
+    pixels : int
+        Pixels compared.
+    """
+
+    name: str
+    status: str
+    reason: str
+    crystal: CrystalConfig
+    values: Dict[str, float]
+    stderr: Dict[str, float]
+    converged: bool
+    message: str
+    pixels: int
+
+    @property
+    def reciprocal_basis_per_A(self) -> np.ndarray:
+        """(3, 3): columns a*, b*, c* in Å⁻¹ in the lab frame (the refined UB matrix)."""
+        vectors = Crystal(self.crystal, dtype=torch.float64).reciprocal_vectors_per_A()
+        return torch.stack(vectors, dim=1).numpy()
+
+
+@dataclass
+class DatasetResult:
+    """The outcome of :func:`refine_dataset`.
+
+    Attributes
+    ----------
+    shots : list of ShotResult
+        One per shot, in the dataset's order.
+    merged : MergedAmplitudes
+        The refined amplitudes of the measured reflections of the asymmetric unit, with their
+        standard errors (and the Friedel mates when anomalous).
+    structure_factors : StructureFactors
+        Every P1 index to ``d_min_A`` (unmeasured reflections keep their starting amplitude):
+        what to simulate with.
+    start : MergedAmplitudes
+        The starting amplitudes (the conventional integration and merging, unless given).
+    history : list of dict
+        One entry per cycle: ``{"cycle", "loss", "shots_ok", "max_change_sigma"}``.
+    """
+
+    shots: List[ShotResult]
+    merged: MergedAmplitudes
+    structure_factors: StructureFactors
+    start: MergedAmplitudes
+    history: List[Dict[str, float]] = field(default_factory=list)
+
+    def write_mtz(self, path: Union[str, os.PathLike]) -> None:
+        """Write the merged amplitudes as MTZ (H K L F SIGF, and F(+) SIGF(+) F(-) SIGF(-) when
+        anomalous).
+
+        Parameters
+        ----------
+        path : str or path
+            The file; written atomically.
+        """
+        self.merged.write_mtz(path)
+
+
+def refine_dataset(shots: Sequence[Shot], space_group: str, d_min_A: float, *,
+                   structure_factors: Optional[StructureFactors] = None, anomalous: bool = False,
+                   likelihood: Union[str, Likelihood] = "poisson", cycles: int = DEFAULT_CYCLES, client=None,
+                   checkpoint: Optional[Union[str, os.PathLike]] = None, progress: Optional[bool] = None,
+                   dtype: torch.dtype = torch.float32) -> DatasetResult:
+    """Refine many stills together: each shot's orientation, scale and background, and the
+    shared amplitudes of the asymmetric unit.
+
+    Parameters
+    ----------
+    shots : sequence of Shot
+        The stills. Every image is checked before any work starts.
+    space_group : str
+        Hermann–Mauguin symbol, e.g. ``"P 43 21 2"``: the amplitudes are shared by the
+        symmetry-equivalent reflections (gemmi maps them to the asymmetric unit).
+    d_min_A : float
+        Resolution limit of the refined reflections, Å.
+    structure_factors : StructureFactors, optional
+        Starting amplitudes. Default: :func:`~nanobrag_torch.refine.merging.integrate_and_merge`
+        of the same shots (the conventional summation integration and mean merging).
+    anomalous : bool
+        Refine the Friedel mates of acentric reflections apart.
+    likelihood : {"poisson", "gaussian", "mse"} or a likelihood object
+        As for :func:`~nanobrag_torch.refine.refine`.
+    cycles : int
+        Alternations of geometry and amplitudes at most (:data:`DEFAULT_CYCLES`); the run stops
+        earlier when no amplitude moved by more than :data:`AMPLITUDE_TOLERANCE_SIGMA` standard
+        errors.
+    client : dask.distributed.Client, optional
+        Run the shots' work on a Dask cluster: the shots are split among its workers once and
+        stay there. Default: in this process (Dask is not imported).
+    checkpoint : str or path, optional
+        A file to write the state to after every cycle (atomically); when it exists and was
+        written by the same call, the run resumes from it and ends at the same answer.
+    progress : bool, optional
+        Draw a progress bar (stage, cycle, shots done, loss). Default: when standard error is a
+        terminal.
+    dtype : torch.dtype
+        Precision of the simulation.
+
+    Returns
+    -------
+    DatasetResult
+
+    Raises
+    ------
+    ValueError
+        No shots, a shot whose image is malformed (wrong shape, non-finite or negative counts;
+        the error names the shot), or a checkpoint written by another call.
+    """
+    if len(shots) == 0:
+        raise ValueError("refine_dataset: shots is empty")
+    shots = list(shots)
+    for index, shot in enumerate(shots):
+        shot_counts(shot, index)
+    likelihood = as_likelihood(likelihood)
+    from ..symmetry import ReflectionSet
+
+    reflections = ReflectionSet(space_group, cell_of(shots[0].crystal), d_min_A, anomalous=anomalous)
+    bar = Progress(progress)
+    try:
+        bar.stage("start amplitudes")
+        if structure_factors is None:
+            start = integrate_and_merge(shots, space_group, d_min_A, anomalous=anomalous)
+            values = start_values(start, reflections)
+        else:
+            values = reflections.from_structure_factors(structure_factors).to(torch.float64)
+            start = merged_amplitudes(reflections, values, torch.full_like(values, math.nan), 0)
+        runner = partition_runner(client, shots, likelihood, dtype, on_shot=bar.shots)
+        bar.stage("prepare shots")
+        runner.prepare()
+        first_cycle, history = 0, []
+        if checkpoint is not None:
+            state = load_checkpoint(checkpoint, _fingerprint(shots, reflections, likelihood, cycles))
+            if state is not None:
+                first_cycle, values, history = state["cycle"], state["values"], state["history"]
+                runner.set_shot_values(state["shot_values"])
+        summaries = runner.summaries()
+        scales = torch.stack([summary["values"][3] for summary in summaries])
+        levels = torch.stack([summary["values"][4] for summary in summaries])
+        variance = None
+        for cycle in range(first_cycle, cycles):
+            bar.stage(f"cycle {cycle + 1}: shots")
+            runner.refine_geometry(reflections, values, scales, levels, first=cycle == 0)
+            summaries = runner.summaries()
+            scales = torch.stack([summary["values"][3] for summary in summaries])
+            levels = torch.stack([summary["values"][4] for summary in summaries])
+            bar.stage(f"cycle {cycle + 1}: amplitudes")
+            values, variance, scales, levels, loss, change, observations = _amplitude_step(
+                runner, reflections, values, scales, levels, likelihood)
+            bar.loss(loss)
+            history.append({"cycle": cycle + 1, "loss": loss, "max_change_sigma": change,
+                            "shots_ok": sum(s["status"] == "ok" for s in summaries)})
+            if checkpoint is not None:
+                save_checkpoint(checkpoint, _fingerprint(shots, reflections, likelihood, cycles),
+                                {"cycle": cycle + 1, "values": values, "history": history,
+                                 "shot_values": [_with_factors(s["values"], scale, level)
+                                                 for s, scale, level in zip(summaries, scales, levels)]})
+            if change <= AMPLITUDE_TOLERANCE_SIGMA:
+                break
+        if variance is None:  # resumed after the last cycle: the errors of the saved state
+            values, variance, scales, levels, _, _, observations = _amplitude_step(
+                runner, reflections, values, scales, levels, likelihood)
+        summaries = runner.summaries()
+    finally:
+        bar.close()
+        if "runner" in locals():
+            runner.close()
+    contributing = sum(s["status"] == "ok" for s in summaries)
+    merged = merged_amplitudes(reflections, values, variance, contributing, observations)
+    results = [_shot_result(s, scale, level) for s, scale, level in zip(summaries, scales, levels)]
+    return DatasetResult(shots=results, merged=merged,
+                         structure_factors=reflections.structure_factors(values), start=start, history=history)
+
+
+def shot_counts(shot: Shot, index: int) -> torch.Tensor:
+    """A shot's counts, checked, ``(n_panels, spixels, fpixels)`` float64, and its allowed pixels.
+
+    Parameters
+    ----------
+    shot : Shot
+        The shot; an image file is read.
+    index : int
+        Its position in the dataset (for messages).
+
+    Returns
+    -------
+    tensor (n_panels, spixels, fpixels) of float64
+
+    Raises
+    ------
+    ValueError
+        The image does not have the detector's shape, or has non-finite or negative counts;
+        the message names the shot.
+    """
+    where = f"shot {index} ({shot.name!r})" if shot.name else f"shot {index}"
+    observed = shot.observed
+    if isinstance(observed, (str, os.PathLike)):
+        from ..io import read_image
+
+        observed = read_image(observed).counts
+    image = observed.detach() if isinstance(observed, torch.Tensor) else torch.as_tensor(np.asarray(observed))
+    layout = Detector(shot.detector).layout
+    try:
+        image = layout.as_panels(image, f"{where}: observed").to(torch.float64)
+    except ValueError as error:
+        raise ValueError(str(error)) from None
+    bad = ~torch.isfinite(image)
+    if bool(bad.any()):
+        raise ValueError(f"{where}: observed has {int(bad.sum())} non-finite pixels (NaN or inf)")
+    if bool((image < 0).any()):
+        raise ValueError(f"{where}: observed has {int((image < 0).sum())} negative pixels (minimum "
+                         f"{float(image.min()):g}): give photon counts with the ADC offset removed")
+    return image
+
+
+def cell_of(crystal: CrystalConfig) -> tuple:
+    """The cell (a, b, c in Å, α, β, γ in degrees) of a crystal configuration.
+
+    Parameters
+    ----------
+    crystal : CrystalConfig
+        Cell parameters or MOSFLM vectors.
+
+    Returns
+    -------
+    tuple of 6 floats
+    """
+    a, b, c = Crystal(crystal, dtype=torch.float64).real_space_vectors_A()
+
+    def angle(u, v):
+        return math.degrees(math.acos(float(torch.dot(u, v) / (u.norm() * v.norm()))))
+
+    return (float(a.norm()), float(b.norm()), float(c.norm()), angle(b, c), angle(a, c), angle(a, b))
+
+
+def start_values(merged: MergedAmplitudes, reflections) -> torch.Tensor:
+    """Parameter values of merged amplitudes (in the set's layout); unmeasured ones get the
+    median of the measured.
+
+    Parameters
+    ----------
+    merged : MergedAmplitudes
+        Amplitudes by ASU row of ``reflections``.
+    reflections : ReflectionSet
+        The refined set.
+
+    Returns
+    -------
+    tensor (n_parameters,) of float64
+    """
+    rows, signs = reflections.asu_rows_of_parameters
+    position = {tuple(hkl): i for i, hkl in enumerate(np.asarray(merged.hkl).tolist())}
+    values = np.full(reflections.n_parameters, np.nan)
+    for parameter, (row, sign) in enumerate(zip(rows, signs)):
+        i = position.get(tuple(reflections.hkl[row].tolist()))
+        if i is None:
+            continue
+        if merged.F_plus is not None and reflections.anomalous and not reflections.centric[row]:
+            values[parameter] = (merged.F_plus if sign > 0 else merged.F_minus)[i]
+        else:
+            values[parameter] = merged.F[i]
+    measured = np.isfinite(values)
+    fill = float(np.median(values[measured])) if measured.any() else 1.0
+    return torch.from_numpy(np.where(measured, values, fill))
+
+
+def merged_amplitudes(reflections, values: torch.Tensor, variance_I: torch.Tensor, n_shots: int,
+                      observations: Optional[torch.Tensor] = None) -> MergedAmplitudes:
+    """Amplitudes by ASU row from parameter values and the variances of their intensities.
+
+    ``sigma_F = sqrt(F² + sigma_I) − F``: ``sigma_I / (2 F)`` for a strong reflection (the delta
+    method), ``sqrt(sigma_I)`` for one refined to 0 (the rule of
+    :func:`~nanobrag_torch.refine.merging.integrate_and_merge`). With anomalous parameters the
+    merged F of a row is the inverse-variance mean of its two mates.
+
+    Parameters
+    ----------
+    reflections : ReflectionSet
+        The refined set.
+    values : tensor (n_parameters,)
+        Amplitudes.
+    variance_I : tensor (n_parameters,)
+        Variances of the intensities ``F²`` (NaN: not known).
+    n_shots : int
+        Shots that contributed.
+    observations : tensor (n_parameters,) of int, optional
+        Shots that recorded each parameter; a parameter no shot recorded is NaN. Default:
+        every parameter given (amplitudes handed in, not measured), with no observation.
+
+    Returns
+    -------
+    MergedAmplitudes
+        Every ASU row of ``reflections``.
+    """
+    F = values.detach().numpy().astype(np.float64)
+    variance = variance_I.detach().numpy().astype(np.float64)
+    sigma_F = np.sqrt(F ** 2 + np.sqrt(variance)) - F
+    counts = np.zeros(reflections.n_parameters, dtype=np.int64) if observations is None else observations.numpy()
+    if observations is not None:
+        F = np.where(counts > 0, F, np.nan)
+        sigma_F = np.where(counts > 0, sigma_F, np.nan)
+    rows, signs = reflections.asu_rows_of_parameters
+    n = len(reflections.hkl)
+    halves = {}
+    for sign in (1, -1):
+        chosen = signs == sign
+        amplitude, sigma, count = np.full(n, np.nan), np.full(n, np.nan), np.zeros(n, dtype=np.int64)
+        amplitude[rows[chosen]], sigma[rows[chosen]], count[rows[chosen]] = F[chosen], sigma_F[chosen], counts[chosen]
+        halves[sign] = (amplitude, sigma, count)
+    plus, sigma_plus, count_plus = halves[1]
+    if not reflections.anomalous:
+        return MergedAmplitudes(hkl=reflections.hkl, F=plus, sigma_F=sigma_plus, F_plus=None, sigma_F_plus=None,
+                                F_minus=None, sigma_F_minus=None, n_observations=count_plus, n_shots=n_shots,
+                                reflections=reflections, cell_A_deg=tuple(reflections.cell_A_deg),
+                                space_group=reflections.space_group)
+    minus, sigma_minus, count_minus = halves[-1]
+    centric = reflections.centric
+    minus[centric], sigma_minus[centric] = plus[centric], sigma_plus[centric]
+    amplitudes, sigmas = np.stack([plus, minus]), np.stack([sigma_plus, sigma_minus])
+    amplitudes[1, centric] = np.nan  # a centric reflection is one parameter: count it once
+    with np.errstate(divide="ignore", invalid="ignore"):
+        weights = np.where(np.isfinite(amplitudes) & (sigmas > 0), 1 / sigmas ** 2, 0.0)
+        unweighted = np.isfinite(amplitudes) & ~(sigmas > 0)
+        weights = np.where(unweighted, 1.0, weights)
+        total = weights.sum(0)
+        both = np.where(total > 0, np.nansum(amplitudes * weights, 0) / total, np.nan)
+        sigma_both = np.where((total > 0) & ~unweighted.any(0), 1 / np.sqrt(total), np.nan)
+    return MergedAmplitudes(hkl=reflections.hkl, F=both, sigma_F=sigma_both, F_plus=plus, sigma_F_plus=sigma_plus,
+                            F_minus=minus, sigma_F_minus=sigma_minus,
+                            n_observations=count_plus + np.where(centric, 0, count_minus), n_shots=n_shots,
+                            reflections=reflections, cell_A_deg=tuple(reflections.cell_A_deg),
+                            space_group=reflections.space_group)
+
+
+def _largest_change(old: torch.Tensor, new: torch.Tensor, variance_I: torch.Tensor, measured: torch.Tensor) -> float:
+    """The largest move of a measured amplitude, in its standard errors."""
+    sigma_F = torch.sqrt(variance_I) / (2 * new.clamp(min=1e-12))
+    moved = ((new - old).abs() / sigma_F)[measured & torch.isfinite(sigma_F)]
+    return float(moved.max()) if moved.numel() else 0.0
+
+
+def _fingerprint(shots: Sequence[Shot], reflections, likelihood: Likelihood, cycles: int) -> str:
+    """What a checkpoint must have been written by: the shots' names and configurations, the
+    reflections and the settings."""
+    parts = [reflections.space_group, repr(reflections.cell_A_deg), repr(reflections.d_min_A),
+             repr(reflections.anomalous), type(likelihood).__name__, repr(cycles)]
+    parts += [f"{shot.name}|{shot.crystal!r}|{shot.beam!r}" for shot in shots]
+    import hashlib
+
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _amplitude_step(runner, reflections, values: torch.Tensor, scales: torch.Tensor, levels: torch.Tensor,
+                    likelihood: Likelihood):
+    """The amplitudes, scales and levels at the shots' current orientations; also the loss, the
+    largest move of an amplitude in its standard errors, and the shots that recorded each."""
+    runner.amplitude_terms(reflections)
+    intensities, variance, scales, levels, sums = solve_amplitudes(runner.amplitude_sums, values ** 2, scales, levels,
+                                                                   likelihood.covariance_factor(None, None, 0))
+    new_values = torch.sqrt(intensities)
+    change = _largest_change(values, new_values, variance, sums.pixels > 0)
+    return new_values, variance, scales, levels, float(sums.loss.sum()), change, runner.observations(len(values))
+
+
+def _with_factors(values: torch.Tensor, scale: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+    """A shot's parameters with the scale and level of the amplitude step."""
+    values = values.clone()
+    values[3], values[4] = scale, level
+    return values
+
+
+def _shot_result(summary: Dict[str, Any], scale: torch.Tensor, level: torch.Tensor) -> ShotResult:
+    values = dict(zip(SHOT_PARAMETERS, _with_factors(summary["values"], scale, level).tolist()))
+    stderr = dict(zip(SHOT_PARAMETERS, summary["stderr"].tolist()))
+    return ShotResult(name=summary["name"], status=summary["status"], reason=summary["reason"],
+                      crystal=summary["crystal"], values=values, stderr=stderr, converged=summary["converged"],
+                      message=summary["message"], pixels=summary["pixels"])

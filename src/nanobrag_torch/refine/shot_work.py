@@ -1,0 +1,404 @@
+"""The work of a dataset refinement that belongs to one shot, wherever the shot is held.
+
+A :class:`ShotWork` is everything a shot's part of :func:`~nanobrag_torch.refine.dataset.refine_dataset`
+needs, reduced to the pixels near its spots: it is built once where the shot is held (this
+process, or a Dask worker), and each iteration sends it only the shared amplitudes. Two steps
+alternate:
+
+* :func:`refine_geometry`: the shot's own parameters (orientation, scale, background level) by
+  the single-image machinery (:class:`~nanobrag_torch.refine.model.ExperimentModel`,
+  :func:`~nanobrag_torch.refine.solver.levenberg_marquardt`) with the amplitudes fixed;
+* :func:`amplitude_terms`: for fixed geometry, every compared pixel is ``a · I(h) + c`` in the
+  intensity ``I = |F|²`` of the one reflection ``h`` it sees
+  (:func:`~nanobrag_torch.refine.reflections.pixel_reflections`), with ``a`` the shot's scale
+  times the pixel rendered with unit amplitudes and ``c`` its background: the terms of the
+  convex amplitude problem that :mod:`nanobrag_torch.refine.amplitudes` solves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from ..config import BeamConfig, CrystalConfig
+from ..models.crystal import Crystal
+from ..models.detector import Detector
+from ..simulator import Simulator
+from ..structure_factors import StructureFactors
+from .likelihoods import Likelihood
+from .merging import MIN_PARTIALITY
+from .model import ExperimentModel
+from .parameters import BACKGROUND_SCALE, SCALE, parse_parameters
+from .pixels import brightest_pixels, informative_pixels
+from .reflections import pixel_reflections
+from .solver import PixelObjective, levenberg_marquardt
+from .spot_fit import fit_spot_positions
+from .spots import Spots, find_spots
+
+ORIENTATION_PARAMETERS = ("crystal.misset_deg[0]", "crystal.misset_deg[1]", "crystal.misset_deg[2]")
+"""A shot's orientation parameters: small rotations about lab x, y and z (degrees) of its
+indexed orientation."""
+
+SHOT_PARAMETERS = ORIENTATION_PARAMETERS + (SCALE, BACKGROUND_SCALE)
+"""Every parameter of a shot, in the order of :attr:`ShotWork.values`."""
+
+SPOT_FLUX_FRACTION = 0.9
+"""A shot compares the brightest pixels of its predicted spots that hold this fraction of their
+photons (rendered with every amplitude 1), dilated by
+:data:`~nanobrag_torch.refine.pixels.MARGIN_PX`: the far tails of a still's spots hold little
+information and many pixels."""
+
+MIN_SPOTS = 3
+"""A shot with fewer observed spots is not refined (status ``"too few spots"``)."""
+
+MIN_INDEXED_FRACTION = 0.25
+"""A shot is refined only when at least this fraction of its observed spots lie on the pixels
+its starting orientation predicts (else status ``"not indexed"``)."""
+
+FIRST_GEOMETRY_ITERATIONS = 3
+"""Levenberg–Marquardt iterations of a shot's first geometry step at most (from the indexed
+orientation); the later cycles take one, from where the last one ended: the step is repeated
+every cycle, so it need not converge within one."""
+
+WATER_REFERENCE_UM = 100.0
+"""Water thickness of the background template of a shot whose beam has no water: its level is a
+refined parameter, the template only gives its shape."""
+
+
+@dataclass
+class ShotWork:
+    """One shot of a dataset refinement, reduced to the pixels near its spots.
+
+    Attributes
+    ----------
+    index : int
+        Position of the shot in the dataset.
+    name : str
+        The shot's name.
+    configs : dict
+        ``{"crystal", "detector", "beam"}``: the starting crystal with its orientation as
+        reciprocal vectors (misset 0, so that the refined misset is a small rotation), the
+        detector, and the beam without water (the background is its own term).
+    pixels : tensor (n,) of int64
+        Flat indices of the compared pixels.
+    observed : tensor (n,) of float64
+        Their counts.
+    background : tensor (n,) of float64
+        The background template (water scattering of the shot's beam) at them.
+    total_pixels : int
+        Pixels of the detector.
+    values : tensor (5,) of float64
+        :data:`SHOT_PARAMETERS`: misset about x, y, z (degrees), scale, background scale.
+    stderr : tensor (5,) of float64
+        Their standard errors (NaN before the first geometry step).
+    spots : Spots
+        The observed spots (the first geometry step fits the orientation to their positions).
+    converged : bool
+    message : str
+        How the last geometry step ended.
+    status : str
+        ``"ok"``, or why the shot is left out of the shared parameters.
+    reason : str
+        The details behind a status other than ``"ok"``.
+    """
+
+    index: int
+    name: str
+    configs: Dict[str, object]
+    pixels: torch.Tensor
+    observed: torch.Tensor
+    background: torch.Tensor
+    total_pixels: int
+    values: torch.Tensor
+    stderr: torch.Tensor
+    spots: Spots
+    converged: bool = False
+    message: str = ""
+    status: str = "ok"
+    reason: str = ""
+
+    def refined_crystal(self) -> CrystalConfig:
+        """The crystal at the current values, its misset folded into the reciprocal vectors.
+
+        Returns
+        -------
+        CrystalConfig
+        """
+        crystal = dataclasses.replace(self.configs["crystal"], misset_deg=tuple(float(v) for v in self.values[:3]))
+        return indexed_orientation(crystal)
+
+
+def indexed_orientation(crystal: CrystalConfig) -> CrystalConfig:
+    """The same crystal with its orientation given as reciprocal vectors and no misset.
+
+    Parameters
+    ----------
+    crystal : CrystalConfig
+        Any orientation: MOSFLM vectors, a cell with a misset, or both.
+
+    Returns
+    -------
+    CrystalConfig
+        ``mosflm_a_star``, ``mosflm_b_star``, ``mosflm_c_star`` the lab-frame reciprocal
+        vectors (Å⁻¹) of ``crystal`` after its misset; cell lengths and angles unset (the
+        vectors hold them); ``misset_deg`` 0.
+    """
+    a_star, b_star, c_star = Crystal(crystal, dtype=torch.float64).reciprocal_vectors_per_A()
+    return dataclasses.replace(crystal, mosflm_a_star=tuple(a_star.tolist()), mosflm_b_star=tuple(b_star.tolist()),
+                               mosflm_c_star=tuple(c_star.tolist()), misset_deg=(0.0, 0.0, 0.0), cell_a=None,
+                               cell_b=None, cell_c=None, cell_alpha=None, cell_beta=None, cell_gamma=None)
+
+
+def prepare_shot(index: int, name: str, observed: torch.Tensor, used: torch.Tensor, crystal: CrystalConfig,
+                 detector, beam: BeamConfig) -> ShotWork:
+    """Choose a shot's pixels and build its work.
+
+    The pixels are those near the spots its starting orientation predicts (rendered with every
+    amplitude 1, so that every reflection in diffraction counts) or near its observed spots
+    (:func:`~nanobrag_torch.refine.pixels.informative_pixels`). A shot with fewer than
+    :data:`MIN_SPOTS` observed spots, or whose observed spots mostly miss the predicted ones
+    (:data:`MIN_INDEXED_FRACTION`), gets a status other than ``"ok"``.
+
+    Parameters
+    ----------
+    index : int
+        Position of the shot in the dataset.
+    name : str
+        The shot's name.
+    observed : tensor (n_panels, spixels, fpixels) of float64
+        Its photon counts, checked (finite, non-negative, of the detector's shape).
+    used : tensor (n_panels, spixels, fpixels) of bool
+        The pixels that may be compared.
+    crystal, detector, beam
+        The shot's configurations (the crystal at its indexed orientation).
+
+    Returns
+    -------
+    ShotWork
+    """
+    crystal = indexed_orientation(crystal)
+    dry_beam = dataclasses.replace(beam, water_size_um=0.0)
+    template = water_template(detector, beam)
+    unit = _unit_amplitude_image(crystal, detector, dry_beam)
+    predicted = brightest_pixels(torch.where(used, unit, torch.zeros_like(unit)), SPOT_FLUX_FRACTION)
+    level = _background_level(observed, template, used & ~predicted)
+    spots = find_spots(observed, template * level, used)
+    pixels = informative_pixels([predicted], spots, used)
+    values = torch.tensor([0.0, 0.0, 0.0, 1.0, level], dtype=torch.float64)
+    work = ShotWork(index=index, name=name, configs={"crystal": crystal, "detector": detector, "beam": dry_beam},
+                    pixels=pixels, observed=observed.reshape(-1)[pixels].clone(),
+                    background=template.reshape(-1)[pixels].clone(), total_pixels=observed.numel(),
+                    values=values, stderr=torch.full((5,), math.nan, dtype=torch.float64), spots=spots)
+    if len(spots) < MIN_SPOTS:
+        work.status, work.reason = "too few spots", (f"{len(spots)} spot(s) found, at least {MIN_SPOTS} are "
+                                                    f"needed")
+        return work
+    near = informative_pixels([predicted], _no_spots(spots), used)
+    found = observed.new_zeros(observed.numel(), dtype=torch.bool)
+    found[near] = True
+    flat = _spot_flat(spots, observed.shape)
+    fraction = float(found[flat].float().mean())
+    if fraction < MIN_INDEXED_FRACTION:
+        work.status, work.reason = "not indexed", (f"{fraction:.0%} of the {len(spots)} observed spots lie near "
+                                                  f"spots the starting orientation predicts (at least "
+                                                  f"{MIN_INDEXED_FRACTION:.0%} are needed)")
+    return work
+
+
+def water_template(detector, beam: BeamConfig) -> torch.Tensor:
+    """The shape of a shot's background: the water scattering of its beam with no crystal.
+
+    Parameters
+    ----------
+    detector : DetectorConfig
+        The detector.
+    beam : BeamConfig
+        The beam; its water thickness, or :data:`WATER_REFERENCE_UM` when it has none.
+
+    Returns
+    -------
+    tensor (n_panels, spixels, fpixels) of float64
+        Expected photons per pixel.
+    """
+    water_um = beam.water_size_um if beam.water_size_um > 0 else WATER_REFERENCE_UM
+    wet = dataclasses.replace(beam, water_size_um=water_um)
+    empty = CrystalConfig(N_cells=(1, 1, 1), default_F=0.0)
+    image = Simulator(Crystal(empty), Detector(detector), wet).run()
+    return Detector(detector).layout.as_panels(image.to(torch.float64))
+
+
+def _unit_amplitude_image(crystal: CrystalConfig, detector, beam: BeamConfig) -> torch.Tensor:
+    """The shot rendered with every amplitude 1, (n_panels, spixels, fpixels) float64."""
+    unit = dataclasses.replace(crystal, default_F=1.0)
+    image = Simulator(Crystal(unit, dtype=torch.float32), Detector(detector, dtype=torch.float32), beam).run()
+    return Detector(detector).layout.as_panels(image.to(torch.float64))
+
+
+def _background_level(observed: torch.Tensor, template: torch.Tensor, used: torch.Tensor) -> float:
+    """A starting background level: the mean count over the mean template of the pixels away
+    from the predicted spots."""
+    if not bool(used.any()):
+        return 0.0
+    shape = float(template[used].mean())
+    return float(observed[used].mean()) / shape if shape > 0 else 0.0
+
+
+def _no_spots(spots):
+    return dataclasses.replace(spots, slow_px=spots.slow_px[:0], fast_px=spots.fast_px[:0], panel=spots.panel[:0])
+
+
+def _spot_flat(spots, shape) -> torch.Tensor:
+    rows = spots.slow_px.round().long().clamp(0, shape[1] - 1)
+    cols = spots.fast_px.round().long().clamp(0, shape[2] - 1)
+    return (spots.panel * shape[1] + rows) * shape[2] + cols
+
+
+def _model(work: ShotWork, table: StructureFactors, dtype: torch.dtype) -> Tuple[ExperimentModel, list, torch.Tensor]:
+    parameters, _ = parse_parameters({name: 0.0 if name.startswith("crystal") else 1.0 for name in SHOT_PARAMETERS},
+                                     work.configs, None)
+    background = torch.zeros(work.total_pixels, dtype=torch.float64)
+    background[work.pixels] = work.background
+    model = ExperimentModel(work.configs, table, parameters, background, dtype, torch.device("cpu"))
+    return model, parameters, background
+
+
+def refine_geometry(work: ShotWork, table: StructureFactors, likelihood: Likelihood, dtype: torch.dtype,
+                    first: bool) -> ShotWork:
+    """Refine a shot's orientation, scale and background level with the amplitudes fixed.
+
+    Parameters
+    ----------
+    work : ShotWork
+        The shot (a status other than ``"ok"`` returns it unchanged).
+    table : StructureFactors
+        The current amplitudes.
+    likelihood : Poisson, Gaussian or MeanSquaredError
+        The noise model.
+    dtype : torch.dtype
+        Of the simulation.
+    first : bool
+        The first step: the orientation is first fitted to the observed spots' positions
+        (:func:`~nanobrag_torch.refine.spot_fit.fit_spot_positions`: a wider reach than the
+        pixels' likelihood, whose spots appear and vanish as the crystal turns through a
+        fraction of a degree), then :data:`FIRST_GEOMETRY_ITERATIONS` iterations; later steps
+        take one.
+
+    Returns
+    -------
+    ShotWork
+        A new work with the refined values, their standard errors and how the step ended.
+    """
+    if work.status != "ok":
+        return work
+    model, parameters, _ = _model(work, table, dtype)
+    observed = torch.zeros(work.total_pixels, dtype=torch.float64)
+    observed[work.pixels] = work.observed
+    objective = PixelObjective(model, likelihood, observed, work.pixels)
+    lower = torch.tensor([p.lower for p in parameters], dtype=torch.float64)
+    upper = torch.tensor([p.upper for p in parameters], dtype=torch.float64)
+    start = work.values.clone()
+    if work.background.sum() <= 0:  # no background anywhere: its level is not determined
+        upper[4] = lower[4] = start[4] = 0.0
+    if first:
+        start = fit_spot_positions(model, parameters, start, work.spots, lower, upper)
+    local = levenberg_marquardt(objective, start, lower, upper, on_iteration=lambda values, loss: None,
+                                max_iterations=FIRST_GEOMETRY_ITERATIONS if first else 1)
+    if not math.isfinite(local.loss):
+        return dataclasses.replace(work, status="failed", reason=local.message, message=local.message)
+    covariance = objective.covariance(local.matrix, local.expected, len(parameters))
+    stderr = torch.sqrt(torch.diag(covariance).clamp(min=0))
+    return dataclasses.replace(work, values=local.x, stderr=stderr, converged=local.converged, message=local.message)
+
+
+@dataclass
+class AmplitudeTerms:
+    """Pixels of some shots as terms ``s · u · I[parameter] + b · w`` of the amplitude problem.
+
+    Attributes
+    ----------
+    parameter : tensor (m,) of int64
+        The amplitude parameter (:class:`~nanobrag_torch.symmetry.ReflectionSet`) each pixel sees.
+    shot : tensor (m,) of int64
+        The shot (its position in the dataset) each pixel belongs to; ``s`` and ``b`` are that
+        shot's scale and background level.
+    unit : tensor (m,) of float64
+        ``u``: expected photons per unit intensity at scale 1 (the pixel rendered with
+        amplitude 1).
+    background : tensor (m,) of float64
+        ``w``: the background template.
+    observed : tensor (m,) of float64
+        Counts.
+    recorded : tensor (m,) of bool
+        Whether the pixel's reflection counts as observed on its shot: the peak of its unit
+        image is at least :data:`~nanobrag_torch.refine.merging.MIN_PARTIALITY` of the shot's
+        brightest reflection's (the rule of the conventional integration).
+    """
+
+    parameter: torch.Tensor
+    shot: torch.Tensor
+    unit: torch.Tensor
+    background: torch.Tensor
+    observed: torch.Tensor
+    recorded: torch.Tensor
+
+    @classmethod
+    def joined(cls, parts: Sequence[Optional["AmplitudeTerms"]]) -> Optional["AmplitudeTerms"]:
+        """The terms of several shots as one (None when none has any).
+
+        Parameters
+        ----------
+        parts : sequence of AmplitudeTerms or None
+            The shots' terms.
+
+        Returns
+        -------
+        AmplitudeTerms or None
+        """
+        parts = [part for part in parts if part is not None]
+        if not parts:
+            return None
+        return cls(*(torch.cat([getattr(part, f.name) for part in parts]) for f in dataclasses.fields(cls)))
+
+
+def amplitude_terms(work: ShotWork, reflections, dtype: torch.dtype) -> Optional[AmplitudeTerms]:
+    """The shot's pixels that see one reflection, as terms of the amplitude problem.
+
+    Pixels whose evaluations see different reflections, or a reflection outside the refined
+    set, are left out (their expected counts are not linear in one intensity).
+
+    Parameters
+    ----------
+    work : ShotWork
+        The shot at its current geometry.
+    reflections : ReflectionSet
+        The refined reflections (``parameter_of`` maps P1 indices to parameters).
+    dtype : torch.dtype
+        Of the simulation.
+
+    Returns
+    -------
+    AmplitudeTerms or None
+        None for a shot whose status is not ``"ok"``.
+    """
+    if work.status != "ok":
+        return None
+    crystal = dataclasses.replace(work.refined_crystal(), default_F=1.0)
+    simulator = Simulator(Crystal(crystal, dtype=dtype), Detector(work.configs["detector"], dtype=dtype),
+                          work.configs["beam"])
+    prepared = simulator.prepare()
+    with torch.no_grad():
+        unit = simulator.run(pixels=work.pixels, prepared=prepared).to(torch.float64)
+    seen = pixel_reflections(prepared, work.pixels)
+    parameter = torch.from_numpy(np.asarray(reflections.parameter_of(seen.hkl.numpy()), dtype=np.int64))
+    keep = seen.single & (parameter >= 0) & (unit > 0)
+    parameter, unit = parameter[keep], unit[keep]
+    peaks = torch.zeros(reflections.n_parameters, dtype=torch.float64).scatter_reduce(0, parameter, unit, "amax")
+    recorded = peaks[parameter] >= MIN_PARTIALITY * float(peaks.max()) if parameter.numel() else keep[keep]
+    return AmplitudeTerms(parameter=parameter, shot=torch.full((parameter.numel(),), work.index, dtype=torch.int64),
+                          unit=unit, background=work.background[keep], observed=work.observed[keep],
+                          recorded=recorded)

@@ -1,0 +1,204 @@
+"""Refining many stills together: refine_dataset against the truth of simulated datasets, its
+handling of bad shots, checkpoints and Dask.
+
+The datasets are rendered by the engine as nanoBragg C renders them (``serial_dataset``: C's
+quirks on, C's noise generator), at a size that keeps each refinement to seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from nanobrag_torch.datasets import serial_dataset
+from nanobrag_torch.models.crystal import Crystal
+from nanobrag_torch.refine.dataset import Shot, refine_dataset
+from nanobrag_torch.refine.merging import compare_amplitudes, integrate_and_merge
+
+pytest.importorskip("gemmi")
+
+SMALL = dict(size_pixels=96, N_cells=(10, 10, 20), cell_A_deg=(80.0, 80.0, 40.0, 90.0, 90.0, 90.0),
+             distance_mm=50.0, mosaic_spread_deg=0.05, mosaic_domains=3, fluence=4e27)
+"""A small dataset's experiment: 96 × 96 pixels, a tetragonal protein cell."""
+
+
+@pytest.fixture(scope="module")
+def data():
+    return serial_dataset(12, seed=3, **SMALL)
+
+
+def _shots(data, crystals=None):
+    crystals = crystals or [shot.crystal for shot in data.shots]
+    return [Shot(s.observed, c, s.detector, s.beam, s.name) for s, c in zip(data.shots, crystals)]
+
+
+def misorientation_deg(first, second) -> float:
+    """The angle of the rotation between two crystal orientations, degrees."""
+    a = torch.stack(Crystal(first, dtype=torch.float64).reciprocal_vectors_per_A(), dim=1).numpy()
+    b = torch.stack(Crystal(second, dtype=torch.float64).reciprocal_vectors_per_A(), dim=1).numpy()
+    rotation = b @ np.linalg.inv(a)
+    return float(np.degrees(np.arccos(np.clip((np.trace(rotation) - 1) / 2, -1, 1))))
+
+
+@pytest.fixture(scope="module")
+def refined(data):
+    return refine_dataset(_shots(data), "P 43 21 2", data.reflections.d_min_A, cycles=3)
+
+
+@pytest.mark.slow
+def test_orientations_are_refined_from_indexing_errors(data, refined):
+    errors = [misorientation_deg(s.crystal, t) for s, t in zip(refined.shots, data.true_crystals)]
+    assert all(s.status == "ok" for s in refined.shots)
+    assert np.median(data.start_errors_deg) > 0.1
+    assert np.median(errors) < 0.03, errors  # from 0.1–0.4° off
+    basis = refined.shots[0].reciprocal_basis_per_A
+    assert basis.shape == (3, 3)
+    np.testing.assert_allclose(basis[:, 0], refined.shots[0].crystal.mosflm_a_star, rtol=1e-12)
+
+
+@pytest.mark.slow
+def test_amplitudes_beat_the_conventional_method_given_the_true_orientations(data, refined):
+    n = len(data.reflections.hkl)
+    truth = data.true_values.numpy()[:n]
+    conventional = integrate_and_merge(_shots(data, list(data.true_crystals)), "P 43 21 2",
+                                       data.reflections.d_min_A)
+    cc_conventional, r_conventional = compare_amplitudes(conventional.F, truth)
+    cc, r = compare_amplitudes(refined.merged.F, truth)
+    assert cc > cc_conventional and r < r_conventional, (cc, r, cc_conventional, r_conventional)
+    assert refined.merged.n_shots == len(data.shots)
+    assert refined.merged.hkl.shape == (n, 3)
+    table = refined.structure_factors
+    assert float(table.nearest(torch.tensor([[1.0, 2.0, 3.0]], dtype=table.values.dtype))[0]) > 0
+
+
+def test_a_malformed_shot_is_named_before_any_work(data):
+    shots = _shots(data)[:3]
+    wrong_shape = dataclasses.replace(shots[1], observed=np.zeros((5, 5)))
+    with pytest.raises(ValueError, match=r"shot 1 \('shot_001'\)"):
+        refine_dataset([shots[0], wrong_shape], "P 43 21 2", 3.0)
+    with_nan = shots[2].observed.copy()
+    with_nan[3, 4] = np.nan
+    with pytest.raises(ValueError, match=r"shot 1 \('shot_002'\).*non-finite"):
+        refine_dataset([shots[0], dataclasses.replace(shots[2], observed=with_nan)], "P 43 21 2", 3.0)
+    with pytest.raises(ValueError, match=r"shot 0 \('shot_000'\).*negative"):
+        refine_dataset([dataclasses.replace(shots[0], observed=shots[0].observed - 100)], "P 43 21 2", 3.0)
+
+
+@pytest.mark.slow
+def test_a_blank_shot_is_reported_and_left_out(data):
+    shots = _shots(data)[:6]
+    blank = dataclasses.replace(shots[2], observed=np.zeros_like(shots[2].observed), name="blank")
+    result = refine_dataset(shots[:2] + [blank] + shots[3:], "P 43 21 2", data.reflections.d_min_A, cycles=1)
+    statuses = [s.status for s in result.shots]
+    assert statuses == ["ok", "ok", "too few spots", "ok", "ok", "ok"], statuses
+    assert "spot" in result.shots[2].reason
+    assert result.merged.n_shots == 5
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_from_its_checkpoint_at_the_same_answer(tmp_path):
+    script = tmp_path / "run.py"
+    checkpoint = tmp_path / "state.pt"
+    out = tmp_path / "F.npy"
+    script.write_text(textwrap.dedent(f"""
+        import sys, numpy as np
+        from nanobrag_torch.datasets import serial_dataset
+        from nanobrag_torch.refine.dataset import Shot, refine_dataset
+        data = serial_dataset(6, seed=5, **{SMALL!r})
+        shots = [Shot(s.observed, s.crystal, s.detector, s.beam, s.name) for s in data.shots]
+        checkpoint = sys.argv[1] if sys.argv[1] != "-" else None
+        result = refine_dataset(shots, "P 43 21 2", data.reflections.d_min_A, cycles=3, checkpoint=checkpoint)
+        np.save(sys.argv[2], result.merged.F)
+    """))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    run = subprocess.Popen([sys.executable, str(script), str(checkpoint), str(out)], env=env)
+    deadline = time.monotonic() + 600
+    while not checkpoint.exists() and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert checkpoint.exists() and run.poll() is None, "the run ended before its first checkpoint"
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    assert not out.exists()
+    subprocess.run([sys.executable, str(script), str(checkpoint), str(out)], env=env, check=True)
+    resumed = np.load(out)
+    subprocess.run([sys.executable, str(script), "-", str(out)], env=env, check=True)
+    uninterrupted = np.load(out)
+    measured = np.isfinite(uninterrupted)
+    assert np.array_equal(measured, np.isfinite(resumed))
+    np.testing.assert_allclose(resumed[measured], uninterrupted[measured], rtol=1e-3)
+
+
+def test_a_checkpoint_of_another_call_is_refused(data, tmp_path):
+    from nanobrag_torch.refine.checkpoint import save_checkpoint
+
+    checkpoint = tmp_path / "other.pt"
+    save_checkpoint(checkpoint, "another call", {"cycle": 1})
+    with pytest.raises(ValueError, match="other shots or settings"):
+        refine_dataset(_shots(data)[:2], "P 43 21 2", data.reflections.d_min_A, checkpoint=checkpoint,
+                       structure_factors=data.structure_factors)
+
+
+DASK_DATA = dict(SMALL, size_pixels=64, distance_mm=35.0)
+"""Four shots of 64 × 64: enough to exercise the partitions on two workers."""
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    distributed = pytest.importorskip("dask.distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as cluster, \
+            distributed.Client(cluster) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def small_shots():
+    data = serial_dataset(4, seed=7, **DASK_DATA)
+    return data, _shots(data)
+
+
+@pytest.mark.slow
+def test_dask_workers_give_the_answer_of_this_process(small_shots, dask_client):
+    data, shots = small_shots
+    here = refine_dataset(shots, "P 43 21 2", data.reflections.d_min_A, cycles=2)
+    there = refine_dataset(shots, "P 43 21 2", data.reflections.d_min_A, cycles=2, client=dask_client)
+    measured = np.isfinite(here.merged.F)
+    assert measured.sum() > 50
+    assert np.array_equal(measured, np.isfinite(there.merged.F))
+    np.testing.assert_allclose(there.merged.F[measured], here.merged.F[measured], rtol=1e-3)
+    for a, b in zip(here.shots, there.shots):
+        assert a.name == b.name and a.status == b.status
+        np.testing.assert_allclose(a.reciprocal_basis_per_A, b.reciprocal_basis_per_A, rtol=1e-6, atol=1e-12)
+
+
+@pytest.mark.slow
+def test_a_lost_worker_does_not_lose_the_run(small_shots, dask_client, tmp_path):
+    import threading
+
+    data, shots = small_shots
+    here = refine_dataset(shots, "P 43 21 2", data.reflections.d_min_A, cycles=2)
+    workers = dask_client.run(os.getpid)
+    victim = next(iter(workers.values()))
+    trigger = tmp_path / "state.pt"  # written after the first cycle: the partitions are on the workers
+
+    def kill_a_worker():
+        while not trigger.exists():
+            time.sleep(0.05)
+        os.kill(victim, signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_a_worker, daemon=True)
+    killer.start()
+    there = refine_dataset(shots, "P 43 21 2", data.reflections.d_min_A, cycles=2, client=dask_client,
+                           checkpoint=trigger)
+    killer.join(timeout=5)
+    assert victim not in dask_client.run(os.getpid).values()  # the worker did die (and was replaced)
+    measured = np.isfinite(here.merged.F)
+    np.testing.assert_allclose(there.merged.F[measured], here.merged.F[measured], rtol=1e-3)
