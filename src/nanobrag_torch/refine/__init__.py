@@ -57,7 +57,7 @@ from .spot_fit import fit_spot_positions
 from .spots import Spots, find_spots
 
 __all__ = ["refine", "RefinementResult", "Poisson", "Gaussian", "MeanSquaredError", "find_spots", "Spots",
-           "forward_jacobian"]
+           "forward_jacobian", "Shot", "refine_dataset", "DatasetResult", "ShotResult"]
 
 
 def refine(observed, parameters: Mapping[str, float], *, crystal: CrystalConfig,
@@ -337,3 +337,6 @@ def _background(background, layout: PixelLayout, device: torch.device) -> torch.
     if bool((values < 0).any()):
         raise ValueError(f"background has negative pixels (minimum {float(values.min()):g} photons)")
     return values
+
+
+from .dataset import DatasetResult, Shot, ShotResult, refine_dataset  # noqa: E402 (after refine: it imports from here)
