@@ -291,7 +291,9 @@ def _read_nexus(path, index: int) -> DetectorImage:
     try:
         with h5py.File(path, "r") as master:
             return _read_nxmx(path, master, index)
-    except (OSError, KeyError, RuntimeError, TypeError) as error:
+    except (OSError, KeyError, RuntimeError, TypeError, ValueError, AttributeError) as error:
+        if isinstance(error, ValueError) and str(error).startswith(f"{path}: "):
+            raise  # ours, naming the field
         raise ValueError(f"{path}: not a readable HDF5/NeXus image ({type(error).__name__}: {error})") from None
 
 

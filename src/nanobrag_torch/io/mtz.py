@@ -86,8 +86,8 @@ def read_mtz_amplitudes(path: Union[str, Path], column: str = "F", sigma_column:
     if not anomalous and column not in labels:
         raise ValueError(f"{path}: no column {column!r} (nor {pair[0]!r} and {pair[1]!r}); the file has "
                          f"{', '.join(labels)}")
-    data = np.array(mtz, copy=False) if mtz.nreflections else np.zeros((0, len(labels)), dtype=np.float32)
-    hkl = data[:, :3].astype(np.int64)
+    data = np.array(mtz) if mtz.nreflections else np.zeros((0, len(labels)), dtype=np.float32)
+    hkl = _indices(path, data)
 
     def values(label: str, sigma: Optional[str]) -> np.ndarray:
         amplitude = _column(path, mtz, data, labels, label).astype(np.float64)
@@ -137,7 +137,7 @@ def _read_mtz(gemmi, path):
         mtz = gemmi.read_mtz_file(str(path))
     except (RuntimeError, ValueError, OSError) as error:
         raise ValueError(f"{path}: not a readable MTZ file ({error})") from None
-    if mtz.nreflections and np.array(mtz, copy=False).shape[1] != len(mtz.columns):
+    if mtz.nreflections and np.array(mtz).shape[1] != len(mtz.columns):
         raise ValueError(f"{path}: the MTZ data do not match its {len(mtz.columns)} columns")
     labels = list(mtz.column_labels())
     if labels[:3] != ["H", "K", "L"]:
@@ -145,16 +145,23 @@ def _read_mtz(gemmi, path):
     return mtz
 
 
+def _indices(path, data: np.ndarray) -> np.ndarray:
+    """The H K L columns as integers, or an error naming the first row that is not."""
+    hkl = data[:, :3]
+    integral = (np.isfinite(hkl) & (hkl == np.round(hkl)) & (np.abs(hkl) < 2 ** 20)).all(axis=1)
+    if not integral.all():
+        row = int(np.argmin(integral))
+        raise ValueError(f"{path}: reflection {row} has Miller indices {hkl[row].tolist()}, not integers")
+    return hkl.astype(np.int64)
+
+
 def _column(path, mtz, data: np.ndarray, labels, label: str) -> np.ndarray:
     """The values of one column, checked: amplitudes (MTZ type F, G or the like), finite or
-    missing (NaN), not negative; and Miller indices that are integers."""
+    missing (NaN), not negative."""
     kind = mtz.columns[labels.index(label)].type
     if kind not in "FGRJKDQL":
         raise ValueError(f"{path}: column {label!r} has MTZ type {kind!r}, not amplitudes (F or G)")
     hkl = data[:, :3]
-    if not (np.isfinite(hkl).all() and (hkl == np.round(hkl)).all()):
-        row = int(np.argmax(~(np.isfinite(hkl) & (hkl == np.round(hkl))).all(axis=1)))
-        raise ValueError(f"{path}: reflection {row} has Miller indices {hkl[row].tolist()}, not integers")
     values = data[:, labels.index(label)]
     bad = np.isinf(values) | (values < 0)
     if bad.any():
