@@ -81,6 +81,8 @@ CHECKED_MODULES = (
     "nanobrag_torch.models.crystal",
     "nanobrag_torch.cli.simulate",
     "nanobrag_torch.io.dials",
+    "nanobrag_torch.io.images",
+    "nanobrag_torch.io.mtz",
 )
 """Modules whose public callables :func:`test_public_callables_are_documented` checks. Extend
 this tuple as more modules get complete docstrings."""

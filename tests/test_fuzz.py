@@ -52,6 +52,7 @@ from nanobrag_torch.cli.options import OPTIONS
 from nanobrag_torch.config import ConfigError
 from nanobrag_torch.datasets import tutorial_data_paths
 from nanobrag_torch.io.hkl import read_fdump, read_hkl_file, write_fdump
+from nanobrag_torch.io.images import read_image
 from nanobrag_torch.io.mosflm import read_mosflm_matrix
 from nanobrag_torch.io.smv import read_smv, read_smv_header, write_smv
 from nanobrag_torch.io.sourcefile import read_sourcefile
@@ -202,8 +203,9 @@ VALUES = {
     "-mat": [st.just("in.mat")], "-hkl": [st.just("in.hkl")], "-default_F": [number(0, 1000)],
     "-dump": [st.just("dump.bin")], "-img": [st.just("in.img")], "-mask": [st.just("mask.img")],
     "-stolout": [WORD], "-stol": [WORD], "-4stol": [WORD], "-Q": [WORD], "-sourcefile": [st.just("sources.txt")],
-    "-floatfile": [OUTPUT], "-intfile": [OUTPUT], "-pgmfile": [OUTPUT], "-noisefile": [OUTPUT], "-nonoise": [],
-    "-nopgm": [], "-scale": [number(0.1, 10)], "-pgmscale": [number(0.1, 10)], "-coherent": [], "-printout": [],
+    "-floatfile": [OUTPUT], "-intfile": [OUTPUT], "-pgmfile": [OUTPUT], "-noisefile": [OUTPUT],
+    "-cbffile": [OUTPUT], "-nonoise": [], "-nopgm": [], "-scale": [number(0.1, 10)],
+    "-pgmscale": [number(0.1, 10)], "-coherent": [], "-printout": [],
     "-noprogress": [], "-progress": [], "-interpolate": [], "-nointerpolate": [], "-round_xtal": [],
     "-square_xtal": [], "-gauss_xtal": [], "-tophat_spots": [], "-fudge": [number(0.5, 2)],
     "-printout_pixel": [integer(0, 8)] * 2, "-seed": [integer(-2 ** 31, 2 ** 31 - 1)],
@@ -302,7 +304,11 @@ def run_command(argv, files):
                 assert read_smv(folder / path)[0].shape == shape
         if outputs.pgmfile is not None:
             assert after[outputs.pgmfile].startswith(b"P5\n")
-        written = {outputs.floatfile, outputs.intfile, outputs.pgmfile, outputs.noisefile, outputs.fdump}
+        if outputs.cbffile is not None:
+            np.testing.assert_array_equal(read_image(folder / outputs.cbffile).counts,
+                                          read_smv(folder / outputs.intfile)[0])
+        written = {outputs.floatfile, outputs.intfile, outputs.pgmfile, outputs.noisefile, outputs.fdump,
+                   outputs.cbffile}
         assert {n: c for n, c in after.items() if n not in written} == {
             n: c for n, c in before.items() if n not in written}
 

@@ -3,7 +3,8 @@
 ``nanobragg`` (or ``python -m nanobrag_torch``) takes nanoBragg C's flags, prints a summary
 like C's, and writes the same files: the raw float image (``-floatfile``, default
 ``floatimage.bin``), the noiseless SMV integer image (``-intfile``, default ``intimage.img``),
-the 8-bit PGM (``-pgmfile``, default ``image.pgm``, unless ``-nopgm``), the Poisson noise SMV
+the same integers as a miniCBF file when ``-cbffile`` names one, the 8-bit PGM (``-pgmfile``,
+default ``image.pgm``, unless ``-nopgm``), the Poisson noise SMV
 image (``-noisefile``, default ``noiseimage.img``, unless ``-nonoise``) and, after reading a text
 HKL file, the ``Fdump.bin`` cache (``-dump``). It is a drop-in replacement for the C program.
 

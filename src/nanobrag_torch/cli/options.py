@@ -205,6 +205,8 @@ class RawArgs:
         ``-sourcefile``.
     floatfile, intfile, pgmfile, noisefile : str
         ``-floatfile``, ``-intfile``, ``-pgmfile``, ``-noisefile``: the output files' names.
+    cbffile : str or None
+        ``-cbffile``: the integer image as a miniCBF file too (None: not written).
     write_pgm, calculate_noise : bool
         Whether the PGM preview and the noise image are written (``-nopgm``, ``-nonoise``).
     intfile_scale : float or None
@@ -302,6 +304,7 @@ class RawArgs:
     intfile: str = "intimage.img"
     pgmfile: str = "image.pgm"
     noisefile: str = "noiseimage.img"
+    cbffile: Optional[str] = None
     write_pgm: bool = True
     calculate_noise: bool = True
     intfile_scale: Optional[float] = None
@@ -670,6 +673,7 @@ OPTIONS: Tuple[Option, ...] = (
     _opt("-intfile", 1, "str", _set("intfile"), "-intimage"),
     _opt("-pgmfile", 1, "str", _apply_pgmfile, "-pgmimage"),
     _opt("-noisefile", 1, "str", _apply_noisefile, "-noiseimage"),
+    _opt("-cbffile", 1, "str", _set("cbffile")),
     _opt("-nonoise", 0, "flag", _set_const("calculate_noise", False)),
     _opt("-nopgm", 0, "flag", _set_const("write_pgm", False)),
     _opt("-scale", 1, "float", _set("intfile_scale")),

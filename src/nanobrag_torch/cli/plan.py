@@ -42,6 +42,8 @@ class Outputs:
     fdump : str or None
         The Fdump cache written after reading a text HKL file (``-dump``; default
         ``Fdump.bin``); None when none is written.
+    cbffile : str or None
+        The integer image as a miniCBF file (``-cbffile``); None when not asked for.
     """
 
     floatfile: str
@@ -49,6 +51,7 @@ class Outputs:
     pgmfile: Optional[str]
     noisefile: Optional[str]
     fdump: Optional[str]
+    cbffile: Optional[str] = None
 
 
 @dataclass
@@ -644,7 +647,7 @@ def parse_args(argv: Sequence[str]) -> Plan:
     outputs = Outputs(floatfile=raw.floatfile, intfile=raw.intfile,
                       pgmfile=raw.pgmfile if raw.write_pgm else None,
                       noisefile=raw.noisefile if raw.calculate_noise else None,
-                      fdump=raw.dumpfile if raw.hklfile is not None else None)
+                      fdump=raw.dumpfile if raw.hklfile is not None else None, cbffile=raw.cbffile)
     header = {"Xbeam_mm": xbeam, "Ybeam_mm": ybeam, "phi0_deg": raw.phi0, "osc_deg": osc_deg,
               "twotheta_deg": raw.twotheta, "detsize_f_mm": detsize_f, "detsize_s_mm": detsize_s,
               "noise_seed": seed, "raw_N": (raw.Na, raw.Nb, raw.Nc)}

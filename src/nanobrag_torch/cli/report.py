@@ -14,6 +14,7 @@ import torch
 from .._docs import fill_doc
 from ..config import DetectorConfig, DetectorPivot
 from ..io.atomic import atomic_write
+from ..io.images import write_cbf
 from ..io.mosflm import cell_parameters
 from ..io.pgm import write_pgm
 from ..io.smv import write_smv
@@ -215,7 +216,8 @@ def print_setup(plan: Plan, simulator: Simulator, prepared: PreparedRun, geometr
 
 @fill_doc
 def write_outputs(plan: Plan, prepared: PreparedRun, geometry: DetectorGeometry, floats: np.ndarray, out) -> None:
-    """Float, integer, PGM and noise images, in C's order and words.
+    """Float, integer (SMV, and miniCBF with ``-cbffile``), PGM and noise images, in C's order
+    and words.
 
     Each file is written atomically; the lines C prints about them go to ``out``.
 
@@ -224,7 +226,7 @@ def write_outputs(plan: Plan, prepared: PreparedRun, geometry: DetectorGeometry,
     %(plan)s
     %(prepared)s
     geometry : DetectorGeometry
-        The detector's geometry, for the SMV header.
+        The detector's geometry, for the SMV and CBF headers.
     floats : ndarray (spixels, fpixels)
         The rendered float image, photons per pixel.
     %(out)s
@@ -244,7 +246,14 @@ def write_outputs(plan: Plan, prepared: PreparedRun, geometry: DetectorGeometry,
     print(f"intfile_scale = {scale:g}", file=out)
     header = smv_header(plan, geometry, det.fpixels, det.spixels)
     print(f"writing {plan.outputs.intfile} as 2-byte integers", file=out)
-    write_smv(plan.outputs.intfile, int_image(floats, scale, plan.noise.adc_offset_adu, det.roi), header)
+    integers = int_image(floats, scale, plan.noise.adc_offset_adu, det.roi)
+    write_smv(plan.outputs.intfile, integers, header)
+    if plan.outputs.cbffile is not None:
+        print(f"writing {plan.outputs.cbffile} as a miniCBF of the same integers", file=out)
+        write_cbf(plan.outputs.cbffile, integers, pixel_size_mm=det.pixel_size_mm,
+                  distance_mm=float(geometry.distance_m) * 1000, wavelength_A=float(plan.beam.wavelength_A),
+                  beam_center_px=(float(geometry.Fbeam_m) * 1000 / det.pixel_size_mm,
+                                  float(geometry.Sbeam_m) * 1000 / det.pixel_size_mm))
     if plan.outputs.pgmfile is not None:
         scale_pgm = pgm_scale(plan.pgm_scale, stats, scale)
         print(f"writing {plan.outputs.pgmfile} as 1-byte pixels, scaled by {scale_pgm:g}", file=out)

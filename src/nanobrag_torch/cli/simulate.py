@@ -52,7 +52,7 @@ def _check_writable(outputs: Sequence[Tuple[str, str]], inputs: Sequence[Tuple[s
 def _output_paths(outputs: Outputs) -> List[Tuple[str, str]]:
     """(flag, path) of every file the run writes."""
     named = (("-floatfile", outputs.floatfile), ("-intfile", outputs.intfile), ("-pgmfile", outputs.pgmfile),
-             ("-noisefile", outputs.noisefile), ("-dump", outputs.fdump))
+             ("-noisefile", outputs.noisefile), ("-cbffile", outputs.cbffile), ("-dump", outputs.fdump))
     return [(flag, path) for flag, path in named if path is not None]
 
 
