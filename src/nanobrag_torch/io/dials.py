@@ -216,6 +216,13 @@ class _Reader:
         return value
 
 
+
+MIN_CELL_LENGTH_A = 0.5
+"""Shortest cell vector a crystal model may have, Å (no crystal's cell is shorter)."""
+
+MAX_CELL_LENGTH_A = 1e5
+"""Longest cell vector a crystal model may have, Å."""
+
 def _finite_number(value: Any) -> bool:
     """A JSON number (not a bool) that is a finite double (JSON integers may be of any size)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -483,8 +490,12 @@ def _read_crystal(reader: _Reader, models: Dict[str, List[Any]], index: Dict[str
         scan = reader.mapping(models["scan"][index["scan"]], s_where)
         start, width = reader.numbers(reader.get(scan, "oscillation", s_where, [0.0, 0.0]), f"{s_where}.oscillation", 2)
         fields.update(phi_start_deg=float(start), osc_range_deg=float(width))
-    volume = float(real[0] @ np.cross(real[1], real[2]))
     lengths = np.linalg.norm(real, axis=1)
+    for name, length in zip(("real_space_a", "real_space_b", "real_space_c"), lengths):
+        if not MIN_CELL_LENGTH_A <= float(length) <= MAX_CELL_LENGTH_A:
+            reader.fail(f"{where}.{name}", f"a cell vector {float(length):g} Å long (expected "
+                        f"{MIN_CELL_LENGTH_A:g} to {MAX_CELL_LENGTH_A:g} Å)")
+    volume = float(real[0] @ np.cross(real[1], real[2]))
     if not volume > 1e-6 * float(np.prod(lengths)):
         reader.fail(f"{where}.real_space_c", f"the cell vectors make no right-handed cell (a . (b x c) = {volume:g})")
     reciprocal = [np.cross(real[1], real[2]) / volume, np.cross(real[2], real[0]) / volume,

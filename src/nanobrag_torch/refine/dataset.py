@@ -85,6 +85,7 @@ class ShotResult:
     Attributes
     ----------
     name : str
+        The shot's name.
     status : str
         ``"ok"`` for a refined shot; otherwise why it was left out of the shared parameters
         (``"too few spots"``, ``"not indexed"``).

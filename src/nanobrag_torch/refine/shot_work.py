@@ -99,6 +99,7 @@ class ShotWork:
     spots : Spots
         The observed spots (the first geometry step fits the orientation to their positions).
     converged : bool
+        Whether the last geometry step met its convergence test.
     message : str
         How the last geometry step ended.
     status : str
