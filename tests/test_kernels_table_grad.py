@@ -4,7 +4,7 @@
   central differences (exact for a value quadratic in each amplitude), lookups in and out of the
   table; at one and at several threads;
 * the forward-mode derivative along a table tangent against the tensor kernel and the
-  reverse-mode gradient;
+  reverse-mode gradient; second derivatives with a table;
 * a rendered image whose structure factors require grad takes the fused kernel, with the
   compiled table accumulation, and has the gradients of the autograd path; without a table
   gradient the accumulation is skipped.
@@ -132,6 +132,18 @@ def test_forward_mode_along_a_table_tangent():
         fused = torch.autograd.forward_ad.unpack_dual(bragg_sum(q, miller, n_cells, dual_table)).tangent
         reference = torch.autograd.forward_ad.unpack_dual(bragg_sum_reference(q, miller, n_cells, dual_table)).tangent
     torch.testing.assert_close(fused / scale, reference / scale, rtol=1e-12, atol=1e-13)
+
+
+def test_second_derivatives_with_a_table_gradient():
+    """``create_graph=True`` (autograd through ``bragg_sum_reference``) carries the table too:
+    ``gradgradcheck`` with respect to the grid and q together."""
+    grid, q, miller, n_cells, _ = _case(8, count=40)
+
+    def value(grid, q):
+        return bragg_sum(q, miller, n_cells, StructureFactors(grid, METADATA, DEFAULT_F))
+
+    inputs = (grid.requires_grad_(), (q * 0.6).requires_grad_())
+    assert torch.autograd.gradgradcheck(value, inputs, fast_mode=True)
 
 
 # --------------------------------------------------------------------------- rendered images
