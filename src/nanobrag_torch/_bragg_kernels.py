@@ -221,15 +221,10 @@ def backward(grad, q, axes, n_cells, values, shift, need_q, grad_q, grad_axes, g
                 k = x * a[3] + y * a[4] + z * a[5]
                 l = x * a[6] + y * a[7] + z * a[8]
                 h0, k0, l0 = np.ceil(h - 0.5), np.ceil(k - 0.5), np.ceil(l - 0.5)
-                position = _position(h0, k0, l0, values, shift)
-                factor = values[position]
+                factor = values[_position(h0, k0, l0, values, shift)]
                 r_h, dx_h, dn_h = _ratio_derivatives(h - h0, n_cells[0])
                 r_k, dx_k, dn_k = _ratio_derivatives(k - k0, n_cells[1])
                 r_l, dx_l, dn_l = _ratio_derivatives(l - l0, n_cells[2])
-                if need_table:  # ∂(F² L²)/∂F = 2 F L²
-                    lattice = r_h * r_k * r_l
-                    grad_table[thread, position[0], position[1], position[2]] += (
-                        2.0 * factor * lattice * lattice * grad[start + i])
                 # ∂(F² L²)/∂r_h = 2 F² L r_k r_l, and so on; ∂r/∂(h) = π ∂r/∂x
                 weight = 2.0 * factor * factor * r_h * r_k * r_l * grad[start + i]
                 w_h, w_k, w_l = weight * r_k * r_l, weight * r_h * r_l, weight * r_h * r_k
@@ -250,6 +245,18 @@ def backward(grad, q, axes, n_cells, values, shift, need_q, grad_q, grad_axes, g
                     block_grad_q[0, i] += d_h * a[0] + d_k * a[3] + d_l * a[6]
                     block_grad_q[1, i] += d_h * a[1] + d_k * a[4] + d_l * a[7]
                     block_grad_q[2, i] += d_h * a[2] + d_k * a[5] + d_l * a[8]
+            if need_table:  # a loop of its own: a scatter in the loop above keeps it from vectorising
+                for i in range(size):
+                    x, y, z = q[0, start + i], q[1, start + i], q[2, start + i]
+                    h = x * a[0] + y * a[1] + z * a[2]
+                    k = x * a[3] + y * a[4] + z * a[5]
+                    l = x * a[6] + y * a[7] + z * a[8]
+                    h0, k0, l0 = np.ceil(h - 0.5), np.ceil(k - 0.5), np.ceil(l - 0.5)
+                    position = _position(h0, k0, l0, values, shift)
+                    lattice = _ratio(h - h0, n_cells[0]) * _ratio(k - k0, n_cells[1]) * _ratio(l - l0, n_cells[2])
+                    # ∂(F² L²)/∂F = 2 F L²
+                    grad_table[thread, position[0], position[1], position[2]] += (
+                        2.0 * values[position] * lattice * lattice * grad[start + i])
             grad_axes[block, o, 0, 0], grad_axes[block, o, 0, 1], grad_axes[block, o, 0, 2] = g0, g1, g2
             grad_axes[block, o, 1, 0], grad_axes[block, o, 1, 1], grad_axes[block, o, 1, 2] = g3, g4, g5
             grad_axes[block, o, 2, 0], grad_axes[block, o, 2, 1], grad_axes[block, o, 2, 2] = g6, g7, g8
