@@ -245,13 +245,15 @@ def test_cpu_loops_equal_tensor_kernels(dtype):
         torch.testing.assert_close(got / scale, want / scale, **tolerance)
 
     close(bragg_sum_forward(q, miller, n_cells, factors), tensor_bragg_sum_forward(q, miller, n_cells, factors))
-    for got, want in zip(bragg_sum_backward(grad, q, miller, n_cells, factors, need_n=True),
-                         tensor_bragg_sum_backward(grad, q, miller, n_cells, factors, need_n=True)):
+    for got, want in zip(bragg_sum_backward(grad, q, miller, n_cells, factors, need_n=True, need_table=True),
+                         tensor_bragg_sum_backward(grad, q, miller, n_cells, factors, need_n=True, need_table=True)):
         assert got.dtype == dtype
         close(got, want)
     without_q = bragg_sum_backward(grad, q, miller, n_cells, factors, need_n=False, need_q=False)
-    assert without_q[0] is None and without_q[2] is None
-    for tangent in (tangents, (tangents[0], None, None), (None, tangents[1], None), (None, None, tangents[2])):
+    assert without_q[0] is None and without_q[2] is None and without_q[3] is None
+    tangent_values = torch.randn(factors.values.shape, generator=generator, dtype=F64).to(dtype)
+    for tangent in (tangents, (tangents[0], None, None), (None, tangents[1], None), (None, None, tangents[2]),
+                    tangents + (tangent_values,), (None, None, None, tangent_values)):
         close(bragg_sum_jvp(q, miller, n_cells, factors, *tangent),
               tensor_bragg_sum_jvp(q, miller, n_cells, factors, *tangent))
 
@@ -274,20 +276,28 @@ def test_cpu_loops_leave_torch_thread_count(count):
 
 
 def test_fused_image_gradients_equal_autograd_image_gradients():
-    """A structure-factor table that needs a gradient switches the simulator to the autograd path:
-    both paths give the same image and the same gradients."""
+    """The fused kernel and the autograd path (the same prepared run with the fused kernel
+    switched off) give the same image and the same gradients, the structure-factor table's
+    included."""
     grid, metadata = _random_table(torch.Generator().manual_seed(5))
     crystal = dict(cell_a=30.0, cell_b=35.0, cell_c=40.0, interpolate=False)
 
-    def image_and_grads(table_grad):
+    def image_and_grads(fused):
         phi, distance, n_cells = _input(0.3), _input(100.0), _input([4.3, 3.6, 5.2])
-        table = grid.clone().requires_grad_(table_grad)
-        image = render(crystal=dict(crystal, phi_start_deg=phi, N_cells=n_cells), detector=dict(distance_mm=distance),
-                       hkl=(table, metadata))
-        return image.detach(), torch.autograd.grad(image.square().sum(), (phi, distance, n_cells))
+        table = grid.clone().requires_grad_()
+        xtal = Crystal(CrystalConfig(**{**SMALL_CRYSTAL, **crystal, "phi_start_deg": phi, "N_cells": n_cells}),
+                       (table, metadata), dtype=F64)
+        detector = Detector(DetectorConfig(**{**SMALL_DETECTOR, "distance_mm": distance}), dtype=F64)
+        sim = Simulator(xtal, detector, BeamConfig(**SMALL_BEAM))
+        prepared = sim.prepare()
+        assert prepared.fused
+        if not fused:
+            prepared = dataclasses.replace(prepared, options=dataclasses.replace(prepared.options, fused=False))
+        image = sim.run(prepared=prepared)
+        return image.detach(), torch.autograd.grad(image.square().sum(), (phi, distance, n_cells, table))
 
-    fused_image, fused_grads = image_and_grads(False)
-    autograd_image, autograd_grads = image_and_grads(True)
+    fused_image, fused_grads = image_and_grads(True)
+    autograd_image, autograd_grads = image_and_grads(False)
     torch.testing.assert_close(fused_image, autograd_image, rtol=1e-10, atol=1e-12)
     for got, want in zip(fused_grads, autograd_grads):
         torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-10)

@@ -30,7 +30,11 @@ Shared arguments (NumPy arrays, C-contiguous):
     Offset from Miller index to table position.
 
 Evaluations are processed in blocks of :data:`BLOCK`, spread over numba's threads; every sum
-runs in a fixed order, so the results do not depend on the thread count.
+runs in a fixed order, so the results do not depend on the thread count. The one exception is
+the gradient with respect to the table (``need_table`` of :func:`backward`): a scatter-add
+that each thread makes into its own float64 copy of the padded table (race-free; threads ×
+table of memory, 8 MB per thread for a table of 100³), summed by the caller, so its rounding
+(not its value) depends on how the blocks fall to the threads.
 """
 
 from __future__ import annotations
@@ -75,6 +79,25 @@ def threads(count: int):
         yield
     finally:
         numba.set_num_threads(previous)
+
+
+def table_gradient_copies(shape):
+    """The ``grad_table`` argument of :func:`backward`: float64 zeros, one copy of the padded
+    table of ``shape`` (H, K, L) per thread that the loops now run on; shape (1, 1, 1, 1) for
+    ``shape`` None (no table gradient).
+
+    Parameters
+    ----------
+    shape : tuple of 3 ints or None
+        Shape of the padded table, or None.
+
+    Returns
+    -------
+    ndarray of float64 (threads, H, K, L)
+    """
+    if shape is None:
+        return np.zeros((1, 1, 1, 1))
+    return np.zeros((numba.get_num_threads(),) + tuple(shape))
 
 
 _OPTIONS = {"nogil": True, "error_model": "numpy"}
@@ -137,12 +160,13 @@ def _orientation(axes, o):
 
 
 @_inline
-def _amplitude(h0, k0, l0, values, shift):
-    """The table's amplitude at the integer-valued indices ``(h0, k0, l0)``, clamped into the padded box."""
+def _position(h0, k0, l0, values, shift):
+    """Where the table's amplitude at the integer-valued indices ``(h0, k0, l0)`` lies in
+    ``values``: ``(i, j, k)``, clamped into the padded box."""
     i = min(max(h0 + shift[0], 0.0), values.shape[0] - 1.0)
     j = min(max(k0 + shift[1], 0.0), values.shape[1] - 1.0)
     k = min(max(l0 + shift[2], 0.0), values.shape[2] - 1.0)
-    return values[int(i), int(j), int(k)]
+    return int(i), int(j), int(k)
 
 
 @cached_jit(parallel=True, fastmath={"contract"}, **_OPTIONS)
@@ -161,7 +185,7 @@ def forward(q, axes, n_cells, values, shift, out):
                 k = x * a[3] + y * a[4] + z * a[5]
                 l = x * a[6] + y * a[7] + z * a[8]
                 h0, k0, l0 = np.ceil(h - 0.5), np.ceil(k - 0.5), np.ceil(l - 0.5)
-                amplitude = (_amplitude(h0, k0, l0, values, shift) * _ratio(h - h0, n_cells[0])
+                amplitude = (values[_position(h0, k0, l0, values, shift)] * _ratio(h - h0, n_cells[0])
                              * _ratio(k - k0, n_cells[1]) * _ratio(l - l0, n_cells[2]))
                 total[i] += amplitude * amplitude
         for i in range(size):  # a loop: a slice assignment here keeps the loops above from vectorising
@@ -169,15 +193,21 @@ def forward(q, axes, n_cells, values, shift, out):
 
 
 @cached_jit(parallel=True, fastmath={"reassoc", "contract"}, **_OPTIONS)
-def backward(grad, q, axes, n_cells, values, shift, need_q, grad_q, grad_axes, grad_n):
+def backward(grad, q, axes, n_cells, values, shift, need_q, grad_q, grad_axes, grad_n, need_table, grad_table):
     """Gradients of :func:`forward` given ``grad`` (E,) = ∂loss/∂out.
 
     ``grad_q`` (3, E) receives ∂loss/∂q when ``need_q``. ``grad_axes`` float64
     (blocks, O, 3, 3) and ``grad_n`` float64 (blocks, 3) receive each block's share of
-    ∂loss/∂axes and ∂loss/∂n_cells; the caller sums them over the blocks.
+    ∂loss/∂axes and ∂loss/∂n_cells; the caller sums them over the blocks. When
+    ``need_table``, ``grad_table`` float64 (threads, H, K, L), zeros on entry and one copy of the
+    padded table per thread of the loop (``numba.get_num_threads()``), receives in copy ``t`` the
+    ∂loss/∂values, ``2 F L² · grad`` at the position each lookup read, of the blocks that
+    thread ``t`` ran; the caller sums the copies. Without ``need_table`` it is not touched
+    (shape (1, 1, 1, 1) will do).
     """
     count = q.shape[1]
     for block in prange((count + BLOCK - 1) // BLOCK):
+        thread = numba.get_thread_id() if need_table else 0
         start = block * BLOCK
         size = min(BLOCK, count - start)
         block_grad_q = np.zeros((3, size))
@@ -191,7 +221,7 @@ def backward(grad, q, axes, n_cells, values, shift, need_q, grad_q, grad_axes, g
                 k = x * a[3] + y * a[4] + z * a[5]
                 l = x * a[6] + y * a[7] + z * a[8]
                 h0, k0, l0 = np.ceil(h - 0.5), np.ceil(k - 0.5), np.ceil(l - 0.5)
-                factor = _amplitude(h0, k0, l0, values, shift)
+                factor = values[_position(h0, k0, l0, values, shift)]
                 r_h, dx_h, dn_h = _ratio_derivatives(h - h0, n_cells[0])
                 r_k, dx_k, dn_k = _ratio_derivatives(k - k0, n_cells[1])
                 r_l, dx_l, dn_l = _ratio_derivatives(l - l0, n_cells[2])
@@ -215,6 +245,18 @@ def backward(grad, q, axes, n_cells, values, shift, need_q, grad_q, grad_axes, g
                     block_grad_q[0, i] += d_h * a[0] + d_k * a[3] + d_l * a[6]
                     block_grad_q[1, i] += d_h * a[1] + d_k * a[4] + d_l * a[7]
                     block_grad_q[2, i] += d_h * a[2] + d_k * a[5] + d_l * a[8]
+            if need_table:  # a loop of its own: a scatter in the loop above keeps it from vectorising
+                for i in range(size):
+                    x, y, z = q[0, start + i], q[1, start + i], q[2, start + i]
+                    h = x * a[0] + y * a[1] + z * a[2]
+                    k = x * a[3] + y * a[4] + z * a[5]
+                    l = x * a[6] + y * a[7] + z * a[8]
+                    h0, k0, l0 = np.ceil(h - 0.5), np.ceil(k - 0.5), np.ceil(l - 0.5)
+                    position = _position(h0, k0, l0, values, shift)
+                    lattice = _ratio(h - h0, n_cells[0]) * _ratio(k - k0, n_cells[1]) * _ratio(l - l0, n_cells[2])
+                    # ∂(F² L²)/∂F = 2 F L²
+                    grad_table[thread, position[0], position[1], position[2]] += (
+                        2.0 * values[position] * lattice * lattice * grad[start + i])
             grad_axes[block, o, 0, 0], grad_axes[block, o, 0, 1], grad_axes[block, o, 0, 2] = g0, g1, g2
             grad_axes[block, o, 1, 0], grad_axes[block, o, 1, 1], grad_axes[block, o, 1, 2] = g3, g4, g5
             grad_axes[block, o, 2, 0], grad_axes[block, o, 2, 1], grad_axes[block, o, 2, 2] = g6, g7, g8
@@ -226,9 +268,11 @@ def backward(grad, q, axes, n_cells, values, shift, need_q, grad_q, grad_axes, g
 
 
 @cached_jit(parallel=True, fastmath={"contract"}, **_OPTIONS)
-def jvp(q, axes, n_cells, values, shift, tangent_q, has_tangent_q, tangent_axes, tangent_n, out):
+def jvp(q, axes, n_cells, values, shift, tangent_q, has_tangent_q, tangent_axes, tangent_n, tangent_values,
+        has_tangent_values, out):
     """Directional derivative of :func:`forward` along the tangents ``tangent_q`` (3, E; read only
-    when ``has_tangent_q``), ``tangent_axes`` (O, 3, 3) and ``tangent_n`` (3,); ``out`` (E,)."""
+    when ``has_tangent_q``), ``tangent_axes`` (O, 3, 3), ``tangent_n`` (3,) and ``tangent_values``
+    (the shape of ``values``; read only when ``has_tangent_values``); ``out`` (E,)."""
     count = q.shape[1]
     for block in prange((count + BLOCK - 1) // BLOCK):
         start = block * BLOCK
@@ -251,15 +295,20 @@ def jvp(q, axes, n_cells, values, shift, tangent_q, has_tangent_q, tangent_axes,
                     d_k += tx * a[3] + ty * a[4] + tz * a[5]
                     d_l += tx * a[6] + ty * a[7] + tz * a[8]
                 h0, k0, l0 = np.ceil(h - 0.5), np.ceil(k - 0.5), np.ceil(l - 0.5)
-                factor = _amplitude(h0, k0, l0, values, shift)
+                position = _position(h0, k0, l0, values, shift)
+                factor = values[position]
                 r_h, dx_h, dn_h = _ratio_derivatives(h - h0, n_cells[0])
                 r_k, dx_k, dn_k = _ratio_derivatives(k - k0, n_cells[1])
                 r_l, dx_l, dn_l = _ratio_derivatives(l - l0, n_cells[2])
-                # d(F² L²) = 2 F² L Σ_axis (the other two ratios) · dr, dr = π ∂r/∂x dh + ∂r/∂N dN
+                # d(F² L²) = 2 F² L Σ_axis (the other two ratios) · dr, dr = π ∂r/∂x dh + ∂r/∂N dN,
+                # plus 2 F L² dF along a table tangent
                 dr_h = math.pi * dx_h * d_h + dn_h * tangent_n[0]
                 dr_k = math.pi * dx_k * d_k + dn_k * tangent_n[1]
                 dr_l = math.pi * dx_l * d_l + dn_l * tangent_n[2]
-                total[i] += (2.0 * factor * factor * r_h * r_k * r_l
+                lattice = r_h * r_k * r_l
+                total[i] += (2.0 * factor * factor * lattice
                              * (r_k * r_l * dr_h + r_h * r_l * dr_k + r_h * r_k * dr_l))
+                if has_tangent_values:
+                    total[i] += 2.0 * factor * lattice * lattice * tangent_values[position]
         for i in range(size):  # a loop: a slice assignment here keeps the loops above from vectorising
             out[start + i] = total[i]

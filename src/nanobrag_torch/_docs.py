@@ -61,18 +61,24 @@ n_cells : tensor (3,)
     Na, Nb, Nc (real values allowed)."""
 docdict["bragg_table"] = """
 table : StructureFactors
-    Structure factors, looked up at the nearest integer indices (no gradient flows to them)."""
+    Structure factors, looked up at the nearest integer indices."""
 docdict["bragg_grad"] = """
 grad : tensor (E,)
     ``∂loss/∂value`` of every evaluation."""
 docdict["bragg_need"] = """
 need_n, need_q : bool
     Whether the gradients with respect to ``n_cells`` and ``q`` are computed (``need_q``
-    defaults to True)."""
+    defaults to True).
+need_table : bool
+    Whether the gradient with respect to the table's amplitudes ``table.values`` is computed
+    (default False: then it costs nothing)."""
 docdict["bragg_tangents"] = """
 tangent_q, tangent_miller, tangent_n : tensor or None
     Tangents of ``q``, ``miller`` and ``n_cells`` (same shapes); None for an input that does not
-    change."""
+    change.
+tangent_values : tensor or None
+    Tangent of the table's flat padded amplitudes ``table.values`` (same shape); None (the
+    default) for a table that does not change."""
 docdict["bragg_value"] = """
 tensor (E,)
     ``Σ_o F(hkl₀)² L(hkl)²`` of every evaluation."""
@@ -82,7 +88,10 @@ grad_q : tensor (E, 3) or None
 grad_miller : tensor (3, 3·O)
     Of ``miller``.
 grad_n : tensor (3,) or None
-    None unless ``need_n``."""
+    None unless ``need_n``.
+grad_values : tensor or None
+    Of ``table.values`` (flat, the padded table's shape): ``2 F L² · grad`` added up at every
+    position a lookup read, the border of ``default_F`` included. None unless ``need_table``."""
 docdict["bragg_jvp"] = """
 tensor (E,)
     The derivative of the value of every evaluation along the tangents."""

@@ -3,7 +3,11 @@
 This is the hot loop of the simulator for the SQUARE crystal with nearest-neighbour structure
 factors (nanoBragg's default). Autograd through the plain tensor expression would keep a dozen
 (evaluations × orientations × 3) intermediates per chunk; this function keeps only its inputs
-and recomputes what the backward needs. The lattice factor is
+and recomputes what the backward needs. Its gradients and its forward-mode derivative are
+analytic with respect to the scattering vectors ``q``, the Miller matrix, ``N_cells`` and the
+amplitudes of the structure-factor table (``∂/∂F(hkl₀) = 2 F(hkl₀) L²``, added up at the
+position each lookup read, when the table requires grad; a lookup outside the table reads
+``default_F`` and gives the table nothing). The lattice factor is
 :func:`nanobrag_torch.physics.sincg_ratio` and its backward
 :func:`nanobrag_torch.physics.sincg_ratio_derivatives`; the amplitudes come from
 :meth:`nanobrag_torch.structure_factors.StructureFactors.nearest`.
@@ -11,9 +15,13 @@ and recomputes what the backward needs. The lattice factor is
 Two implementations of the value, the gradients and the forward-mode derivative:
 
 * on the CPU, compiled loops (``nanobrag_torch._bragg_kernels``, numba) that make one pass
-  over the evaluations without temporaries, in float64 arithmetic whatever the dtype;
+  over the evaluations without temporaries, in float64 arithmetic whatever the dtype; the
+  table's gradient is a scatter-add into one float64 copy of the padded table per thread;
 * elsewhere (CUDA), and under ``torch.compile``, tensor expressions (``tensor_bragg_sum_*``),
-  which are also the reference that the tests hold the compiled loops to.
+  which are also the reference that the tests hold the compiled loops to; the table's gradient
+  is an ``index_add_``.
+
+Without a table that requires grad the backward does no work for it.
 """
 
 from __future__ import annotations
@@ -87,9 +95,10 @@ def bragg_sum_forward(q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Tens
 
 @fill_doc
 def bragg_sum_backward(grad: torch.Tensor, q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Tensor,
-                       table: StructureFactors, need_n: bool, need_q: bool = True
-                       ) -> Tuple[Optional[torch.Tensor], torch.Tensor, Optional[torch.Tensor]]:
-    """Gradients of :func:`bragg_sum_forward` with respect to ``q``, ``miller`` and ``n_cells``.
+                       table: StructureFactors, need_n: bool, need_q: bool = True, need_table: bool = False
+                       ) -> Tuple[Optional[torch.Tensor], torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """Gradients of :func:`bragg_sum_forward` with respect to ``q``, ``miller``, ``n_cells`` and
+    the table's amplitudes.
 
     Parameters
     ----------
@@ -106,7 +115,7 @@ def bragg_sum_backward(grad: torch.Tensor, q: torch.Tensor, miller: torch.Tensor
     """
     loops = _cpu_loops(q)
     if loops is None:
-        return tensor_bragg_sum_backward(grad, q, miller, n_cells, table, need_n, need_q)
+        return tensor_bragg_sum_backward(grad, q, miller, n_cells, table, need_n, need_q, need_table)
     values, shift = table.padded_box()
     axes = _axes(miller)
     blocks = -(-q.shape[0] // loops.BLOCK)
@@ -114,17 +123,19 @@ def bragg_sum_backward(grad: torch.Tensor, q: torch.Tensor, miller: torch.Tensor
     grad_axes = np.empty((blocks,) + axes.shape)
     grad_n = np.empty((blocks, 3))
     with _on_torch_threads(loops):
+        grad_table = loops.table_gradient_copies(values.shape if need_table else None)
         loops.backward(_array(grad), _components(q), axes, _float64(n_cells), values, shift, need_q,
-                       grad_q, grad_axes, grad_n)
+                       grad_q, grad_axes, grad_n, need_table, grad_table)
     grad_miller = torch.from_numpy(grad_axes.sum(0).reshape(-1, 3).T).to(miller.dtype)
     return (torch.from_numpy(grad_q).to(q.dtype).transpose(0, 1) if need_q else None, grad_miller,
-            torch.from_numpy(grad_n.sum(0)).to(n_cells.dtype) if need_n else None)
+            torch.from_numpy(grad_n.sum(0)).to(n_cells.dtype) if need_n else None,
+            torch.from_numpy(grad_table.sum(0).reshape(-1)).to(table.values.dtype) if need_table else None)
 
 
 @fill_doc
 def bragg_sum_jvp(q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Tensor, table: StructureFactors,
                   tangent_q: Optional[torch.Tensor], tangent_miller: Optional[torch.Tensor],
-                  tangent_n: Optional[torch.Tensor]) -> torch.Tensor:
+                  tangent_n: Optional[torch.Tensor], tangent_values: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Directional derivative of :func:`bragg_sum_forward` along the tangents of its inputs,
     for forward-mode automatic differentiation: the refinement's Jacobian columns come from one
     such pass each.
@@ -143,7 +154,7 @@ def bragg_sum_jvp(q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Tensor, 
     """
     loops = _cpu_loops(q)
     if loops is None:
-        return tensor_bragg_sum_jvp(q, miller, n_cells, table, tangent_q, tangent_miller, tangent_n)
+        return tensor_bragg_sum_jvp(q, miller, n_cells, table, tangent_q, tangent_miller, tangent_n, tangent_values)
     values, shift = table.padded_box()
     axes = _axes(miller)
     tangent_axes = _axes(tangent_miller) if tangent_miller is not None else np.zeros_like(axes)
@@ -152,7 +163,9 @@ def bragg_sum_jvp(q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Tensor, 
     with _on_torch_threads(loops):
         loops.jvp(components, axes, _float64(n_cells), values, shift,
                   _components(tangent_q) if tangent_q is not None else components, tangent_q is not None,
-                  tangent_axes, _float64(tangent_n) if tangent_n is not None else np.zeros(3), out)
+                  tangent_axes, _float64(tangent_n) if tangent_n is not None else np.zeros(3),
+                  _array(tangent_values).reshape(values.shape) if tangent_values is not None else values,
+                  tangent_values is not None, out)
     return torch.from_numpy(out).to(q.dtype)
 
 
@@ -245,8 +258,9 @@ def tensor_bragg_sum_forward(q: torch.Tensor, miller: torch.Tensor, n_cells: tor
 
 @fill_doc
 def tensor_bragg_sum_backward(grad: torch.Tensor, q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Tensor,
-                              table: StructureFactors, need_n: bool, need_q: bool = True
-                              ) -> Tuple[Optional[torch.Tensor], torch.Tensor, Optional[torch.Tensor]]:
+                              table: StructureFactors, need_n: bool, need_q: bool = True, need_table: bool = False
+                              ) -> Tuple[Optional[torch.Tensor], torch.Tensor, Optional[torch.Tensor],
+                                         Optional[torch.Tensor]]:
     """:func:`bragg_sum_backward` as tensor operations, by the chain rule through
     :func:`~nanobrag_torch.physics.sincg_ratio_derivatives` (``dx/dδ = π``).
 
@@ -265,23 +279,29 @@ def tensor_bragg_sum_backward(grad: torch.Tensor, q: torch.Tensor, miller: torch
     """
     hkl = (q @ miller).unflatten(-1, (-1, 3))
     hkl0 = nearest_index(hkl)
-    factors = table.nearest(hkl0)
+    factors = table.nearest(hkl0).detach()
     ratio, x = _lattice_terms(hkl, hkl0, n_cells)
+    lattice = ratio.prod(-1)
+    grad_values = None
+    if need_table:  # 2 F L² · grad, added up at the position each lookup read
+        grad_values = torch.zeros_like(table.values.detach()).index_add_(
+            0, table.positions(hkl0).flatten(), (2 * factors * lattice.square() * grad[:, None]).flatten().to(table.values.dtype))
     # 2 F² L · grad for each orientation, times the other two axes' ratios
-    weight = factors.mul_(factors).mul_(ratio.prod(-1)).mul_(2 * grad[:, None])
+    weight = factors.mul_(factors).mul_(lattice).mul_(2 * grad[:, None])
     others = ratio.roll(1, -1).mul_(ratio.roll(2, -1)).mul_(weight[..., None])
     d_x, d_n = _ratio_derivatives(x, n_cells, ratio, need_n)
     grad_hkl = d_x.mul_(math.pi).mul_(others).flatten(-2)
     grad_q = grad_hkl @ miller.transpose(0, 1) if need_q else None
     grad_miller = q.transpose(0, 1) @ grad_hkl
     grad_n = d_n.mul_(others).sum((0, 1)) if need_n else None
-    return grad_q, grad_miller, grad_n
+    return grad_q, grad_miller, grad_n, grad_values
 
 
 @fill_doc
 def tensor_bragg_sum_jvp(q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Tensor, table: StructureFactors,
                          tangent_q: Optional[torch.Tensor], tangent_miller: Optional[torch.Tensor],
-                         tangent_n: Optional[torch.Tensor]) -> torch.Tensor:
+                         tangent_n: Optional[torch.Tensor], tangent_values: Optional[torch.Tensor] = None
+                         ) -> torch.Tensor:
     """:func:`bragg_sum_jvp` as tensor operations.
 
     Parameters
@@ -309,15 +329,21 @@ def tensor_bragg_sum_jvp(q: torch.Tensor, miller: torch.Tensor, n_cells: torch.T
     d_ratio = d_x.mul_(math.pi).mul_(d_hkl)
     if tangent_n is not None:
         d_ratio += d_n.mul_(tangent_n)
-    # d(F² L²) = 2 F² L Σ_axis (product of the other two ratios) · d(ratio)
-    weight = factors.mul_(factors).mul_(ratio.prod(-1)).mul_(2)
+    # d(F² L²) = 2 F² L Σ_axis (product of the other two ratios) · d(ratio) + 2 F L² dF
+    lattice = ratio.prod(-1)
     others = ratio.roll(1, -1).mul_(ratio.roll(2, -1))
-    return weight.mul_(others.mul_(d_ratio).sum(-1)).sum(-1)
+    derivative = (2 * factors * factors * lattice).mul_(others.mul_(d_ratio).sum(-1))
+    if tangent_values is not None:
+        derivative += 2 * factors * lattice.square() * tangent_values.take(table.positions(hkl0))
+    return derivative.sum(-1)
 
 
 class _BraggSum(torch.autograd.Function):
+    """``values`` is ``table.values``, an input of its own so that autograd passes its gradient
+    (and its tangent) to the kernels and on to the tensor the table was built from."""
+
     @staticmethod
-    def forward(ctx, q, miller, n_cells, table):
+    def forward(ctx, q, miller, n_cells, values, table):
         ctx.save_for_backward(q, miller, n_cells)
         ctx.save_for_forward(q, miller, n_cells)
         ctx.table = table
@@ -326,18 +352,19 @@ class _BraggSum(torch.autograd.Function):
         return bragg_sum_forward(q, miller, n_cells, table)
 
     @staticmethod
-    def jvp(ctx, tangent_q, tangent_miller, tangent_n, *_):
+    def jvp(ctx, tangent_q, tangent_miller, tangent_n, tangent_values, _):
         q, miller, n_cells = ctx.saved_tensors
-        return bragg_sum_jvp(q, miller, n_cells, ctx.table, tangent_q, tangent_miller, tangent_n)
+        return bragg_sum_jvp(q, miller, n_cells, ctx.table, tangent_q, tangent_miller, tangent_n, tangent_values)
 
     @staticmethod
     def backward(ctx, grad):
         q, miller, n_cells = ctx.saved_tensors
         if torch.is_grad_enabled():
             return _differentiable_backward(ctx, grad, q, miller, n_cells)
-        grad_q, grad_miller, grad_n = bragg_sum_backward(
-            grad, q, miller, n_cells, ctx.table, need_n=ctx.needs_input_grad[2], need_q=ctx.needs_input_grad[0])
-        return grad_q, grad_miller if ctx.needs_input_grad[1] else None, grad_n, None
+        grad_q, grad_miller, grad_n, grad_values = bragg_sum_backward(
+            grad, q, miller, n_cells, ctx.table, need_n=ctx.needs_input_grad[2], need_q=ctx.needs_input_grad[0],
+            need_table=ctx.needs_input_grad[3])
+        return grad_q, grad_miller if ctx.needs_input_grad[1] else None, grad_n, grad_values, None
 
 
 @fill_doc
@@ -366,8 +393,8 @@ def bragg_sum_reference(q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Te
 def _differentiable_backward(ctx, grad, q, miller, n_cells):
     """Backward for ``create_graph=True`` (double backward, Hessian-vector products): autograd
     through :func:`bragg_sum_reference` instead of the in-place analytic backward."""
-    needs = ctx.needs_input_grad[:3]
-    inputs = [t for t, need in zip((q, miller, n_cells), needs) if need]
+    needs = ctx.needs_input_grad[:4]
+    inputs = [t for t, need in zip((q, miller, n_cells, ctx.table.values), needs) if need]
     value = bragg_sum_reference(q, miller, n_cells, ctx.table)
     grads = iter(torch.autograd.grad(value, inputs, grad, create_graph=True))
     return tuple(next(grads) if need else None for need in needs) + (None,)
@@ -388,7 +415,7 @@ def bragg_sum(q: torch.Tensor, miller: torch.Tensor, n_cells: torch.Tensor, tabl
     -------
     %(bragg_value)s
     """
-    return _BraggSum.apply(q, miller, n_cells, table)
+    return _BraggSum.apply(q, miller, n_cells, table.values, table)
 
 
 _COMPILED_FORWARD = []

@@ -125,7 +125,7 @@ class Simulator:
             point_pixel=detector_cfg.point_pixel, oversample_omega=detector_cfg.oversample_omega,
             oversample_polar=detector_cfg.oversample_polar, oversample_thick=detector_cfg.oversample_thick,
             nopolar=beam_cfg.nopolar, dmin_m=beam_cfg.dmin_A * 1e-10, water=beam_cfg.water_size_um > 0,
-            interpolate=interpolate, fused=self._fused(factors, interpolate), c_quirks=self.c_quirks)
+            interpolate=interpolate, fused=self._fused(interpolate), c_quirks=self.c_quirks)
         return PreparedRun(
             layout=layout, regions=self.detector.regions(), pixel_mask=self.detector.pixel_mask(),
             panels=PanelPlanes.of(geometries), beam=beam_direction, incident=incident, wavelength_m=wavelength,
@@ -166,13 +166,13 @@ class Simulator:
             return any(float(n) <= 2 for n in self.crystal.config.N_cells)
         return bool(chosen)
 
-    def _fused(self, factors: StructureFactors, interpolate: bool) -> bool:
+    def _fused(self, interpolate: bool) -> bool:
         """Whether the fused kernel computes the Bragg sum: SQUARE shape, nearest-neighbour
-        structure factors that need no gradient, and no per-orientation C compounding."""
+        structure factors (with or without a gradient), and no per-orientation C compounding."""
         cfg = self.detector.shared_config
         compounding = self.c_quirks and (cfg.oversample_omega or cfg.oversample_polar or cfg.oversample_thick)
         return (self.crystal.config.shape is CrystalShape.SQUARE and not interpolate
-                and not compounding and not factors.requires_grad)
+                and not compounding)
 
     def _water_background(self, steps: int, fluence: torch.Tensor) -> torch.Tensor:
         """The water background in the units of the unscaled sum (which the run multiplies by

@@ -59,7 +59,9 @@ class StructureFactors:
         (h_min, k_min, l_min) and (h_max, k_max, l_max).
     default_F : float
     values : tensor
-        The padded table, flat, in C order.
+        The padded table, flat, in C order. A gradient with respect to it flows back to
+        ``grid`` (and to what ``grid`` was computed from); the border of ``default_F`` passes
+        none on.
 
     Raises
     ------
@@ -103,7 +105,8 @@ class StructureFactors:
 
     @property
     def requires_grad(self) -> bool:
-        """True when the amplitudes carry a gradient (the fused kernel does not give one)."""
+        """True when the amplitudes carry a gradient (the fused kernel gives it, see
+        :func:`nanobrag_torch.kernels.bragg_sum`)."""
         return self.values.requires_grad
 
     def _padded_offsets(self, hkl_int: torch.Tensor) -> torch.Tensor:
@@ -124,12 +127,28 @@ class StructureFactors:
         tensor (...)
             The amplitude at each index.
         """
+        return self.values.take(self.positions(hkl0))
+
+    def positions(self, hkl0: torch.Tensor) -> torch.Tensor:
+        """Where :meth:`nearest` reads the integer-valued indices ``hkl0`` (..., 3) in the flat
+        padded table :attr:`values`: the border of ``default_F`` for an index outside the table.
+
+        Parameters
+        ----------
+        hkl0 : tensor (..., 3)
+            Integer-valued Miller indices h, k, l.
+
+        Returns
+        -------
+        tensor of int64 (...)
+            Positions in :attr:`values`.
+        """
         offset = self._padded_offsets(hkl0)
         if torch.compiler.is_compiling():
             index = (offset * self._strides).sum(-1)  # inductor fuses this into the kernel's loop
         else:
             index = offset @ self._strides  # eager: one BLAS call beats a strided last-axis sum
-        return self.values.take(index.to(torch.int64))
+        return index.to(torch.int64)
 
     def padded_box(self) -> Tuple[np.ndarray, np.ndarray]:
         """The lookup of :meth:`nearest` as NumPy arrays, for the compiled CPU loops
