@@ -44,6 +44,7 @@ import torch
 from ..config import BeamConfig, CrystalConfig, DetectorConfig, MultiPanelDetectorConfig
 from ..layout import PixelLayout
 from ..models.detector import Detector
+from .dataset import DatasetResult, Shot, ShotResult, refine_dataset
 from .indexing import search_orientation, spread_grid
 from .jacobian import forward_jacobian
 from .likelihoods import Gaussian, Likelihood, MeanSquaredError, Poisson, as_likelihood, misfit_warning
@@ -338,5 +339,3 @@ def _background(background, layout: PixelLayout, device: torch.device) -> torch.
         raise ValueError(f"background has negative pixels (minimum {float(values.min()):g} photons)")
     return values
 
-
-from .dataset import DatasetResult, Shot, ShotResult, refine_dataset  # noqa: E402 (after refine: it imports from here)
