@@ -144,7 +144,7 @@ def integrate_and_merge(shots: Sequence[Any], space_group: str, d_min_A: float, 
     if cell_A_deg is None:
         cell_A_deg = _cell_of(shots[0].crystal)
     merged_set = ReflectionSet(space_group, cell_A_deg, d_min_A, anomalous=False)
-    observations = [_integrate(shot, merged_set, scale) for shot, scale in zip(shots, scales)]
+    observations = [_integrate(shot, index, merged_set, scale) for index, (shot, scale) in enumerate(zip(shots, scales))]
     everything = _Observations(hkl=np.concatenate([o.hkl for o in observations]),
                                intensity=np.concatenate([o.intensity for o in observations]),
                                variance=np.concatenate([o.variance for o in observations]))
@@ -237,14 +237,12 @@ def _pixel_reflections(shot, reflections: ReflectionSet) -> Tuple[np.ndarray, np
     return unit, np.where(unit.reshape(-1) > 0, row, -1).reshape(unit.shape)
 
 
-def _integrate(shot, reflections: ReflectionSet, scale: float) -> _Observations:
+def _integrate(shot, index: int, reflections: ReflectionSet, scale: float) -> _Observations:
     """The observations of ``|F|²`` of one shot (see the module's description)."""
-    observed = np.asarray(shot.observed.detach().cpu().numpy() if isinstance(shot.observed, torch.Tensor)
-                          else shot.observed, dtype=np.float64)
-    shape = (shot.detector.spixels, shot.detector.fpixels)
-    if observed.shape != shape:
-        raise ValueError(f"integrate_and_merge: shot {shot.name!r} has an observed image of shape {observed.shape}, "
-                         f"its detector {shape}")
+    from .dataset import shot_counts  # the one reading and checking of a shot's image
+
+    observed = shot_counts(shot, index)[0].numpy()
+    shape = observed.shape
     mask = getattr(shot, "mask", None)
     used = np.ones(shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
     unit, row = _pixel_reflections(shot, reflections)

@@ -188,7 +188,12 @@ def prepare_shot(index: int, name: str, observed: torch.Tensor, used: torch.Tens
     unit = _unit_amplitude_image(crystal, detector, dry_beam)
     predicted = brightest_pixels(torch.where(used, unit, torch.zeros_like(unit)), SPOT_FLUX_FRACTION)
     level = _background_level(observed, template, used & ~predicted)
-    spots = find_spots(observed, template * level, used)
+    try:
+        spots, no_spots = find_spots(observed, template * level, used), ""
+    except ValueError as error:  # a blank or very faint image: no spot at all
+        empty = torch.zeros(0, dtype=torch.float64)
+        spots = Spots(panel=torch.zeros(0, dtype=torch.int64), slow_px=empty, fast_px=empty, photons=empty)
+        no_spots = str(error)
     pixels = informative_pixels([predicted], spots, used)
     values = torch.tensor([0.0, 0.0, 0.0, 1.0, level], dtype=torch.float64)
     work = ShotWork(index=index, name=name, configs={"crystal": crystal, "detector": detector, "beam": dry_beam},
@@ -196,8 +201,8 @@ def prepare_shot(index: int, name: str, observed: torch.Tensor, used: torch.Tens
                     background=template.reshape(-1)[pixels].clone(), total_pixels=observed.numel(),
                     values=values, stderr=torch.full((5,), math.nan, dtype=torch.float64), spots=spots)
     if len(spots) < MIN_SPOTS:
-        work.status, work.reason = "too few spots", (f"{len(spots)} spot(s) found, at least {MIN_SPOTS} are "
-                                                    f"needed")
+        work.status, work.reason = "too few spots", no_spots or (f"{len(spots)} spot(s) found, at least "
+                                                                 f"{MIN_SPOTS} are needed")
         return work
     near = informative_pixels([predicted], _no_spots(spots), used)
     found = observed.new_zeros(observed.numel(), dtype=torch.bool)
