@@ -482,3 +482,26 @@ def test_a_correct_model_on_poisson_counts_rarely_warns():
         assert "Warning:" not in result.message, (seed, result.message)
         figures.append(result.goodness_of_fit)
     assert 0.3 < float(np.mean(figures)) < 1.5, figures
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("likelihood", ["poisson", "mse"])
+def test_the_tutorial_still_with_the_other_pivot_is_flagged(likelihood):
+    """Issue's case: nanoBragg's command of the tutorial, given ``-pix0_vector_mm`` beside
+    ``-Xbeam/-Ybeam``, pivots about the sample; a ``DetectorConfig`` built from the same numbers
+    with the CUSTOM convention's default (beam) pivot puts the spots about 6 pixels away. The
+    refinement from the tutorial's start "converges" somewhere, and must say the fit is bad."""
+    import dataclasses
+
+    from nanobrag_torch.datasets import tutorial_experiment
+
+    experiment = tutorial_experiment()
+    as_c_places_it = dataclasses.replace(experiment.detector, detector_pivot=DetectorPivot.SAMPLE)
+    with torch.no_grad():
+        target = Simulator(Crystal(experiment.crystal, experiment.structure_factors), Detector(as_c_places_it),
+                           experiment.beam).run().numpy()
+    result = refine(target, {"crystal.phi_start_deg": 1.0, "crystal.mosaic_spread_deg": 0.5},
+                    crystal=experiment.crystal, detector=experiment.detector, beam=experiment.beam,
+                    structure_factors=experiment.structure_factors, likelihood=likelihood, progress=False)
+    assert "Warning:" in result.message, result.message
+    assert result.goodness_of_fit > 1.5
