@@ -329,7 +329,7 @@ def oriented_reciprocal_vectors(cell_A_deg: Sequence[float], rotation: np.ndarra
 class SerialShot(NamedTuple):
     """One still shot of :func:`serial_dataset`, with the configurations a refinement starts from.
 
-    Attributes
+    Parameters
     ----------
     observed : ndarray of float64 (slow, fast)
         Photon counts: the Poisson noise image less its ADC offset.

@@ -106,7 +106,7 @@ class StructureFactors:
     @property
     def requires_grad(self) -> bool:
         """True when the amplitudes carry a gradient (the fused kernel gives it, see
-        :func:`nanobrag_torch.kernels.bragg_sum`)."""
+        ``nanobrag_torch.kernels.bragg_sum``)."""
         return self.values.requires_grad
 
     def _padded_offsets(self, hkl_int: torch.Tensor) -> torch.Tensor:

@@ -113,7 +113,7 @@ class ReflectionSet:
 
     @property
     def n_parameters(self) -> int:
-        """Number of amplitudes: one per ASU reflection, plus one per acentric one when anomalous."""
+        """How many amplitudes the set has (one per ASU reflection, plus one per acentric one when anomalous)."""
         return len(self.hkl) + (int((~self.centric).sum()) if self.anomalous else 0)
 
     def _asu_rows(self, p1_hkl: ArrayLike) -> Tuple[np.ndarray, np.ndarray]:

@@ -54,7 +54,7 @@ class Shot:
     observed : array, tensor or path
         Photons per pixel, ``(spixels, fpixels)`` or ``(n_panels, spixels, fpixels)`` (ADC
         offset removed), or the path of an image file that
-        :func:`nanobrag_torch.io.read_image` reads (read when the shot is prepared, not
+        :func:`nanobrag_torch.io.images.read_image` reads (read when the shot is prepared, not
         before: a dataset larger than memory streams from disk).
     crystal : CrystalConfig
         The indexed orientation (MOSFLM vectors or a misset), cell, N_cells and mosaic model.
@@ -185,8 +185,8 @@ def refine_dataset(shots: Sequence[Shot], space_group: str, d_min_A: float, *,
     likelihood : {"poisson", "gaussian", "mse"} or a likelihood object
         As for :func:`~nanobrag_torch.refine.refine`.
     cycles : int
-        Alternations of geometry and amplitudes at most (:data:`DEFAULT_CYCLES`); the run stops
-        earlier when no amplitude moved by more than :data:`AMPLITUDE_TOLERANCE_SIGMA` standard
+        Alternations of geometry and amplitudes at most (``DEFAULT_CYCLES``); the run stops
+        earlier when no amplitude moved by more than ``AMPLITUDE_TOLERANCE_SIGMA`` standard
         errors.
     client : dask.distributed.Client, optional
         Run the shots' work on a Dask cluster: the shots are split among its workers once and
