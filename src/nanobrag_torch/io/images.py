@@ -9,6 +9,8 @@ imported by the functions that need them.
 
 from __future__ import annotations
 
+import io
+
 import os
 import re
 import tempfile
@@ -172,7 +174,8 @@ def _read_cbf(path) -> DetectorImage:
     raw = path.read_bytes()
     fields = _cbf_binary_fields(path, raw)
     try:
-        image = fabio.open(str(path))
+        image = fabio.cbfimage.CbfImage()
+        image.read(_EndOfFile(raw))
         data = np.asarray(image.data)
         header = dict(image.header)
     except Exception as error:  # fabio raises many types on a corrupt file: one ValueError names it
@@ -197,6 +200,17 @@ def _read_cbf(path) -> DetectorImage:
     return DetectorImage(counts=counts, mask=mask, pixel_size_mm=None if pixel_m is None else pixel_m * 1e3,
                          distance_mm=None if distance_m is None else distance_m * 1e3,
                          wavelength_A=number("wavelength"), beam_center_px=beam)
+
+
+class _EndOfFile(io.BytesIO):
+    """The file's bytes as a stream that raises at its end instead of returning nothing: fabio's
+    CBF reader waits for more bytes without end when a damaged header hides the binary
+    section's start from it."""
+
+    def read(self, size: Optional[int] = -1) -> bytes:
+        if size is not None and size > 0 and self.tell() >= len(self.getbuffer()):
+            raise EOFError("read past the end of the file")
+        return super().read(size)
 
 
 def _cbf_binary_fields(path, raw: bytes) -> Dict[str, int]:
