@@ -109,26 +109,57 @@ class ReflectionSet:
         self._minus_parameter = np.full(len(self.hkl), -1, dtype=np.int64)
         if self.anomalous:
             self._minus_parameter[acentric] = len(self.hkl) + np.arange(len(acentric))
-        self._p1_parameter = self.parameter_of(self.p1_hkl)
+        rows, plus = self._asu_rows_by_rotation(self.p1_hkl)
+        minus = self._minus_parameter[np.maximum(rows, 0)]
+        self._p1_parameter = np.where(rows >= 0, np.where(~plus & (minus >= 0), minus, rows), -1)
+        self._p1_plus = plus & (rows >= 0)
+        self._box_min = self.p1_hkl.min(axis=0)
+        self._box_shape = tuple(int(v) for v in self.p1_hkl.max(axis=0) - self._box_min + 1)
+        self._p1_row_grid = np.full(self._box_shape, -1, dtype=np.int64)
+        offsets = self.p1_hkl - self._box_min
+        self._p1_row_grid[offsets[:, 0], offsets[:, 1], offsets[:, 2]] = np.arange(len(self.p1_hkl))
 
     @property
     def n_parameters(self) -> int:
         """How many amplitudes the set has (one per ASU reflection, plus one per acentric one when anomalous)."""
         return len(self.hkl) + (int((~self.centric).sum()) if self.anomalous else 0)
 
-    def _asu_rows(self, p1_hkl: ArrayLike) -> Tuple[np.ndarray, np.ndarray]:
+    def _asu_rows_by_rotation(self, p1_hkl: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """ASU row (−1 where none) of every index, and whether it is equivalent to the row by a
-        rotation (True) or only to its Friedel mate (False)."""
-        indices = _as_indices(p1_hkl)
-        rows = np.full(len(indices), -1, dtype=np.int64)
-        plus = np.zeros(len(indices), dtype=bool)
+        rotation (True) or only to its Friedel mate (False), by trying every rotation of the
+        group: made once, for :attr:`p1_hkl`."""
+        rows = np.full(len(p1_hkl), -1, dtype=np.int64)
+        plus = np.zeros(len(p1_hkl), dtype=bool)
         for sign in (1, -1):
             for rotation in self._rotations:
-                found = self._row_of(sign * indices @ rotation)
+                found = self._row_of(sign * p1_hkl @ rotation)
                 new = (rows < 0) & (found >= 0)
                 rows[new] = found[new]
                 plus[new] = sign > 0
         return rows, plus
+
+    def p1_row_of(self, p1_hkl: ArrayLike) -> np.ndarray:
+        """The row of :attr:`p1_hkl` of every Miller index, by one lookup in a grid over the
+        index box.
+
+        Parameters
+        ----------
+        p1_hkl : array-like of int (m, 3)
+            Miller indices.
+
+        Returns
+        -------
+        ndarray of int64 (m,)
+            The row of ``p1_hkl`` that holds each index; −1 for 000 and for an index beyond
+            ``d_min_A``.
+        """
+        indices = _as_indices(p1_hkl)
+        offsets = indices - self._box_min
+        inside = ((offsets >= 0) & (offsets < np.asarray(self._box_shape))).all(axis=1)
+        rows = np.full(len(indices), -1, dtype=np.int64)
+        kept = offsets[inside]
+        rows[inside] = self._p1_row_grid[kept[:, 0], kept[:, 1], kept[:, 2]]
+        return rows
 
     def _row_of(self, indices: np.ndarray) -> np.ndarray:
         """Row of each index in ``hkl``, −1 where it is not an ASU reflection."""
@@ -152,10 +183,8 @@ class ReflectionSet:
             ``anomalous=True`` different for the Friedel mates of an acentric reflection; −1 for
             a systematic absence, 000, or an index beyond ``d_min_A``.
         """
-        rows, plus = self._asu_rows(p1_hkl)
-        minus = self._minus_parameter[np.maximum(rows, 0)]
-        parameter = np.where(~plus & (minus >= 0), minus, rows)
-        return np.where(rows >= 0, parameter, -1)
+        rows = self.p1_row_of(p1_hkl)
+        return np.where(rows >= 0, self._p1_parameter[rows], -1)
 
     def is_plus(self, p1_hkl: ArrayLike) -> np.ndarray:
         """Whether each index is equivalent to its ASU reflection by a rotation (the F(+) half).
@@ -172,8 +201,8 @@ class ReflectionSet:
             (gemmi's odd ISYM), False for those equivalent only to its Friedel mate and for
             those of no ASU reflection. Centric indices are both; they read True.
         """
-        rows, plus = self._asu_rows(p1_hkl)
-        return plus & (rows >= 0)
+        rows = self.p1_row_of(p1_hkl)
+        return (rows >= 0) & self._p1_plus[rows]
 
     @property
     def asu_rows_of_parameters(self) -> Tuple[np.ndarray, np.ndarray]:
@@ -250,18 +279,14 @@ class ReflectionSet:
         if values.shape != (len(self.p1_hkl),):
             raise ValueError(f"ReflectionSet.p1_structure_factors: values has shape {tuple(values.shape)}, expected "
                              f"({len(self.p1_hkl)},) (one per row of p1_hkl)")
-        minimum, maximum = self.p1_hkl.min(axis=0), self.p1_hkl.max(axis=0)
-        shape = tuple(int(v) for v in maximum - minimum + 1)
-        offsets = self.p1_hkl - minimum
-        flat = np.ravel_multi_index((offsets[:, 0], offsets[:, 1], offsets[:, 2]), shape)
-        lookup = np.full(int(np.prod(shape)), len(self.p1_hkl), dtype=np.int64)
-        lookup[flat] = np.arange(len(self.p1_hkl))
+        shape = self._box_shape
+        lookup = np.where(self._p1_row_grid >= 0, self._p1_row_grid, len(self.p1_hkl))
         extended = torch.cat([values, values.new_full((1,), float(default_F))])
-        grid = extended[torch.from_numpy(lookup).to(values.device)].reshape(shape)
+        grid = extended[torch.from_numpy(lookup).to(values.device)]
         metadata = {}
         for axis, name in enumerate("hkl"):
-            metadata.update({f"{name}_min": int(minimum[axis]), f"{name}_max": int(maximum[axis]),
-                             f"{name}_range": shape[axis]})
+            metadata.update({f"{name}_min": int(self._box_min[axis]),
+                             f"{name}_max": int(self._box_min[axis]) + shape[axis] - 1, f"{name}_range": shape[axis]})
         return StructureFactors(grid, metadata, default_F=float(default_F))
 
     def from_structure_factors(self, structure_factors: StructureFactors) -> torch.Tensor:

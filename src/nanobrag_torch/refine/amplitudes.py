@@ -75,54 +75,79 @@ class AmplitudeSums:
 _SUMMED = ("loss", "gradient", "fisher", "pixels", "shot_loss", "shot_gradient", "shot_fisher")
 
 
+DETAILS = ("loss", "fisher", "coupling")
+"""What :func:`amplitude_sums` can sum: the losses only, also the gradients and Fisher
+information, or also the coupling."""
+
+
 def amplitude_sums(terms: Optional[AmplitudeTerms], intensities: torch.Tensor, scales: torch.Tensor,
-                   levels: torch.Tensor, likelihood: Likelihood, coupling: bool = False) -> AmplitudeSums:
+                   levels: torch.Tensor, likelihood: Likelihood, detail: str = "fisher") -> AmplitudeSums:
     """The sums of :class:`AmplitudeSums` over some shots' pixels.
 
     Parameters
     ----------
     terms : AmplitudeTerms or None
-        The shots' pixels (None: no pixel).
+        The shots' pixels (None: no pixel), each shot's pixels together and ordered by
+        parameter (as :func:`~nanobrag_torch.refine.shot_work.amplitude_terms` makes them).
     intensities : tensor (n,) of float64
         ``|F|²`` of every parameter.
     scales, levels : tensor (S,) of float64
         Every shot's scale and background level (by position in the dataset).
     likelihood : Poisson, Gaussian or MeanSquaredError
         The noise model.
-    coupling : bool
-        Also sum :attr:`AmplitudeSums.coupling`.
+    detail : {"loss", "fisher", "coupling"}
+        ``"loss"``: only :attr:`AmplitudeSums.loss` and :attr:`AmplitudeSums.shot_loss` (the
+        other sums are zero; what a line search needs); ``"fisher"``: every sum but the
+        coupling; ``"coupling"``: also :attr:`AmplitudeSums.coupling`.
 
     Returns
     -------
     AmplitudeSums
+
+    Raises
+    ------
+    ValueError
+        ``detail`` is not one of :data:`DETAILS`.
     """
+    if detail not in DETAILS:
+        raise ValueError(f"amplitude_sums: detail = {detail!r} must be one of {DETAILS}")
     n, shots = intensities.numel(), scales.numel()
     zeros = torch.zeros(n, dtype=torch.float64)
     sums = AmplitudeSums(zeros, zeros.clone(), zeros.clone(), zeros.clone(), torch.zeros(shots, dtype=torch.float64),
                          torch.zeros((shots, 2), dtype=torch.float64), torch.zeros((shots, 2, 2), dtype=torch.float64))
     if terms is None or terms.parameter.numel() == 0:
         return sums
+
+    def by_parameter(values: torch.Tensor) -> torch.Tensor:
+        return torch.bincount(terms.parameter, weights=values, minlength=n)
+
+    def by_shot(values: torch.Tensor) -> torch.Tensor:
+        return torch.bincount(terms.shot, weights=values, minlength=shots)
+
     signal = terms.unit * intensities[terms.parameter]
     scale = scales[terms.shot]
     expected = scale * signal + levels[terms.shot] * terms.background
     loss = likelihood.pixel_losses(expected, terms.observed)
+    sums.loss, sums.shot_loss = by_parameter(loss), by_shot(loss)
+    if detail == "loss":
+        return sums
     slope = likelihood.gradient(expected, terms.observed)
     weight = likelihood.fisher_weights(expected)
     if weight.dim() == 0:
         weight = weight.expand_as(expected)
     a = scale * terms.unit
-    sums.loss.index_add_(0, terms.parameter, loss)
-    sums.gradient.index_add_(0, terms.parameter, a * slope)
-    sums.fisher.index_add_(0, terms.parameter, a * a * weight)
-    sums.pixels.index_add_(0, terms.parameter, torch.ones_like(loss))
-    derivatives = torch.stack([signal, terms.background], dim=1)
-    sums.shot_loss.index_add_(0, terms.shot, loss)
-    sums.shot_gradient.index_add_(0, terms.shot, derivatives * slope[:, None])
-    sums.shot_fisher.index_add_(0, terms.shot, derivatives[:, :, None] * derivatives[:, None, :] * weight[:, None, None])
-    if coupling:
-        pairs, where = torch.unique(terms.parameter * shots + terms.shot, return_inverse=True)
-        values = torch.zeros((pairs.numel(), 2), dtype=torch.float64).index_add_(
-            0, where, derivatives * (a * weight)[:, None])
+    sums.gradient = by_parameter(a * slope)
+    sums.fisher = by_parameter(a * a * weight)
+    sums.pixels = by_parameter(torch.ones_like(loss))
+    derivatives = (signal, terms.background)
+    for i, first in enumerate(derivatives):
+        sums.shot_gradient[:, i] = by_shot(first * slope)
+        for j, second in enumerate(derivatives[i:], start=i):
+            sums.shot_fisher[:, i, j] = sums.shot_fisher[:, j, i] = by_shot(first * second * weight)
+    if detail == "coupling":
+        pairs, where = torch.unique_consecutive(terms.parameter * shots + terms.shot, return_inverse=True)
+        values = torch.stack([torch.bincount(where, weights=d * a * weight, minlength=pairs.numel())
+                              for d in derivatives], dim=1)
         sums.coupling = (pairs // shots, pairs % shots, values)
     return sums
 
@@ -147,7 +172,8 @@ def solve_amplitudes(sums: Sums, intensities: torch.Tensor, scales: torch.Tensor
     Parameters
     ----------
     sums : callable
-        ``sums(I, s, b, coupling=False)``: the :class:`AmplitudeSums` at those values.
+        ``sums(I, s, b, detail="fisher")``: the :class:`AmplitudeSums` at those values
+        (:func:`amplitude_sums`'s ``detail``).
     intensities : tensor (n,) of float64
         Starting intensities (negative ones start at 0).
     scales, levels : tensor (S,) of float64
@@ -169,14 +195,14 @@ def solve_amplitudes(sums: Sums, intensities: torch.Tensor, scales: torch.Tensor
     factors = torch.stack([scales, levels], dim=1).clone()
     lowest = torch.tensor([1e-12, 0.0], dtype=torch.float64)
     for _ in range(MAX_ITERATIONS):
-        current = sums(intensities, factors[:, 0], factors[:, 1], coupling=True)
+        current = sums(intensities, factors[:, 0], factors[:, 1], detail="coupling")
         step_I, step_f = _newton_step(current, intensities, factors[:, 0])
         loss = float(current.loss.sum())
         accepted = False
         for _ in range(HALVINGS):
             trial_I = (intensities + step_I).clamp(min=0)
             trial_f = torch.maximum(factors + step_f, lowest)
-            if float(sums(trial_I, trial_f[:, 0], trial_f[:, 1]).loss.sum()) <= loss:
+            if float(sums(trial_I, trial_f[:, 0], trial_f[:, 1], detail="loss").loss.sum()) <= loss:
                 accepted = True
                 break
             step_I, step_f = step_I / 2, step_f / 2
@@ -194,7 +220,7 @@ def solve_amplitudes(sums: Sums, intensities: torch.Tensor, scales: torch.Tensor
     mean_scale = float(factors[has_pixels, 0].mean()) if bool(has_pixels.any()) else 1.0
     factors[has_pixels, 0] /= mean_scale
     intensities = intensities * mean_scale
-    current = sums(intensities, factors[:, 0], factors[:, 1], coupling=True)
+    current = sums(intensities, factors[:, 0], factors[:, 1], detail="coupling")
     variance = _intensity_variance(current, intensities, factors[:, 0], covariance_factor)
     return intensities, variance, factors[:, 0].clone(), factors[:, 1].clone(), current
 
@@ -219,8 +245,9 @@ def _schur_system(sums: AmplitudeSums, intensities: torch.Tensor, scales: torch.
     parameter, shot, values = sums.coupling
     index = torch.stack([parameter.repeat_interleave(2), torch.stack([2 * shot, 2 * shot + 1], dim=1).reshape(-1)])
     coupling = torch.sparse_coo_tensor(index, values.reshape(-1), (n, 2 * shots), check_invariants=False).coalesce()
-    weighted = torch.sparse_coo_tensor(index, (values * inverse[parameter, None].sqrt()).reshape(-1), (n, 2 * shots),
-                                       check_invariants=False).coalesce()
+    rows = coupling.indices()[0]
+    weighted = torch.sparse_coo_tensor(coupling.indices(), coupling.values() * inverse[rows].sqrt(), (n, 2 * shots),
+                                       is_coalesced=True, check_invariants=False)
     blocks = _block_diagonal(sums.shot_fisher)
     schur = blocks - weighted.t() @ weighted.to_dense()
     diagonal = torch.diagonal(schur).clone()

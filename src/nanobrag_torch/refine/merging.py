@@ -224,16 +224,8 @@ def _pixel_reflections(shot, reflections: ReflectionSet) -> Tuple[np.ndarray, np
         unit = simulator.run(prepared=prepared).numpy()
     seen = pixel_reflections(prepared, torch.arange(unit.size))
     hkl = seen.hkl.numpy()
-    minimum = reflections.p1_hkl.min(axis=0)
-    shape = reflections.p1_hkl.max(axis=0) - minimum + 1
-    lookup = np.full(tuple(shape), -1, dtype=np.int64)
-    present = reflections.parameter_of(reflections.p1_hkl) >= 0
-    offsets = reflections.p1_hkl[present] - minimum
-    lookup[offsets[:, 0], offsets[:, 1], offsets[:, 2]] = np.flatnonzero(present)
-    inside = seen.single.numpy() & ((hkl - minimum) >= 0).all(axis=1) & ((hkl - minimum) < shape).all(axis=1)
-    row = np.full(len(hkl), -1, dtype=np.int64)
-    where = hkl[inside] - minimum
-    row[inside] = lookup[where[:, 0], where[:, 1], where[:, 2]]
+    row = np.where(seen.single.numpy(), reflections.p1_row_of(hkl), -1)
+    row = np.where(reflections.parameter_of(hkl) >= 0, row, -1)
     return unit, np.where(unit.reshape(-1) > 0, row, -1).reshape(unit.shape)
 
 

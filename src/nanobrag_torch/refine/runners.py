@@ -151,7 +151,7 @@ def terms_partition(partition: Partition, reflections) -> Partition:
 
 
 def sums_partition(partition: Partition, intensities: torch.Tensor, scales: torch.Tensor,
-                   levels: torch.Tensor, coupling: bool = False) -> AmplitudeSums:
+                   levels: torch.Tensor, detail: str = "fisher") -> AmplitudeSums:
     """The shots' :class:`~nanobrag_torch.refine.amplitudes.AmplitudeSums`.
 
     Parameters
@@ -162,14 +162,14 @@ def sums_partition(partition: Partition, intensities: torch.Tensor, scales: torc
         ``|F|²`` of every parameter.
     scales, levels : tensor (S,)
         Every shot's scale and background level.
-    coupling : bool
-        Also the intensities' coupling to the shots' factors.
+    detail : {"loss", "fisher", "coupling"}
+        Which sums (:func:`~nanobrag_torch.refine.amplitudes.amplitude_sums`).
 
     Returns
     -------
     AmplitudeSums
     """
-    return amplitude_sums(partition.terms, intensities, scales, levels, partition.likelihood, coupling)
+    return amplitude_sums(partition.terms, intensities, scales, levels, partition.likelihood, detail)
 
 
 def observation_counts(terms: Optional[AmplitudeTerms], n_parameters: int) -> torch.Tensor:
@@ -315,7 +315,7 @@ class LocalRunner:
         self._partitions = [dataclasses.replace(p, terms=None) for p in self._partitions]
 
     def amplitude_sums(self, intensities: torch.Tensor, scales: torch.Tensor, levels: torch.Tensor,
-                       coupling: bool = False) -> AmplitudeSums:
+                       detail: str = "fisher") -> AmplitudeSums:
         """The sums over every shot.
 
         Parameters
@@ -324,14 +324,14 @@ class LocalRunner:
             ``|F|²`` of every parameter.
         scales, levels : tensor (S,)
             Every shot's scale and background level.
-        coupling : bool
-            Also the intensities' coupling to the shots' factors.
+        detail : {"loss", "fisher", "coupling"}
+            Which sums (:func:`~nanobrag_torch.refine.amplitudes.amplitude_sums`).
 
         Returns
         -------
         AmplitudeSums
         """
-        return amplitude_sums(self._terms, intensities, scales, levels, self._likelihood, coupling)
+        return amplitude_sums(self._terms, intensities, scales, levels, self._likelihood, detail)
 
     def observations(self, n_parameters: int) -> torch.Tensor:
         """How many shots recorded each parameter's reflection (:func:`observations_partition`).
@@ -433,7 +433,7 @@ class DaskRunner(LocalRunner):
         self._submit(terms_partition, reflections)
 
     def amplitude_sums(self, intensities: torch.Tensor, scales: torch.Tensor, levels: torch.Tensor,
-                       coupling: bool = False) -> AmplitudeSums:
+                       detail: str = "fisher") -> AmplitudeSums:
         """The sums over every partition, computed on the workers.
 
         Parameters
@@ -442,14 +442,14 @@ class DaskRunner(LocalRunner):
             ``|F|²`` of every parameter.
         scales, levels : tensor (S,)
             Every shot's scale and background level.
-        coupling : bool
-            Also the intensities' coupling to the shots' factors.
+        detail : {"loss", "fisher", "coupling"}
+            Which sums (:func:`~nanobrag_torch.refine.amplitudes.amplitude_sums`).
 
         Returns
         -------
         AmplitudeSums
         """
-        futures = [self._client.submit(sums_partition, p, intensities, scales, levels, coupling, pure=False)
+        futures = [self._client.submit(sums_partition, p, intensities, scales, levels, detail, pure=False)
                    for p in self._partitions]
         total = None
         for sums in self._client.gather(futures):

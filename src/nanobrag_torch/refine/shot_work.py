@@ -325,6 +325,8 @@ def refine_geometry(work: ShotWork, table: StructureFactors, likelihood: Likelih
 class AmplitudeTerms:
     """Pixels of some shots as terms ``s · u · I[parameter] + b · w`` of the amplitude problem.
 
+    Each shot's pixels come together, ordered by parameter.
+
     Attributes
     ----------
     parameter : tensor (m,) of int64
@@ -401,10 +403,11 @@ def amplitude_terms(work: ShotWork, reflections, dtype: torch.dtype) -> Optional
         unit = simulator.run(pixels=work.pixels, prepared=prepared).to(torch.float64)
     seen = pixel_reflections(prepared, work.pixels)
     parameter = torch.from_numpy(np.asarray(reflections.parameter_of(seen.hkl.numpy()), dtype=np.int64))
-    keep = seen.single & (parameter >= 0) & (unit > 0)
+    keep = torch.nonzero(seen.single & (parameter >= 0) & (unit > 0)).reshape(-1)
+    keep = keep[torch.argsort(parameter[keep], stable=True)]  # the pixels of a reflection together
     parameter, unit = parameter[keep], unit[keep]
     peaks = torch.zeros(reflections.n_parameters, dtype=torch.float64).scatter_reduce(0, parameter, unit, "amax")
-    recorded = peaks[parameter] >= MIN_PARTIALITY * float(peaks.max()) if parameter.numel() else keep[keep]
+    recorded = peaks[parameter] >= MIN_PARTIALITY * float(peaks.max()) if parameter.numel() else unit > 0
     return AmplitudeTerms(parameter=parameter, shot=torch.full((parameter.numel(),), work.index, dtype=torch.int64),
                           unit=unit, background=work.background[keep], observed=work.observed[keep],
                           recorded=recorded)
