@@ -4,8 +4,11 @@ dataset made with nanoBragg C (``benchmarks/make_serial_dataset.py``).
 For each number of shots (a quarter, half and all of the dataset by default) it measures, each in
 a fresh process:
 
-* the conventional method (``integrate_and_merge``) handed the TRUE orientations and scales, and
-  handed the start orientations;
+* the conventional method (``integrate_and_merge(partiality=False)``: summation integration and
+  mean merging) handed the TRUE orientations and scales, and handed the start orientations;
+* the model-partiality merging (``integrate_and_merge``'s default, ``partiality=True``) handed the
+  TRUE orientations and scales: what the summed spots give when the model's partialities are
+  exact;
 * ``refine_dataset`` from the start orientations (the analyst's knowledge: nominal fluence, the
   indexed orientation): amplitudes (CC and R after a least-squares scale, against the truth),
   anomalous differences (CCano), orientation errors (median, 90th percentile), the calibration of
@@ -109,12 +112,13 @@ def single(folder: Path, count: int, method: str, workers: int) -> dict:
     reflections, true_values = truth(folder, manifest)
     group, d_min = manifest["space_group"], manifest["d_min_A"]
     start = time.perf_counter()
-    if method == "conventional-true":
+    if method in ("conventional-true", "partiality-true"):
         _, true_shots = load_shots(folder, count, "true")
         scales = [entry["scale"] for entry in manifest["shots"][:count]]
-        result = {"merged": integrate_and_merge(true_shots, group, d_min, anomalous=True, scales=scales)}
+        result = {"merged": integrate_and_merge(true_shots, group, d_min, anomalous=True, scales=scales,
+                                                partiality=method == "partiality-true")}
     elif method == "conventional-start":
-        result = {"merged": integrate_and_merge(shots, group, d_min, anomalous=True)}
+        result = {"merged": integrate_and_merge(shots, group, d_min, anomalous=True, partiality=False)}
     else:
         client = None
         if workers:
@@ -154,7 +158,8 @@ def main(argv=None) -> int:
         return 0
     total = len(json.loads((args.folder / "manifest.json").read_text())["shots"])
     counts = args.shots or sorted({max(1, total // 4), max(1, total // 2), total})
-    runs = [(n, method, 0) for n in counts for method in ("conventional-true", "conventional-start", "refine")]
+    runs = [(n, method, 0) for n in counts
+            for method in ("conventional-true", "conventional-start", "partiality-true", "refine")]
     if args.dask_shots:
         runs += [(args.dask_shots, "refine", 0), (args.dask_shots, "refine", 1), (args.dask_shots, "refine", 2)]
     rows = []

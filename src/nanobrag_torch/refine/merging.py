@@ -10,7 +10,9 @@ where the unit image exceeds :data:`SPOT_FRACTION` of the reflection's peak are 
 median of the other pixels in a box around it is its background. A shot's observation of
 ``|F|²`` is then ``Σ (counts − background) / Σ unit image`` over the spot, divided by the shot's
 scale, with its counting variance; the observations of symmetry equivalents (the Friedel mates
-separately when anomalous) are averaged with inverse-variance weights.
+separately when anomalous) are averaged with inverse-variance weights. Without the partiality
+correction (``partiality=False``) it is the field's plain processing: summation intensities over
+the shot's scale, merged by their mean.
 """
 
 from __future__ import annotations
@@ -95,17 +97,34 @@ class MergedAmplitudes:
 
 @dataclass(frozen=True)
 class _Observations:
-    """Every shot's observations of ``|F|²``: the P1 index, the intensity, its variance."""
+    """Every shot's observations of ``|F|²``: the P1 index, the intensity, its variance, and the
+    spot's sum of the unit image (the model's partiality times the pixels' factors)."""
 
     hkl: np.ndarray
     intensity: np.ndarray
     variance: np.ndarray
+    unit_sum: np.ndarray
+
+    def without_partiality(self) -> "_Observations":
+        """The same spots as plain summation intensities, ``Σ (counts − background)`` over the
+        shot's scale, put on the model's scale by one factor for all (the mean unit sum)."""
+        factor = self.unit_sum / self.unit_sum.mean() if len(self.unit_sum) else self.unit_sum
+        return _Observations(self.hkl, self.intensity * factor, self.variance * factor ** 2, self.unit_sum)
 
 
 def integrate_and_merge(shots: Sequence[Any], space_group: str, d_min_A: float, *, anomalous: bool = False,
                         scales: Optional[Sequence[float]] = None,
-                        cell_A_deg: Optional[Sequence[float]] = None) -> MergedAmplitudes:
+                        cell_A_deg: Optional[Sequence[float]] = None, partiality: bool = True) -> MergedAmplitudes:
     """Summation integration of every predicted spot of every shot, and merging of equivalents.
+
+    With ``partiality=True`` (the default, and the start of
+    :func:`~nanobrag_torch.refine.dataset.refine_dataset`) each spot's summed counts are
+    divided by the model's prediction of the spot at unit intensity (its partiality and the
+    pixels' factors) and the equivalents are averaged with inverse-variance weights: a
+    model-based method, as good as the given orientations. With ``partiality=False`` it is the
+    field's plain conventional processing of stills (Monte Carlo merging): the summation
+    intensities over the shot's scale, one overall factor for all, and a plain mean of the
+    equivalents, which averages the partialities out over many shots.
 
     Parameters
     ----------
@@ -124,6 +143,9 @@ def integrate_and_merge(shots: Sequence[Any], space_group: str, d_min_A: float, 
     cell_A_deg : sequence of 6 floats, optional
         The cell of the reflection set. Default: the first shot's crystal's (from its MOSFLM
         vectors or cell).
+    partiality : bool
+        Correct each spot by the model's partiality and merge with inverse-variance weights
+        (True), or merge plain summation intensities by their mean (False).
 
     Returns
     -------
@@ -145,14 +167,15 @@ def integrate_and_merge(shots: Sequence[Any], space_group: str, d_min_A: float, 
         cell_A_deg = _cell_of(shots[0].crystal)
     merged_set = ReflectionSet(space_group, cell_A_deg, d_min_A, anomalous=False)
     observations = [_integrate(shot, index, merged_set, scale) for index, (shot, scale) in enumerate(zip(shots, scales))]
-    everything = _Observations(hkl=np.concatenate([o.hkl for o in observations]),
-                               intensity=np.concatenate([o.intensity for o in observations]),
-                               variance=np.concatenate([o.variance for o in observations]))
-    F, sigma_F, counts = _merge(everything, merged_set)
+    everything = _Observations(*(np.concatenate([getattr(o, f.name) for o in observations])
+                                 for f in dataclasses.fields(_Observations)))
+    if not partiality:
+        everything = everything.without_partiality()
+    F, sigma_F, counts = _merge(everything, merged_set, weighted=partiality)
     anomalous_set, halves = merged_set, (None, None, None, None)
     if anomalous:
         anomalous_set = ReflectionSet(space_group, cell_A_deg, d_min_A, anomalous=True)
-        values, sigmas, _ = _merge(everything, anomalous_set)
+        values, sigmas, _ = _merge(everything, anomalous_set, weighted=partiality)
         n = len(merged_set.hkl)
         minus = anomalous_set.parameter_of(-merged_set.hkl)  # a centric reflection's F(−) is its F(+)
         halves = (values[:n], sigmas[:n], values[minus], sigmas[minus])
@@ -251,7 +274,7 @@ def _integrate(shot, index: int, reflections: ReflectionSet, scale: float) -> _O
     spot_pixels = spot_pixels[np.argsort(flat_row[spot_pixels], kind="stable")]
     bounds = np.searchsorted(flat_row[spot_pixels], rows, side="left"), np.searchsorted(flat_row[spot_pixels], rows,
                                                                                       side="right")
-    hkl, intensity, variance = [], [], []
+    hkl, intensity, variance, unit_sum = [], [], [], []
     for index in np.flatnonzero(kept):
         pixels = spot_pixels[bounds[0][index]:bounds[1][index]]
         slow, fast = np.divmod(pixels, shape[1])
@@ -270,18 +293,23 @@ def _integrate(shot, index: int, reflections: ReflectionSet, scale: float) -> _O
         hkl.append(reflections.p1_hkl[rows[index]])
         intensity.append((counts.sum() - background * len(pixels)) / weight)
         variance.append(var / weight ** 2)
+        unit_sum.append(weight / scale)
     return _Observations(hkl=np.array(hkl, dtype=np.int64).reshape(-1, 3), intensity=np.array(intensity),
-                         variance=np.array(variance))
+                         variance=np.array(variance), unit_sum=np.array(unit_sum))
 
 
-def _merge(observations: _Observations, reflections: ReflectionSet) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Inverse-variance mean intensity of each parameter of ``reflections``, its amplitude and the
-    amplitude's standard error (NaN where not measured), and the number of observations."""
+def _merge(observations: _Observations, reflections: ReflectionSet,
+           weighted: bool = True) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean intensity of each parameter of ``reflections`` (inverse-variance weighted, or plain),
+    its amplitude and the amplitude's standard error (NaN where not measured), and the number of
+    observations."""
     n = reflections.n_parameters
     parameter = reflections.parameter_of(observations.hkl) if len(observations.hkl) else np.zeros(0, np.int64)
     keep = parameter >= 0
     parameter, intensity = parameter[keep], observations.intensity[keep]
     weight = 1.0 / observations.variance[keep]
+    if not weighted:
+        weight = np.full_like(weight, 1.0 / observations.variance[keep].mean()) if len(weight) else weight
     total_weight = np.bincount(parameter, weight, minlength=n)
     counts = np.bincount(parameter, minlength=n)
     with np.errstate(divide="ignore", invalid="ignore"):
