@@ -83,21 +83,30 @@ def misorientation_deg(first, second) -> float:
 
 
 def amplitude_figures(merged, reflections, true_values):
-    """CC, R, CCano and the error bars' calibration of merged amplitudes against the truth."""
+    """CC, R, CCano and the error bars' calibration of merged amplitudes against the truth.
+
+    The merged ``F`` of an anomalous dataset stands for both Friedel mates (their weighted mean
+    amplitude, or the amplitude of their mean intensity), so it is compared with
+    ``sqrt((F(+)² + F(−)²)/2)`` of the truth, which either equals to first order in the anomalous
+    difference; ``F(+)`` and ``F(−)`` are compared with their own truths (``cc_mates``, ``r_mates``).
+    """
     from nanobrag_torch.refine.merging import compare_amplitudes
 
     n = len(reflections.hkl)
     true_plus = true_values[:n]
     true_minus = true_values[reflections.parameter_of(-reflections.hkl)]
-    cc, r = compare_amplitudes(merged.F, true_plus)
+    true_mean = np.sqrt((true_plus ** 2 + true_minus ** 2) / 2)
+    cc, r = compare_amplitudes(merged.F, true_mean)
     figures = {"cc": cc, "r": r, "reflections": int(np.isfinite(merged.F).sum())}
     if merged.F_plus is not None:
+        figures["cc_mates"], figures["r_mates"] = compare_amplitudes(np.concatenate([merged.F_plus, merged.F_minus]),
+                                                                     np.concatenate([true_plus, true_minus]))
         both = np.isfinite(merged.F_plus) & np.isfinite(merged.F_minus) & ~reflections.centric
         figures["cc_anomalous"] = float(np.corrcoef((merged.F_plus - merged.F_minus)[both],
                                                     (true_plus - true_minus)[both])[0, 1])
     known = np.isfinite(merged.F) & np.isfinite(merged.sigma_F) & (merged.sigma_F > 0)
-    scale = (merged.F[known] @ true_plus[known]) / (merged.F[known] @ merged.F[known])
-    pulls = (scale * merged.F[known] - true_plus[known]) / (scale * merged.sigma_F[known])
+    scale = (merged.F[known] @ true_mean[known]) / (merged.F[known] @ merged.F[known])
+    pulls = (scale * merged.F[known] - true_mean[known]) / (scale * merged.sigma_F[known])
     figures["pull_std"] = float(np.std(pulls))
     figures["pull_robust_std"] = float(np.median(np.abs(pulls)) / 0.6745)
     return figures
@@ -171,12 +180,11 @@ def main(argv=None) -> int:
         extra = (f"  orientation median {row['orientation_median_deg']:.4f}° p90 {row['orientation_p90_deg']:.4f}°"
                  if "orientation_median_deg" in row else "")
         print(f"{method:19s} shots {n:4d} workers {workers}: CC {row['cc']:.3f} R {row['r']:.3f} "
-              f"CCano {row.get('cc_anomalous', float('nan')):.3f} pull std {row['pull_std']:.2f} "
+              f"F± R {row.get('r_mates', float('nan')):.3f} CCano {row.get('cc_anomalous', float('nan')):.3f} pull std {row['pull_std']:.2f} "
               f"({row['pull_robust_std']:.2f} robust)  {row['seconds']:.0f} s  {row['peak_rss_GiB']:.2f} GiB{extra}",
               flush=True)
-    dask_rows = [row for row in rows if row["method"] == "refine" and row["shots"] == args.dask_shots]
-    if len(dask_rows) == 3:
-        here, one, two = dask_rows
+    if args.dask_shots:
+        here, one, two = rows[-3:]
         known = np.array(here["F"]) > 0
         difference = np.max(np.abs(np.array(two["F"])[known] - np.array(here["F"])[known]) / np.array(here["F"])[known])
         print(f"Dask: 1 worker {one['seconds']:.0f} s, 2 workers {two['seconds']:.0f} s "
