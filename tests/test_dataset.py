@@ -97,15 +97,43 @@ def test_a_malformed_shot_is_named_before_any_work(data):
         refine_dataset([dataclasses.replace(shots[0], observed=shots[0].observed - 100)], "P 43 21 2", 3.0)
 
 
+def _saturating(shot, saturation_counts: float) -> Shot:
+    """The shot recorded on a detector that saturates at ``saturation_counts``: every count
+    above it reads the saturation value."""
+    return dataclasses.replace(shot, observed=np.minimum(shot.observed, saturation_counts),
+                               saturation_counts=saturation_counts, name="saturated")
+
+
 @pytest.mark.slow
-def test_a_blank_shot_is_reported_and_left_out(data):
+def test_blank_and_saturated_shots_are_reported_and_left_out(data):
     shots = _shots(data)[:6]
     blank = dataclasses.replace(shots[2], observed=np.zeros_like(shots[2].observed), name="blank")
-    result = refine_dataset(shots[:2] + [blank] + shots[3:], "P 43 21 2", data.reflections.d_min_A, cycles=1)
+    saturated = _saturating(shots[3], 20.0)  # the median spot's brightest pixel holds about 57 photons
+    result = refine_dataset(shots[:2] + [blank, saturated] + shots[4:], "P 43 21 2", data.reflections.d_min_A,
+                            cycles=1)
     statuses = [s.status for s in result.shots]
-    assert statuses == ["ok", "ok", "too few spots", "ok", "ok", "ok"], statuses
-    assert "spot" in result.shots[2].reason
-    assert result.merged.n_shots == 5
+    assert statuses == ["ok", "ok", "too few spots", "saturated", "ok", "ok"], statuses
+    assert "spot" in result.shots[2].reason and "saturation" in result.shots[3].reason
+    assert result.merged.n_shots == 4
+
+
+def test_saturated_pixels_of_a_shot_are_not_compared(data):
+    """A saturation above every count changes nothing; one below the brightest spot's peak takes
+    those pixels out of the comparison but keeps the shot."""
+    from nanobrag_torch.refine.runners import prepare_partition
+    from nanobrag_torch.refine.likelihoods import as_likelihood
+
+    shot = _shots(data)[0]
+    peak = float(shot.observed.max())
+    works = prepare_partition([(0, shot), (1, dataclasses.replace(shot, saturation_counts=peak + 1)),
+                               (2, dataclasses.replace(shot, saturation_counts=peak))],
+                              as_likelihood("poisson"), torch.float64).works
+    plain, above, at_peak = works
+    assert plain.status == above.status == at_peak.status == "ok"
+    assert torch.equal(plain.pixels, above.pixels)
+    brightest = set(np.flatnonzero(shot.observed.reshape(-1) >= peak).tolist())
+    assert brightest <= set(plain.pixels.tolist())
+    assert not brightest & set(at_peak.pixels.tolist())
 
 
 @pytest.mark.slow
@@ -224,3 +252,43 @@ def test_shots_given_as_image_files_are_read_when_needed(small_shots, tmp_path):
     from_files = refine_dataset(on_disk, "P 43 21 2", data.reflections.d_min_A, cycles=1)
     measured = np.isfinite(from_memory.merged.F)
     np.testing.assert_array_equal(from_files.merged.F[measured], from_memory.merged.F[measured])
+
+
+def test_per_shot_chooses_what_each_shot_refines(data):
+    shots = _shots(data)[:3]
+    with pytest.raises(ValueError, match=r"per_shot must hold 'scale'.*only up to each shot's scale"):
+        refine_dataset(shots, "P 43 21 2", 3.0, per_shot=("orientation", "background"))
+    with pytest.raises(ValueError, match=r"unknown: 'cell'"):
+        refine_dataset(shots, "P 43 21 2", 3.0, per_shot=("scale", "cell"))
+    result = refine_dataset(shots, "P 43 21 2", data.reflections.d_min_A, per_shot=("scale",), cycles=1)
+    for refined, given in zip(result.shots, shots):
+        assert refined.status == "ok"
+        np.testing.assert_allclose(refined.reciprocal_basis_per_A[:, 0], given.crystal.mosflm_a_star, rtol=1e-12)
+        assert refined.values["background_scale"] == 0.0
+        assert all(np.isnan(refined.stderr[name]) for name in refined.stderr if name != "scale")
+        assert np.isfinite(refined.stderr["scale"]) and refined.stderr["scale"] > 0
+
+
+def test_a_shot_read_from_a_cbf_leaves_out_its_gaps_and_overloads(data, tmp_path):
+    """A Pilatus CBF marks module gaps with −1 and counts at or above its Count_cutoff as
+    overloads: neither is compared, and neither is an error."""
+    from fabio.cbfimage import CbfImage
+
+    from nanobrag_torch.refine.likelihoods import as_likelihood
+    from nanobrag_torch.refine.runners import prepare_partition
+
+    shot = _shots(data)[0]
+    counts = shot.observed.astype(np.int32)
+    peak = int(counts.max())
+    counts[40:43, :] = -1  # a gap between modules
+    header = {"_array_data.header_contents": f"# Count_cutoff {peak} counts"}
+    CbfImage(data=counts, header=header).write(str(tmp_path / "shot.cbf"))
+    from_file = dataclasses.replace(shot, observed=tmp_path / "shot.cbf")
+    in_memory = dataclasses.replace(shot, observed=np.where(counts < 0, 0, counts), saturation_counts=peak,
+                                    mask=counts >= 0)
+    works = prepare_partition([(0, from_file), (1, in_memory)], as_likelihood("poisson"), torch.float64).works
+    assert works[0].status == works[1].status == "ok"
+    assert torch.equal(works[0].pixels, works[1].pixels)
+    compared = works[0].pixels.numpy()
+    left_out = np.flatnonzero(((counts < 0) | (counts >= peak)).reshape(-1))
+    assert len(left_out) > 3 * 128 and not np.isin(left_out, compared).any()

@@ -68,6 +68,7 @@ def test_cbf_flags_and_count_cutoff_are_masked(tmp_path):
     image = read_image(tmp_path / "p.cbf")
     np.testing.assert_array_equal(image.counts, data)
     np.testing.assert_array_equal(image.mask, (data < 0) | (data >= 1500))
+    np.testing.assert_array_equal(image.saturated, data >= 1500)  # the overloads; not the gap, not the bad pixel
     assert image.pixel_size_mm == pytest.approx(0.172) and image.distance_mm == pytest.approx(250.0)
     assert image.wavelength_A == pytest.approx(1.0332) and image.beam_center_px == (2.5, 1.75)
 
@@ -126,6 +127,7 @@ def test_nexus_multi_frame_with_external_bitshuffle_lz4_data(tmp_path):
         expected = (frames[index] >= 2000) | (frames[index] == np.iinfo(np.uint32).max)
         expected[3, 4] = True
         np.testing.assert_array_equal(image.mask, expected)
+        np.testing.assert_array_equal(image.saturated, frames[index] >= 2000)  # not the gaps' largest value
     assert image.pixel_size_mm == pytest.approx(0.075) and image.distance_mm == pytest.approx(125.0)
     assert image.wavelength_A == pytest.approx(1.0) and image.beam_center_px == (10.5, 7.25)
 

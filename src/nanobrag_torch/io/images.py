@@ -50,6 +50,10 @@ class DetectorImage:
         True where a pixel is not to be trusted: flagged by the detector (negative values, the
         NeXus ``pixel_mask``, an integer type's largest value) or at or above the saturation
         (overload) value.
+    saturated : ndarray of bool, same shape
+        The part of ``mask`` at or above the saturation (overload) value: pixels that counted
+        more photons than they could record (a subset of ``mask``; gaps and bad pixels are not
+        in it).
     pixel_size_mm : float or None
         Side of a pixel.
     distance_mm : float or None
@@ -65,6 +69,7 @@ class DetectorImage:
 
     counts: np.ndarray
     mask: np.ndarray
+    saturated: np.ndarray
     pixel_size_mm: Optional[float] = None
     distance_mm: Optional[float] = None
     wavelength_A: Optional[float] = None
@@ -136,7 +141,8 @@ def _read_smv_image(path, adc_offset_adu: float) -> DetectorImage:
     if pixel and "DENZO_X_BEAM" in header and "DENZO_Y_BEAM" in header:  # nanoBragg's: Sbeam, Fbeam in mm
         fast_mm, slow_mm = _header_float(path, header, "DENZO_Y_BEAM"), _header_float(path, header, "DENZO_X_BEAM")
         beam = (fast_mm / pixel, slow_mm / pixel)
-    return DetectorImage(counts=data.astype(np.float64) - float(adc_offset_adu), mask=data >= SMV_SATURATED_ADU,
+    saturated = data >= SMV_SATURATED_ADU
+    return DetectorImage(counts=data.astype(np.float64) - float(adc_offset_adu), mask=saturated, saturated=saturated,
                          pixel_size_mm=pixel, distance_mm=_header_float(path, header, "DISTANCE"),
                          wavelength_A=_header_float(path, header, "WAVELENGTH"), beam_center_px=beam)
 
@@ -191,13 +197,12 @@ def _read_cbf(path) -> DetectorImage:
         return float(match.group(group)) if match else None
 
     counts = data.astype(np.float64)
-    mask = counts < 0
     cutoff = number("cutoff")
-    if cutoff is not None:
-        mask |= counts >= cutoff
+    saturated = counts >= cutoff if cutoff is not None else np.zeros(counts.shape, dtype=bool)
+    mask = (counts < 0) | saturated
     pixel_m, distance_m = number("pixel_size"), number("distance")
     beam = (number("beam", 1), number("beam", 2)) if number("beam") is not None else None
-    return DetectorImage(counts=counts, mask=mask, pixel_size_mm=None if pixel_m is None else pixel_m * 1e3,
+    return DetectorImage(counts=counts, mask=mask, saturated=saturated, pixel_size_mm=None if pixel_m is None else pixel_m * 1e3,
                          distance_mm=None if distance_m is None else distance_m * 1e3,
                          wavelength_A=number("wavelength"), beam_center_px=beam)
 
@@ -346,8 +351,8 @@ def _read_nxmx(path, master, index: int) -> DetectorImage:
     if frame.dtype.kind == "u":
         mask |= frame == np.iinfo(frame.dtype).max
     saturation = _scalar(path, master, f"{_NXMX_DETECTOR}/saturation_value")
-    if saturation is not None:
-        mask |= counts >= saturation
+    saturated = counts >= saturation if saturation is not None else np.zeros(counts.shape, dtype=bool)
+    mask |= saturated
     pixel_mask = master.get(f"{_NXMX_DETECTOR}/pixel_mask")
     if pixel_mask is not None:
         values = np.asarray(pixel_mask)
@@ -361,7 +366,7 @@ def _read_nxmx(path, master, index: int) -> DetectorImage:
         distance_m = _length_m(path, master, f"{_NXMX_DETECTOR}/detector_distance")
     beam_x = _scalar(path, master, f"{_NXMX_DETECTOR}/beam_center_x")
     beam_y = _scalar(path, master, f"{_NXMX_DETECTOR}/beam_center_y")
-    return DetectorImage(counts=counts, mask=mask,
+    return DetectorImage(counts=counts, mask=mask, saturated=saturated,
                          pixel_size_mm=None if pixel_m is None else pixel_m * 1e3,
                          distance_mm=None if distance_m is None else distance_m * 1e3,
                          wavelength_A=_wavelength_A(path, master),

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -36,7 +36,7 @@ from .likelihoods import Likelihood, as_likelihood
 from .merging import MergedAmplitudes, integrate_and_merge
 from .progress import Progress
 from .runners import partition_runner
-from .shot_work import SHOT_PARAMETERS
+from .shot_work import PER_SHOT, SHOT_PARAMETERS
 
 DEFAULT_CYCLES = 6
 """Alternations of the shots' geometry and the shared amplitudes at most."""
@@ -68,6 +68,10 @@ class Shot:
     mask : array of bool, optional
         Pixels to use (True), of the image's shape; the detector's own mask, ROI and an image
         file's untrusted pixels apply as well.
+    saturation_counts : float, optional
+        Counts at and above which a pixel of ``observed`` is saturated (the detector's
+        overload): such pixels are not compared. An image file's own overload value (CBF
+        ``Count_cutoff``, NeXus ``saturation_value``, SMV 65535) applies without it.
     """
 
     observed: Any
@@ -76,6 +80,7 @@ class Shot:
     beam: BeamConfig
     name: str = ""
     mask: Any = None
+    saturation_counts: Optional[float] = None
 
 
 @dataclass
@@ -88,7 +93,7 @@ class ShotResult:
         The shot's name.
     status : str
         ``"ok"`` for a refined shot; otherwise why it was left out of the shared parameters
-        (``"too few spots"``, ``"not indexed"``).
+        (``"too few spots"``, ``"saturated"``, ``"not indexed"``, ``"failed"``).
     reason : str
         The details behind a status other than ``"ok"`` (empty for ``"ok"``).
     crystal : CrystalConfig
@@ -96,7 +101,7 @@ class ShotResult:
     values, stderr : dict of str to float
         The shot's parameters (``crystal.misset_deg[i]``: rotations about lab x, y, z of the
         indexed orientation, degrees; ``scale``; ``background_scale``) and their standard
-        errors (with the amplitudes fixed).
+        errors (with the amplitudes fixed; NaN for a parameter held by ``per_shot``).
     converged : bool
         Whether its last geometry step met the convergence test.
     message : str
@@ -162,7 +167,8 @@ class DatasetResult:
 
 def refine_dataset(shots: Sequence[Shot], space_group: str, d_min_A: float, *,
                    structure_factors: Optional[StructureFactors] = None, anomalous: bool = False,
-                   likelihood: Union[str, Likelihood] = "poisson", cycles: int = DEFAULT_CYCLES, client=None,
+                   likelihood: Union[str, Likelihood] = "poisson", per_shot: Sequence[str] = PER_SHOT,
+                   cycles: int = DEFAULT_CYCLES, client=None,
                    checkpoint: Optional[Union[str, os.PathLike]] = None, progress: Optional[bool] = None,
                    dtype: torch.dtype = torch.float32) -> DatasetResult:
     """Refine many stills together: each shot's orientation, scale and background, and the
@@ -184,6 +190,13 @@ def refine_dataset(shots: Sequence[Shot], space_group: str, d_min_A: float, *,
         Refine the Friedel mates of acentric reflections apart.
     likelihood : {"poisson", "gaussian", "mse"} or a likelihood object
         As for :func:`~nanobrag_torch.refine.refine`.
+    per_shot : sequence of str
+        What is refined per shot: ``"scale"`` (always) and any of ``"orientation"`` (else the
+        indexed orientation is kept) and ``"background"`` (else a shot has no background
+        term: for images whose background was subtracted). Default: all three
+        (:data:`~nanobrag_torch.refine.shot_work.PER_SHOT`). The shared parameters are the
+        amplitudes; the cell, N_cells, the mosaic model and the detector are held at the
+        shots' values.
     cycles : int
         Alternations of geometry and amplitudes at most (``DEFAULT_CYCLES``); the run stops
         earlier when no amplitude moved by more than ``AMPLITUDE_TOLERANCE_SIGMA`` standard
@@ -207,14 +220,16 @@ def refine_dataset(shots: Sequence[Shot], space_group: str, d_min_A: float, *,
     Raises
     ------
     ValueError
-        No shots, a shot whose image is malformed (wrong shape, non-finite or negative counts;
-        the error names the shot), or a checkpoint written by another call.
+        No shots, ``per_shot`` naming something else or leaving out the scale, a shot whose
+        image is malformed (wrong shape, non-finite or negative counts; the error names the
+        shot), or a checkpoint written by another call.
     """
     if len(shots) == 0:
         raise ValueError("refine_dataset: shots is empty")
+    per_shot = _per_shot(per_shot)
     shots = list(shots)
     for index, shot in enumerate(shots):
-        shot_counts(shot, index)
+        shot_image(shot, index)
     likelihood = as_likelihood(likelihood)
     from ..symmetry import ReflectionSet
 
@@ -228,12 +243,12 @@ def refine_dataset(shots: Sequence[Shot], space_group: str, d_min_A: float, *,
         else:
             values = reflections.from_structure_factors(structure_factors).to(torch.float64)
             start = merged_amplitudes(reflections, values, torch.full_like(values, math.nan), 0)
-        runner = partition_runner(client, shots, likelihood, dtype, on_shot=bar.shots)
+        runner = partition_runner(client, shots, likelihood, dtype, per_shot, on_shot=bar.shots)
         bar.stage("prepare shots")
         runner.prepare()
         first_cycle, history = 0, []
         if checkpoint is not None:
-            state = load_checkpoint(checkpoint, _fingerprint(shots, reflections, likelihood, cycles))
+            state = load_checkpoint(checkpoint, _fingerprint(shots, reflections, likelihood, per_shot, cycles))
             if state is not None:
                 first_cycle, values, history = state["cycle"], state["values"], state["history"]
                 runner.set_shot_values(state["shot_values"])
@@ -254,7 +269,7 @@ def refine_dataset(shots: Sequence[Shot], space_group: str, d_min_A: float, *,
             history.append({"cycle": cycle + 1, "loss": loss, "max_change_sigma": change,
                             "shots_ok": sum(s["status"] == "ok" for s in summaries)})
             if checkpoint is not None:
-                save_checkpoint(checkpoint, _fingerprint(shots, reflections, likelihood, cycles),
+                save_checkpoint(checkpoint, _fingerprint(shots, reflections, likelihood, per_shot, cycles),
                                 {"cycle": cycle + 1, "values": values, "history": history,
                                  "shot_values": [_with_factors(s["values"], scale, level)
                                                  for s, scale, level in zip(summaries, scales, levels)]})
@@ -275,8 +290,27 @@ def refine_dataset(shots: Sequence[Shot], space_group: str, d_min_A: float, *,
                          structure_factors=reflections.structure_factors(values), start=start, history=history)
 
 
-def shot_counts(shot: Shot, index: int) -> torch.Tensor:
-    """A shot's counts, checked, ``(n_panels, spixels, fpixels)`` float64, and its allowed pixels.
+@dataclass(frozen=True)
+class ShotImage:
+    """A shot's image, read and checked (:func:`shot_image`).
+
+    Attributes
+    ----------
+    counts : tensor (n_panels, spixels, fpixels) of float64
+        Photon counts; 0 at untrusted pixels other than the saturated ones.
+    untrusted : tensor of bool, same shape
+        Pixels not to compare: an image file's untrusted pixels and the saturated ones.
+    saturated : tensor of bool, same shape
+        Pixels at or above the saturation (a subset of ``untrusted``).
+    """
+
+    counts: torch.Tensor
+    untrusted: torch.Tensor
+    saturated: torch.Tensor
+
+
+def shot_image(shot: Shot, index: int) -> ShotImage:
+    """A shot's counts, checked, with its untrusted and saturated pixels.
 
     Parameters
     ----------
@@ -287,33 +321,45 @@ def shot_counts(shot: Shot, index: int) -> torch.Tensor:
 
     Returns
     -------
-    tensor (n_panels, spixels, fpixels) of float64
+    ShotImage
 
     Raises
     ------
     ValueError
-        The image does not have the detector's shape, or has non-finite or negative counts;
-        the message names the shot.
+        The image does not have the detector's shape, or has non-finite or negative counts
+        at trusted pixels; the message names the shot.
     """
     where = f"shot {index} ({shot.name!r})" if shot.name else f"shot {index}"
-    observed = shot.observed
+    observed, untrusted, saturated = shot.observed, None, None
     if isinstance(observed, (str, os.PathLike)):
         from ..io import read_image
 
-        observed = read_image(observed).counts
+        image = read_image(observed)
+        observed, untrusted, saturated = image.counts, image.mask, image.saturated
     image = observed.detach() if isinstance(observed, torch.Tensor) else torch.as_tensor(np.asarray(observed))
     layout = Detector(shot.detector).layout
     try:
         image = layout.as_panels(image, f"{where}: observed").to(torch.float64)
     except ValueError as error:
         raise ValueError(str(error)) from None
+    untrusted = (torch.zeros(image.shape, dtype=torch.bool) if untrusted is None
+                 else layout.as_panels(torch.as_tensor(untrusted), f"{where}: the image file's mask"))
+    saturated = (torch.zeros(image.shape, dtype=torch.bool) if saturated is None
+                 else layout.as_panels(torch.as_tensor(saturated), f"{where}: the image file's mask"))
+    saturation_counts = getattr(shot, "saturation_counts", None)  # a Shot, or a record with its first fields
+    if saturation_counts is not None:
+        if not saturation_counts > 0:
+            raise ValueError(f"{where}: saturation_counts must be a number > 0, got {saturation_counts!r}")
+        saturated = saturated | (image >= saturation_counts)
+    untrusted = untrusted | saturated
+    image = torch.where(untrusted & ~saturated, torch.zeros_like(image), image)
     bad = ~torch.isfinite(image)
     if bool(bad.any()):
         raise ValueError(f"{where}: observed has {int(bad.sum())} non-finite pixels (NaN or inf)")
     if bool((image < 0).any()):
         raise ValueError(f"{where}: observed has {int((image < 0).sum())} negative pixels (minimum "
                          f"{float(image.min()):g}): give photon counts with the ADC offset removed")
-    return image
+    return ShotImage(counts=image, untrusted=untrusted, saturated=saturated)
 
 
 def cell_of(crystal: CrystalConfig) -> tuple:
@@ -442,11 +488,23 @@ def _largest_change(old: torch.Tensor, new: torch.Tensor, variance_I: torch.Tens
     return float(moved.max()) if moved.numel() else 0.0
 
 
-def _fingerprint(shots: Sequence[Shot], reflections, likelihood: Likelihood, cycles: int) -> str:
+def _per_shot(per_shot: Sequence[str]) -> Tuple[str, ...]:
+    """``refine_dataset``'s ``per_shot``, checked, in the order of :data:`PER_SHOT`."""
+    chosen = (per_shot,) if isinstance(per_shot, str) else tuple(per_shot)
+    unknown = sorted(set(chosen) - set(PER_SHOT))
+    if unknown or "scale" not in chosen:
+        raise ValueError(f"refine_dataset: per_shot must hold 'scale' and any of 'orientation', 'background', got "
+                         f"{per_shot!r}" + (f" (unknown: {', '.join(map(repr, unknown))})" if unknown else
+                                            " (the data give the amplitudes only up to each shot's scale)"))
+    return tuple(name for name in PER_SHOT if name in chosen)
+
+
+def _fingerprint(shots: Sequence[Shot], reflections, likelihood: Likelihood, per_shot: Tuple[str, ...],
+                 cycles: int) -> str:
     """What a checkpoint must have been written by: the shots' names and configurations, the
     reflections and the settings."""
     parts = [reflections.space_group, repr(reflections.cell_A_deg), repr(reflections.d_min_A),
-             repr(reflections.anomalous), type(likelihood).__name__, repr(cycles)]
+             repr(reflections.anomalous), type(likelihood).__name__, repr(per_shot), repr(cycles)]
     parts += [f"{shot.name}|{shot.crystal!r}|{shot.beam!r}" for shot in shots]
     import hashlib
 

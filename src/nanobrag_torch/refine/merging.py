@@ -132,6 +132,7 @@ def integrate_and_merge(shots: Sequence[Any], space_group: str, d_min_A: float, 
         Each with ``observed`` (photon counts, (slow, fast)), ``crystal`` (CrystalConfig: the
         orientation the spots are predicted from), ``detector`` (DetectorConfig) and ``beam``
         (BeamConfig); ``mask`` (bool (slow, fast), True where a pixel is used) when the shot has one.
+        A spot that touches a masked, untrusted or saturated pixel is not integrated.
     space_group : str
         Hermann–Mauguin symbol.
     d_min_A : float
@@ -254,12 +255,15 @@ def _pixel_reflections(shot, reflections: ReflectionSet) -> Tuple[np.ndarray, np
 
 def _integrate(shot, index: int, reflections: ReflectionSet, scale: float) -> _Observations:
     """The observations of ``|F|²`` of one shot (see the module's description)."""
-    from .dataset import shot_counts  # the one reading and checking of a shot's image
+    from .dataset import shot_image  # the one reading and checking of a shot's image
 
-    observed = shot_counts(shot, index)[0].numpy()
+    image = shot_image(shot, index)
+    observed = image.counts[0].numpy()
     shape = observed.shape
-    mask = getattr(shot, "mask", None)
-    used = np.ones(shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    used = ~image.untrusted[0].numpy()
+    mask = getattr(shot, "mask", None)  # a Shot, or any record with its fields (datasets.SerialShot)
+    if mask is not None:
+        used &= np.asarray(mask, dtype=bool)
     unit, row = _pixel_reflections(shot, reflections)
     flat_row, flat_unit = row.reshape(-1), unit.reshape(-1)
     assigned = np.flatnonzero(flat_row >= 0)

@@ -19,7 +19,7 @@ import torch
 from ..models.detector import Detector
 from .amplitudes import AmplitudeSums, amplitude_sums
 from .likelihoods import Likelihood
-from .shot_work import AmplitudeTerms, ShotWork, amplitude_terms, prepare_shot, refine_geometry
+from .shot_work import PER_SHOT, AmplitudeTerms, ShotWork, amplitude_terms, prepare_shot, refine_geometry
 
 
 @dataclass
@@ -45,7 +45,8 @@ class Partition:
     dtype: torch.dtype
 
 
-def prepare_partition(shots: Sequence[Tuple[int, Any]], likelihood: Likelihood, dtype: torch.dtype) -> Partition:
+def prepare_partition(shots: Sequence[Tuple[int, Any]], likelihood: Likelihood, dtype: torch.dtype,
+                      per_shot: Tuple[str, ...] = PER_SHOT) -> Partition:
     """Read and prepare some shots.
 
     Parameters
@@ -56,29 +57,30 @@ def prepare_partition(shots: Sequence[Tuple[int, Any]], likelihood: Likelihood, 
         The noise model.
     dtype : torch.dtype
         Of the simulation.
+    per_shot : tuple of str
+        What is refined per shot (:data:`~nanobrag_torch.refine.shot_work.PER_SHOT`).
 
     Returns
     -------
     Partition
     """
-    from .dataset import shot_counts
+    from .dataset import shot_image
 
     works = []
     for index, shot in shots:
-        observed = shot_counts(shot, index)
-        detector = Detector(shot.detector)
-        used = _allowed(shot, detector, observed)
-        works.append(prepare_shot(index, shot.name or str(index), observed, used, shot.crystal, shot.detector,
-                                  shot.beam))
+        image = shot_image(shot, index)
+        used = _allowed(shot, Detector(shot.detector), image.untrusted)
+        works.append(prepare_shot(index, shot.name or str(index), image.counts, used, image.saturated, shot.crystal,
+                                  shot.detector, shot.beam, per_shot))
     return Partition(works=works, terms=None, likelihood=likelihood, dtype=dtype)
 
 
-def _allowed(shot, detector: Detector, observed: torch.Tensor) -> torch.Tensor:
-    """The pixels a shot compares: rendered by its detector and selected by its mask."""
+def _allowed(shot, detector: Detector, untrusted: torch.Tensor) -> torch.Tensor:
+    """The pixels a shot compares: rendered by its detector, trusted, and selected by its mask."""
     layout = detector.layout
     allowed = torch.zeros(layout.total, dtype=torch.bool)
     allowed[detector.rendered_pixels()] = True
-    allowed = layout.as_panels(allowed)
+    allowed = layout.as_panels(allowed) & ~untrusted
     if shot.mask is not None:
         allowed &= layout.as_panels(torch.as_tensor(np.asarray(shot.mask)) != 0, "mask")
     return allowed
@@ -255,15 +257,18 @@ class LocalRunner:
         The dataset.
     likelihood, dtype
         The noise model and the simulation's precision.
+    per_shot : tuple of str
+        What is refined per shot (:data:`~nanobrag_torch.refine.shot_work.PER_SHOT`).
     on_shot : callable, optional
         Called with (shots done, shots) as the shots of a step are worked on.
     """
 
     def __init__(self, shots: Sequence[Any], likelihood: Likelihood, dtype: torch.dtype,
-                 on_shot: Optional[Callable[[int, int], None]] = None):
+                 per_shot: Tuple[str, ...] = PER_SHOT, on_shot: Optional[Callable[[int, int], None]] = None):
         self._shots = list(enumerate(shots))
         self._likelihood = likelihood
         self._dtype = dtype
+        self._per_shot = per_shot
         self._on_shot = on_shot
         self._partitions: List[Partition] = []
         self._terms: Optional[AmplitudeTerms] = None
@@ -281,7 +286,7 @@ class LocalRunner:
         before the next is read)."""
         self._partitions = []
         for shot in self._shots:
-            self._partitions.append(prepare_partition([shot], self._likelihood, self._dtype))
+            self._partitions.append(prepare_partition([shot], self._likelihood, self._dtype, self._per_shot))
             if self._on_shot is not None:
                 self._on_shot(len(self._partitions), len(self._shots))
 
@@ -389,10 +394,13 @@ class DaskRunner(LocalRunner):
         The dataset.
     likelihood, dtype
         The noise model and the simulation's precision.
+    per_shot : tuple of str
+        What is refined per shot (:data:`~nanobrag_torch.refine.shot_work.PER_SHOT`).
     """
 
-    def __init__(self, client, shots: Sequence[Any], likelihood: Likelihood, dtype: torch.dtype):
-        super().__init__(shots, likelihood, dtype)
+    def __init__(self, client, shots: Sequence[Any], likelihood: Likelihood, dtype: torch.dtype,
+                 per_shot: Tuple[str, ...] = PER_SHOT):
+        super().__init__(shots, likelihood, dtype, per_shot)
         self._client = client
 
     def _submit(self, function: Callable, *args) -> None:
@@ -403,7 +411,7 @@ class DaskRunner(LocalRunner):
         workers = max(1, len(self._client.scheduler_info()["workers"]))
         parts = [list(part) for part in np.array_split(np.arange(len(self._shots)), min(workers, len(self._shots)))]
         self._partitions = [self._client.submit(prepare_partition, [self._shots[i] for i in part], self._likelihood,
-                                                self._dtype, pure=False) for part in parts]
+                                                self._dtype, self._per_shot, pure=False) for part in parts]
 
     def refine_geometry(self, reflections, values: torch.Tensor, scales: torch.Tensor, levels: torch.Tensor,
                         first: bool) -> None:
@@ -499,6 +507,7 @@ class DaskRunner(LocalRunner):
 
 
 def partition_runner(client, shots: Sequence[Any], likelihood: Likelihood, dtype: torch.dtype,
+                     per_shot: Tuple[str, ...] = PER_SHOT,
                      on_shot: Optional[Callable[[int, int], None]] = None) -> LocalRunner:
     """The runner of a dataset: in this process without a client, else on its Dask cluster.
 
@@ -510,6 +519,8 @@ def partition_runner(client, shots: Sequence[Any], likelihood: Likelihood, dtype
         The dataset.
     likelihood, dtype
         The noise model and the simulation's precision.
+    per_shot : tuple of str
+        What is refined per shot (:data:`~nanobrag_torch.refine.shot_work.PER_SHOT`).
     on_shot : callable, optional
         Progress of the shots in this process (not used on a cluster).
 
@@ -518,5 +529,5 @@ def partition_runner(client, shots: Sequence[Any], likelihood: Likelihood, dtype
     LocalRunner or DaskRunner
     """
     if client is None:
-        return LocalRunner(shots, likelihood, dtype, on_shot)
-    return DaskRunner(client, shots, likelihood, dtype)
+        return LocalRunner(shots, likelihood, dtype, per_shot, on_shot)
+    return DaskRunner(client, shots, likelihood, dtype, per_shot)

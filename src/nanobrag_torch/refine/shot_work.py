@@ -47,6 +47,12 @@ indexed orientation."""
 SHOT_PARAMETERS = ORIENTATION_PARAMETERS + (SCALE, BACKGROUND_SCALE)
 """Every parameter of a shot, in the order of :attr:`ShotWork.values`."""
 
+PER_SHOT = ("orientation", "scale", "background")
+"""What may be refined per shot, and the default: the orientation (:data:`ORIENTATION_PARAMETERS`),
+the overall scale, and the level of the water-scattering background. The scale is always
+refined (the data give the amplitudes only up to each shot's scale); an orientation not refined
+stays the indexed one, and without ``"background"`` a shot has no background term."""
+
 SPOT_FLUX_FRACTION = 0.9
 """A shot compares the brightest pixels of its predicted spots that hold this fraction of their
 photons (rendered with every amplitude 1), dilated by
@@ -55,6 +61,10 @@ information and many pixels."""
 
 MIN_SPOTS = 3
 """A shot with fewer observed spots is not refined (status ``"too few spots"``)."""
+
+MAX_SATURATED_SPOT_FRACTION = 0.5
+"""A shot is not refined when more than this fraction of its observed spots hold a saturated
+pixel (status ``"saturated"``): their peaks are lost, and what is left of them says little."""
 
 MIN_INDEXED_FRACTION = 0.25
 """A shot is refined only when at least this fraction of its observed spots lie on the pixels
@@ -98,6 +108,8 @@ class ShotWork:
         Their standard errors (NaN before the first geometry step).
     spots : Spots
         The observed spots (the first geometry step fits the orientation to their positions).
+    orientation_refined : bool
+        Whether the geometry step refines the orientation (else it stays the indexed one).
     converged : bool
         Whether the last geometry step met its convergence test.
     message : str
@@ -118,6 +130,7 @@ class ShotWork:
     values: torch.Tensor
     stderr: torch.Tensor
     spots: Spots
+    orientation_refined: bool = True
     converged: bool = False
     message: str = ""
     status: str = "ok"
@@ -155,15 +168,18 @@ def indexed_orientation(crystal: CrystalConfig) -> CrystalConfig:
                                cell_b=None, cell_c=None, cell_alpha=None, cell_beta=None, cell_gamma=None)
 
 
-def prepare_shot(index: int, name: str, observed: torch.Tensor, used: torch.Tensor, crystal: CrystalConfig,
-                 detector, beam: BeamConfig) -> ShotWork:
+def prepare_shot(index: int, name: str, observed: torch.Tensor, used: torch.Tensor, saturated: torch.Tensor,
+                 crystal: CrystalConfig, detector, beam: BeamConfig, per_shot: Tuple[str, ...] = PER_SHOT
+                 ) -> ShotWork:
     """Choose a shot's pixels and build its work.
 
     The pixels are those near the spots its starting orientation predicts (rendered with every
     amplitude 1, so that every reflection in diffraction counts) or near its observed spots
-    (:func:`~nanobrag_torch.refine.pixels.informative_pixels`). A shot with fewer than
-    :data:`MIN_SPOTS` observed spots, or whose observed spots mostly miss the predicted ones
-    (:data:`MIN_INDEXED_FRACTION`), gets a status other than ``"ok"``.
+    (:func:`~nanobrag_torch.refine.pixels.informative_pixels`); saturated pixels are found
+    in spots but not compared. A shot with fewer than :data:`MIN_SPOTS` observed spots, whose
+    spots are mostly saturated (:data:`MAX_SATURATED_SPOT_FRACTION`), or whose observed spots
+    mostly miss the predicted ones (:data:`MIN_INDEXED_FRACTION`), gets a status other than
+    ``"ok"``.
 
     Parameters
     ----------
@@ -175,8 +191,13 @@ def prepare_shot(index: int, name: str, observed: torch.Tensor, used: torch.Tens
         Its photon counts, checked (finite, non-negative, of the detector's shape).
     used : tensor (n_panels, spixels, fpixels) of bool
         The pixels that may be compared.
+    saturated : tensor (n_panels, spixels, fpixels) of bool
+        The pixels at or above the detector's saturation (not in ``used``).
     crystal, detector, beam
         The shot's configurations (the crystal at its indexed orientation).
+    per_shot : tuple of str
+        What is refined (:data:`PER_SHOT`); without ``"background"`` the background
+        template is 0.
 
     Returns
     -------
@@ -184,12 +205,12 @@ def prepare_shot(index: int, name: str, observed: torch.Tensor, used: torch.Tens
     """
     crystal = indexed_orientation(crystal)
     dry_beam = dataclasses.replace(beam, water_size_um=0.0)
-    template = water_template(detector, beam)
     unit = _unit_amplitude_image(crystal, detector, dry_beam)
+    template = water_template(detector, beam) if "background" in per_shot else torch.zeros_like(unit)
     predicted = brightest_pixels(torch.where(used, unit, torch.zeros_like(unit)), SPOT_FLUX_FRACTION)
     level = _background_level(observed, template, used & ~predicted)
     try:
-        spots, no_spots = find_spots(observed, template * level, used), ""
+        spots, no_spots = find_spots(observed, template * level, used | saturated), ""
     except ValueError as error:  # a blank or very faint image: no spot at all
         empty = torch.zeros(0, dtype=torch.float64)
         spots = Spots(panel=torch.zeros(0, dtype=torch.int64), slow_px=empty, fast_px=empty, photons=empty)
@@ -199,15 +220,23 @@ def prepare_shot(index: int, name: str, observed: torch.Tensor, used: torch.Tens
     work = ShotWork(index=index, name=name, configs={"crystal": crystal, "detector": detector, "beam": dry_beam},
                     pixels=pixels, observed=observed.reshape(-1)[pixels].clone(),
                     background=template.reshape(-1)[pixels].clone(), total_pixels=observed.numel(),
-                    values=values, stderr=torch.full((5,), math.nan, dtype=torch.float64), spots=spots)
+                    values=values, stderr=torch.full((5,), math.nan, dtype=torch.float64), spots=spots,
+                    orientation_refined="orientation" in per_shot)
     if len(spots) < MIN_SPOTS:
         work.status, work.reason = "too few spots", no_spots or (f"{len(spots)} spot(s) found, at least "
                                                                  f"{MIN_SPOTS} are needed")
         return work
+    flat = _spot_flat(spots, observed.shape)
+    near_saturated = torch.nn.functional.max_pool2d(saturated.to(torch.float64)[:, None], 3, stride=1, padding=1)
+    clipped = int(near_saturated.reshape(-1)[flat].bool().sum())
+    if clipped > MAX_SATURATED_SPOT_FRACTION * len(spots):
+        work.status, work.reason = "saturated", (f"{clipped} of the {len(spots)} observed spots hold a pixel at or "
+                                                 f"above the saturation (at most "
+                                                 f"{MAX_SATURATED_SPOT_FRACTION:.0%} may)")
+        return work
     near = informative_pixels([predicted], _no_spots(spots), used)
     found = observed.new_zeros(observed.numel(), dtype=torch.bool)
     found[near] = True
-    flat = _spot_flat(spots, observed.shape)
     fraction = float(found[flat].float().mean())
     if fraction < MIN_INDEXED_FRACTION:
         work.status, work.reason = "not indexed", (f"{fraction:.0%} of the {len(spots)} observed spots lie near "
@@ -264,18 +293,31 @@ def _spot_flat(spots, shape) -> torch.Tensor:
     return (spots.panel * shape[1] + rows) * shape[2] + cols
 
 
-def _model(work: ShotWork, table: StructureFactors, dtype: torch.dtype) -> Tuple[ExperimentModel, list, torch.Tensor]:
-    parameters, _ = parse_parameters({name: 0.0 if name.startswith("crystal") else 1.0 for name in SHOT_PARAMETERS},
+def _refined(work: ShotWork) -> list:
+    """Positions in :data:`SHOT_PARAMETERS` of what a shot's geometry step refines: the
+    orientation unless held, the scale, and the background level where there is a background."""
+    refined = [0, 1, 2] if work.orientation_refined else []
+    return refined + [3] + ([4] if bool(work.background.sum() > 0) else [])
+
+
+def _model(work: ShotWork, table: StructureFactors, dtype: torch.dtype, refined: Sequence[int]
+           ) -> Tuple[ExperimentModel, list]:
+    """The shot's model in the parameters at ``refined``; the others stay at the indexed
+    orientation and a background of 0."""
+    names = [SHOT_PARAMETERS[i] for i in refined]
+    parameters, _ = parse_parameters({name: 0.0 if name.startswith("crystal") else 1.0 for name in names},
                                      work.configs, None)
     background = torch.zeros(work.total_pixels, dtype=torch.float64)
     background[work.pixels] = work.background
-    model = ExperimentModel(work.configs, table, parameters, background, dtype, torch.device("cpu"))
-    return model, parameters, background
+    return ExperimentModel(work.configs, table, parameters, background, dtype, torch.device("cpu")), parameters
 
 
 def refine_geometry(work: ShotWork, table: StructureFactors, likelihood: Likelihood, dtype: torch.dtype,
                     first: bool) -> ShotWork:
     """Refine a shot's orientation, scale and background level with the amplitudes fixed.
+
+    An orientation held by ``per_shot`` stays the indexed one, and a shot without background
+    has no level; their standard errors are NaN.
 
     Parameters
     ----------
@@ -301,24 +343,26 @@ def refine_geometry(work: ShotWork, table: StructureFactors, likelihood: Likelih
     """
     if work.status != "ok":
         return work
-    model, parameters, _ = _model(work, table, dtype)
+    refined = _refined(work)
+    model, parameters = _model(work, table, dtype, refined)
     observed = torch.zeros(work.total_pixels, dtype=torch.float64)
     observed[work.pixels] = work.observed
     objective = PixelObjective(model, likelihood, observed, work.pixels)
     lower = torch.tensor([p.lower for p in parameters], dtype=torch.float64)
     upper = torch.tensor([p.upper for p in parameters], dtype=torch.float64)
-    start = work.values.clone()
-    if work.background.sum() <= 0:  # no background anywhere: its level is not determined
-        upper[4] = lower[4] = start[4] = 0.0
-    if first:
+    start = work.values[refined]
+    if first and work.orientation_refined:
         start = fit_spot_positions(model, parameters, start, work.spots, lower, upper)
     local = levenberg_marquardt(objective, start, lower, upper, on_iteration=lambda values, loss: None,
                                 max_iterations=FIRST_GEOMETRY_ITERATIONS if first else 1)
     if not math.isfinite(local.loss):
         return dataclasses.replace(work, status="failed", reason=local.message, message=local.message)
     covariance = objective.covariance(local.matrix, local.expected, len(parameters))
-    stderr = torch.sqrt(torch.diag(covariance).clamp(min=0))
-    return dataclasses.replace(work, values=local.x, stderr=stderr, converged=local.converged, message=local.message)
+    values = work.values.clone()
+    values[refined] = local.x
+    stderr = torch.full_like(values, math.nan)
+    stderr[refined] = torch.sqrt(torch.diag(covariance).clamp(min=0))
+    return dataclasses.replace(work, values=values, stderr=stderr, converged=local.converged, message=local.message)
 
 
 @dataclass
