@@ -123,7 +123,8 @@ def test_gallery_has_examples(site_dir):
     pages = example_pages(site_dir)
     assert len(pages) >= 5, f"only {len(pages)} example pages"
     sections = {p.parent.name for p in pages}
-    assert {"getting_started", "detector_geometry", "refinement", "gradients", "extensions"} <= sections
+    assert {"getting_started", "detector_geometry", "refinement", "field", "gradients",
+            "extensions"} <= sections
 
 
 def test_each_example_offers_valid_py_and_ipynb_downloads(site_dir):
