@@ -129,9 +129,10 @@ def integrate_and_merge(shots: Sequence[Any], space_group: str, d_min_A: float, 
     Parameters
     ----------
     shots : sequence of Shot
-        Each with ``observed`` (photon counts, (slow, fast)), ``crystal`` (CrystalConfig: the
-        orientation the spots are predicted from), ``detector`` (DetectorConfig) and ``beam``
-        (BeamConfig); ``mask`` (bool (slow, fast), True where a pixel is used) when the shot has one.
+        Each with ``observed`` (photon counts, (slow, fast) or (panels, slow, fast)), ``crystal``
+        (CrystalConfig: the orientation the spots are predicted from), ``detector``
+        (DetectorConfig or MultiPanelDetectorConfig) and ``beam`` (BeamConfig); ``mask`` (bool,
+        of the image's shape, True where a pixel is used) when the shot has one.
         A spot that touches a masked, untrusted or saturated pixel is not integrated.
     space_group : str
         Hermann–Mauguin symbol.
@@ -254,47 +255,50 @@ def _pixel_reflections(shot, reflections: ReflectionSet) -> Tuple[np.ndarray, np
 
 
 def _integrate(shot, index: int, reflections: ReflectionSet, scale: float) -> _Observations:
-    """The observations of ``|F|²`` of one shot (see the module's description)."""
+    """The observations of ``|F|²`` of one shot (see the module's description); on a detector
+    of several panels, the part of a reflection's spot on each panel is a spot of its own."""
     from .dataset import shot_image  # the one reading and checking of a shot's image
 
     image = shot_image(shot, index)
-    observed = image.counts[0].numpy()
-    shape = observed.shape
-    used = ~image.untrusted[0].numpy()
+    observed = image.counts.numpy()
+    shape = observed.shape  # (panels, slow, fast)
+    used = ~image.untrusted.numpy()
     mask = getattr(shot, "mask", None)  # a Shot, or any record with its fields (datasets.SerialShot)
     if mask is not None:
-        used &= np.asarray(mask, dtype=bool)
-    unit, row = _pixel_reflections(shot, reflections)
+        used &= np.asarray(mask, dtype=bool).reshape(shape)
+    unit, row = (array.reshape(shape) for array in _pixel_reflections(shot, reflections))
+    panel_of = np.broadcast_to(np.arange(shape[0])[:, None, None], shape).reshape(-1)
     flat_row, flat_unit = row.reshape(-1), unit.reshape(-1)
-    assigned = np.flatnonzero(flat_row >= 0)
-    rows, inverse = np.unique(flat_row[assigned], return_inverse=True)
-    peaks = np.zeros(len(rows))
+    flat_key = np.where(flat_row >= 0, flat_row * shape[0] + panel_of, -1)  # a reflection on one panel
+    assigned = np.flatnonzero(flat_key >= 0)
+    keys, inverse = np.unique(flat_key[assigned], return_inverse=True)
+    peaks = np.zeros(len(keys))
     np.maximum.at(peaks, inverse, flat_unit[assigned])
     spot = np.zeros(flat_row.shape, dtype=bool)
     spot[assigned] = flat_unit[assigned] > SPOT_FRACTION * peaks[inverse]
     background_pixels = (~spot.reshape(shape)) & (row >= 0) & used
     kept = peaks >= MIN_PARTIALITY * peaks.max() if len(peaks) else np.zeros(0, dtype=bool)
     spot_pixels = np.flatnonzero(spot)
-    spot_pixels = spot_pixels[np.argsort(flat_row[spot_pixels], kind="stable")]
-    bounds = np.searchsorted(flat_row[spot_pixels], rows, side="left"), np.searchsorted(flat_row[spot_pixels], rows,
+    spot_pixels = spot_pixels[np.argsort(flat_key[spot_pixels], kind="stable")]
+    bounds = np.searchsorted(flat_key[spot_pixels], keys, side="left"), np.searchsorted(flat_key[spot_pixels], keys,
                                                                                       side="right")
     hkl, intensity, variance, unit_sum = [], [], [], []
     for index in np.flatnonzero(kept):
         pixels = spot_pixels[bounds[0][index]:bounds[1][index]]
-        slow, fast = np.divmod(pixels, shape[1])
-        if not used[slow, fast].all():
+        panel, slow, fast = np.unravel_index(pixels, shape)
+        if not used[panel, slow, fast].all():
             continue  # a spot touching a masked pixel is not integrated
-        box = (slice(max(slow.min() - BACKGROUND_MARGIN_PX, 0), slow.max() + BACKGROUND_MARGIN_PX + 1),
+        box = (panel[0], slice(max(slow.min() - BACKGROUND_MARGIN_PX, 0), slow.max() + BACKGROUND_MARGIN_PX + 1),
                slice(max(fast.min() - BACKGROUND_MARGIN_PX, 0), fast.max() + BACKGROUND_MARGIN_PX + 1))
         around = observed[box][background_pixels[box]]
         if len(around) < 2 * len(pixels):
             continue  # too little background to subtract
         background = float(np.median(around))
-        counts = observed[slow, fast]
-        weight = float(unit[slow, fast].sum()) * scale
+        counts = observed[panel, slow, fast]
+        weight = float(unit[panel, slow, fast].sum()) * scale
         # Poisson variance of the spot's counts, and of the background's median (≈ π/2 · var / m)
         var = float(np.maximum(counts, 1.0).sum()) + len(pixels) ** 2 * np.pi / 2 * max(background, 1.0) / len(around)
-        hkl.append(reflections.p1_hkl[rows[index]])
+        hkl.append(reflections.p1_hkl[keys[index] // shape[0]])
         intensity.append((counts.sum() - background * len(pixels)) / weight)
         variance.append(var / weight ** 2)
         unit_sum.append(weight / scale)

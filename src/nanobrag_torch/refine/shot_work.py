@@ -333,8 +333,9 @@ def refine_geometry(work: ShotWork, table: StructureFactors, likelihood: Likelih
         The first step: the orientation is first fitted to the observed spots' positions
         (:func:`~nanobrag_torch.refine.spot_fit.fit_spot_positions`: a wider reach than the
         pixels' likelihood, whose spots appear and vanish as the crystal turns through a
-        fraction of a degree), then :data:`FIRST_GEOMETRY_ITERATIONS` iterations; later steps
-        take one.
+        fraction of a degree; kept only where it lowers the pixels' loss, for on a small
+        detector with few, low-resolution spots the match of observed to predicted spots can
+        be wrong), then :data:`FIRST_GEOMETRY_ITERATIONS` iterations; later steps take one.
 
     Returns
     -------
@@ -352,7 +353,9 @@ def refine_geometry(work: ShotWork, table: StructureFactors, likelihood: Likelih
     upper = torch.tensor([p.upper for p in parameters], dtype=torch.float64)
     start = work.values[refined]
     if first and work.orientation_refined:
-        start = fit_spot_positions(model, parameters, start, work.spots, lower, upper)
+        fitted = fit_spot_positions(model, parameters, start, work.spots, lower, upper)
+        if objective.loss(fitted) < objective.loss(start):  # else the spots were matched wrongly
+            start = fitted
     local = levenberg_marquardt(objective, start, lower, upper, on_iteration=lambda values, loss: None,
                                 max_iterations=FIRST_GEOMETRY_ITERATIONS if first else 1)
     if not math.isfinite(local.loss):
