@@ -116,7 +116,9 @@ if __name__ == "__main__":
 # geometry step is the same computation on a worker as here, and the amplitude step
 # adds up the same sums, so the two runs agree to rounding. On the left, the
 # amplitudes of the two runs; on the right, the cluster's against the truth (after
-# the least-squares scale, as on the previous page).
+# the least-squares scale, as on the previous page): eight small shots and three
+# cycles, chosen to keep this page quick, are far from the accuracy of a real
+# dataset.
 if __name__ == "__main__":
     n_asu = len(data.reflections.hkl)
     true_F = data.true_values.numpy()[:n_asu]
