@@ -81,6 +81,7 @@ sphinx_gallery_conf = {
         "../examples/getting_started",
         "../examples/detector_geometry",
         "../examples/refinement",
+        "../examples/serial",
         "../examples/field",
         "../examples/gradients",
         "../examples/extensions",

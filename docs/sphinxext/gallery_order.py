@@ -15,6 +15,8 @@ FIRST = (
     "plot_capture_range.py",
     "plot_noise_and_error_bars.py",
     "plot_geometry_refinement.py",
+    "plot_modelling_every_pixel.py",
+    "plot_cluster.py",
     "plot_working_with_dials.py",
 )
 """File names that come first in their section, in this order."""
