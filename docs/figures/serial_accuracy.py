@@ -7,7 +7,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-MEASURED = json.loads((Path(__file__).parent / "data" / "serial_benchmark.json").read_text())
+MEASURED = json.loads(Path("data", "serial_benchmark.json").read_text())  # run from docs/figures
 # one row per method and number of stills, in this process (the Dask rows repeat one)
 ROWS = list({(row["method"], row["shots"]): row for row in reversed(MEASURED) if row["workers"] == 0}.values())
 METHODS = {

@@ -198,10 +198,11 @@ plt.show()
 # few hundredths of a degree of the truth.
 #
 # On the larger subsets its R is higher than on four shots, and the right panel shows
-# why. Many shots end within a few hundredths of a degree of their true orientation,
-# many times closer than they started; but others stay a tenth of a degree off, and
-# a few are driven further away than they started. Their refined scales (the data
-# fix only the ratios of the scales, so both are given over their mean):
+# why. Most shots end within a few hundredths of a degree of their true orientation,
+# many times closer than they started; but a few stay about as far off as they
+# started: from there, within the run's cycles, their pixels do not show the way.
+# Their refined scales (the data fix only the ratios of the scales, so both are
+# given over their mean):
 relative = data.true_scales / data.true_scales.mean()
 scales = np.array([s.values["scale"] for s in result.shots])
 scales /= scales.mean()
@@ -216,10 +217,10 @@ for i in np.flatnonzero(errors > 0.2):
 # A shot at a wrong orientation predicts its reflections at wrong partialities; the
 # refinement makes up for part of the misfit with the shot's scale, which may then
 # end far from the truth, as for some of these. The wrongly modelled pixels pull the
-# shared amplitudes off, and with them the geometry steps of the other shots. On
-# stills this small, with a few dozen spots each, the refinement can lose shots; on
-# the 512 × 512 stills of the user guide's measurement (:ref:`serial`), with hundreds
-# of spots each, nine in ten orientations ended within 0.005° of the truth.
+# shared amplitudes off a little. On stills this small, with a few dozen spots near
+# the beam each, a few shots can stay where they started; on the 512 × 512 stills of
+# the user guide's measurement (:ref:`serial`), with hundreds of spots each, nine in
+# ten orientations of 240 ended within 0.0025° of the truth.
 #
 # One shot, pixel by pixel
 # ------------------------

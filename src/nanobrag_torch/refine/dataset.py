@@ -193,10 +193,9 @@ def refine_dataset(shots: Sequence[Shot], space_group: str, d_min_A: float, *,
     per_shot : sequence of str
         What is refined per shot: ``"scale"`` (always) and any of ``"orientation"`` (else the
         indexed orientation is kept) and ``"background"`` (else a shot has no background
-        term: for images whose background was subtracted). Default: all three
-        (:data:`~nanobrag_torch.refine.shot_work.PER_SHOT`). The shared parameters are the
-        amplitudes; the cell, N_cells, the mosaic model and the detector are held at the
-        shots' values.
+        term: for images whose background was subtracted). Default: all three. The shared
+        parameters are the amplitudes; the cell, N_cells, the mosaic model and the detector
+        are held at the shots' values.
     cycles : int
         Alternations of geometry and amplitudes at most (``DEFAULT_CYCLES``); the run stops
         earlier when no amplitude moved by more than ``AMPLITUDE_TOLERANCE_SIGMA`` standard
