@@ -61,7 +61,7 @@ import torch
 
 from nanobrag_torch import Crystal, CrystalConfig, Detector, Simulator
 from nanobrag_torch.datasets import serial_dataset
-from nanobrag_torch.plotting import show_detector_image
+from nanobrag_torch.plotting import show_detector_image, show_residual
 from nanobrag_torch.refine import Shot, refine_dataset
 from nanobrag_torch.refine.merging import compare_amplitudes, integrate_and_merge
 
@@ -269,15 +269,13 @@ windows = [(slice(r - HALF, r + HALF + 1), slice(c - HALF, c + HALF + 1))
 fig, axes = plt.subplots(3, 3, figsize=(11, 10), layout="constrained")
 for row, window in zip(axes, windows):
     top = shot.observed[window].max()
-    counts = show_detector_image(shot.observed, row[0], region=window, vmax=top,
-                                 decades=4, title="observed", label="photons")
+    show_detector_image(shot.observed, row[0], region=window, vmax=top,
+                        decades=4, title="observed", label="photons")
     show_detector_image(model, row[1], region=window, vmax=top, decades=4,
                         title="model", label="photons")
     residual = (shot.observed - model) / np.sqrt(model)
-    shown = row[2].imshow(residual[window], cmap="RdBu_r", vmin=-4, vmax=4,
-                          extent=counts.get_extent())
-    row[2].set_title("(observed − model) / √model")
-    fig.colorbar(shown, ax=row[2], label="standard deviations")
+    show_residual(residual, row[2], region=window, scale=4,
+                  title="(observed − model) / √model", label="standard deviations")
 plt.show()
 
 pearson = np.concatenate([((shot.observed - model) ** 2 / model)[w].ravel()
