@@ -151,8 +151,11 @@ def rotation_xyz(angles_rad: Sequence[torch.Tensor]) -> torch.Tensor:
     tensor (3, 3)
     """
     rx, ry, rz = angles_rad
-    dtype, device = rx.dtype, rx.device
-    ex = torch.tensor([1.0, 0.0, 0.0], dtype=dtype, device=device)
-    ey = torch.tensor([0.0, 1.0, 0.0], dtype=dtype, device=device)
-    ez = torch.tensor([0.0, 0.0, 1.0], dtype=dtype, device=device)
-    return rotation_about_axis(ez, rz) @ rotation_about_axis(ey, ry) @ rotation_about_axis(ex, rx)
+    one, zero = torch.ones_like(rx), torch.zeros_like(rx)
+    cx, sx, cy, sy, cz, sz = torch.cos(rx), torch.sin(rx), torch.cos(ry), torch.sin(ry), torch.cos(rz), torch.sin(rz)
+    # built from the sines and cosines by stacking: under forward-mode differentiation an
+    # elementwise product of a dual tensor with a constant costs ~0.5 ms in torch 2.13
+    about_x = torch.stack([one, zero, zero, zero, cx, -sx, zero, sx, cx]).reshape(3, 3)
+    about_y = torch.stack([cy, zero, sy, zero, one, zero, -sy, zero, cy]).reshape(3, 3)
+    about_z = torch.stack([cz, -sz, zero, sz, cz, zero, zero, zero, one]).reshape(3, 3)
+    return about_z @ about_y @ about_x

@@ -173,17 +173,16 @@ def _combine(term, omega, polar, capture, kept, p: PreparedRun) -> torch.Tensor:
     first sub-pixel unless the oversample flag asks for every sub-pixel."""
     options = p.options
     weight = capture if options.oversample_thick else capture[:, :, :1].expand_as(capture)
-    if options.oversample_omega:
-        weight = weight * omega
+    # the pixel's factors join the sub-pixels' weights, which then meet the Bragg term in one
+    # product (see geometry.rotation_xyz on products under forward-mode differentiation)
+    weight = weight * (omega if options.oversample_omega else omega[:, :1, :1])
+    first_polar = _first_source(polar, kept)
     per_source = _sum_over(term, (-1,))
     if options.oversample_polar:
         per_source = per_source * polar
+    else:
+        weight = weight * first_polar[:, None, None]
     total = _sum_over(_sum_over(per_source, (-1,)) * weight, (-1, -2))
-    if not options.oversample_omega:
-        total = total * omega[:, 0, 0]
-    first_polar = _first_source(polar, kept)
-    if not options.oversample_polar:
-        total = total * first_polar
     if options.water:
         total = total + p.water_background * omega[:, 0, 0] * first_polar * capture[:, :, 0].sum(-1)
     return total

@@ -123,7 +123,7 @@ class Crystal:
             vectors = [self._t(v).reshape(3) for v in (cfg.mosflm_a_star, cfg.mosflm_b_star, cfg.mosflm_c_star)]
         else:
             vectors = list(self._default_orientation())
-        angles = [self._t(angle) * (math.pi / 180.0) for angle in cfg.misset_deg]
+        angles = [torch.deg2rad(self._t(angle)) for angle in cfg.misset_deg]
         if any(isinstance(angle, torch.Tensor) for angle in cfg.misset_deg) or any(
                 float(angle) != 0.0 for angle in cfg.misset_deg):
             rotation = rotation_xyz(angles)
@@ -149,7 +149,7 @@ class Crystal:
         if self._uses_cell_lengths():
             a_len, b_len, c_len = self._cell_from_parameters()[:3]
             return unit(bc) * a_len, unit(ca) * b_len, unit(ab) * c_len
-        volume = 1.0 / torch.dot(a_star, bc)
+        volume = torch.reciprocal(torch.dot(a_star, bc))
         return bc * volume, ca * volume, ab * volume
 
     def reciprocal_vectors_per_A(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -166,7 +166,7 @@ class Crystal:
             # as C: V* = 1/V with V from the cell parameters, not from the rebuilt vectors
             inverse_volume = 1.0 / self._volume_A3(*self._cell_from_parameters())
         else:
-            inverse_volume = 1.0 / torch.dot(a, bc)
+            inverse_volume = torch.reciprocal(torch.dot(a, bc))
         return bc * inverse_volume, torch.linalg.cross(c, a) * inverse_volume, torch.linalg.cross(a, b) * inverse_volume
 
     def _uses_cell_lengths(self) -> bool:
@@ -233,12 +233,14 @@ class Crystal:
             ``[k, m]`` holds the rows a, b, c.
         """
         a, b, c = self.real_space_vectors_A()
-        cell = torch.stack([a, b, c]) * 1e-10
+        cell_A = torch.stack([a, b, c])
         angles = self.phi_angles_rad() if phi_angles_rad is None else phi_angles_rad
         phi = rotation_about_axis(unit(spindle_axis).expand(self.config.phi_steps, 3), angles)
         mosaic = self.mosaic_rotations()
-        rotation = mosaic[None, :, :, :] @ phi[:, None, :, :]
-        return cell[None, None, :, :] @ rotation.transpose(-1, -2)
+        # Å to m in the rotations rather than in the cell, which carries a dataset refinement's
+        # orientation (see geometry.rotation_xyz on products under forward-mode differentiation)
+        rotation_A_to_m = (mosaic[None, :, :, :] @ phi[:, None, :, :]) * 1e-10
+        return cell_A[None, None, :, :] @ rotation_A_to_m.transpose(-1, -2)
 
     # -------------------------------------------------------- other derived
     def n_cells(self) -> torch.Tensor:
