@@ -37,6 +37,7 @@ from .merging import MergedAmplitudes, integrate_and_merge
 from .progress import Progress
 from .runners import partition_runner
 from .shot_work import PER_SHOT, SHOT_PARAMETERS
+from .unmerged import UnmergedIntensities, unmerged_intensities
 
 DEFAULT_CYCLES = 6
 """Alternations of the shots' geometry and the shared amplitudes at most."""
@@ -145,6 +146,9 @@ class DatasetResult:
         The starting amplitudes (the conventional integration and merging, unless given).
     history : list of dict
         One entry per cycle: ``{"cycle", "loss", "shots_ok", "max_change_sigma"}``.
+    unmerged : UnmergedIntensities or None
+        Every shot's intensities of its recorded reflections at the refined values, when
+        :func:`refine_dataset` was asked for them (``unmerged=True``).
     """
 
     shots: List[ShotResult]
@@ -152,6 +156,7 @@ class DatasetResult:
     structure_factors: StructureFactors
     start: MergedAmplitudes
     history: List[Dict[str, float]] = field(default_factory=list)
+    unmerged: Optional[UnmergedIntensities] = None
 
     def write_mtz(self, path: Union[str, os.PathLike]) -> None:
         """Write the merged amplitudes as MTZ (H K L F SIGF, and F(+) SIGF(+) F(-) SIGF(-) when
@@ -164,13 +169,35 @@ class DatasetResult:
         """
         self.merged.write_mtz(path)
 
+    def write_unmerged_mtz(self, path: Union[str, os.PathLike]) -> None:
+        """Write every shot's intensities as an unmerged MTZ file (one row per reflection
+        recorded on a shot: BATCH H K L M/ISYM I SIGI XDET YDET, the panel and the shot's
+        refined parameters; :meth:`UnmergedIntensities.write_mtz
+        <nanobrag_torch.refine.unmerged.UnmergedIntensities.write_mtz>`), as careless and
+        reciprocalspaceship read them.
+
+        Parameters
+        ----------
+        path : str or path
+            The file; written atomically.
+
+        Raises
+        ------
+        ValueError
+            The refinement was run without ``unmerged=True``.
+        """
+        if self.unmerged is None:
+            raise ValueError(f"write_unmerged_mtz({str(path)!r}): this result holds no per-shot intensities; "
+                             "run refine_dataset(..., unmerged=True)")
+        self.unmerged.write_mtz(path, [shot.values for shot in self.shots])
+
 
 def refine_dataset(shots: Sequence[Shot], space_group: str, d_min_A: float, *,
                    structure_factors: Optional[StructureFactors] = None, anomalous: bool = False,
                    likelihood: Union[str, Likelihood] = "poisson", per_shot: Sequence[str] = PER_SHOT,
                    cycles: int = DEFAULT_CYCLES, client=None,
-                   checkpoint: Optional[Union[str, os.PathLike]] = None, progress: Optional[bool] = None,
-                   dtype: torch.dtype = torch.float32) -> DatasetResult:
+                   checkpoint: Optional[Union[str, os.PathLike]] = None, unmerged: bool = False,
+                   progress: Optional[bool] = None, dtype: torch.dtype = torch.float32) -> DatasetResult:
     """Refine many stills together: each shot's orientation, scale and background, and the
     shared amplitudes of the asymmetric unit.
 
@@ -206,6 +233,10 @@ def refine_dataset(shots: Sequence[Shot], space_group: str, d_min_A: float, *,
     checkpoint : str or path, optional
         A file to write the state to after every cycle (atomically); when it exists and was
         written by the same call, the run resumes from it and ends at the same answer.
+    unmerged : bool
+        Also sum every shot's recorded reflections at the refined values
+        (:attr:`DatasetResult.unmerged`, :meth:`DatasetResult.write_unmerged_mtz`): one render
+        per shot at the end, and some 80 bytes per reflection and shot held by this process.
     progress : bool, optional
         Draw a progress bar (stage, cycle, shots done, loss). Default: when standard error is a
         terminal.
@@ -278,6 +309,11 @@ def refine_dataset(shots: Sequence[Shot], space_group: str, d_min_A: float, *,
             values, variance, scales, levels, _, _, observations = _amplitude_step(
                 runner, reflections, values, scales, levels, likelihood)
         summaries = runner.summaries()
+        per_shot_intensities = None
+        if unmerged:
+            bar.stage("per-shot intensities")
+            per_shot_intensities = unmerged_intensities(runner.spot_observations(reflections), reflections, values,
+                                                        scales, levels)
     finally:
         bar.close()
         if "runner" in locals():
@@ -286,7 +322,8 @@ def refine_dataset(shots: Sequence[Shot], space_group: str, d_min_A: float, *,
     merged = merged_amplitudes(reflections, values, variance, contributing, observations)
     results = [_shot_result(s, scale, level) for s, scale, level in zip(summaries, scales, levels)]
     return DatasetResult(shots=results, merged=merged,
-                         structure_factors=reflections.structure_factors(values), start=start, history=history)
+                         structure_factors=reflections.structure_factors(values), start=start, history=history,
+                         unmerged=per_shot_intensities)
 
 
 @dataclass(frozen=True)

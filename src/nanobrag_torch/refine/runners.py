@@ -19,7 +19,8 @@ import torch
 from ..models.detector import Detector
 from .amplitudes import AmplitudeSums, amplitude_sums
 from .likelihoods import Likelihood
-from .shot_work import PER_SHOT, AmplitudeTerms, ShotWork, amplitude_terms, prepare_shot, refine_geometry
+from .shot_work import (PER_SHOT, AmplitudeTerms, ShotWork, SpotObservations, amplitude_terms, prepare_shot,
+                        refine_geometry, spot_observations)
 
 
 @dataclass
@@ -150,6 +151,25 @@ def terms_partition(partition: Partition, reflections) -> Partition:
     """
     terms = AmplitudeTerms.joined([amplitude_terms(work, reflections, partition.dtype) for work in partition.works])
     return dataclasses.replace(partition, terms=terms)
+
+
+def spot_observations_partition(partition: Partition, reflections) -> List[SpotObservations]:
+    """The shots' recorded reflections summed over their pixels
+    (:func:`~nanobrag_torch.refine.shot_work.spot_observations`), shots left out skipped.
+
+    Parameters
+    ----------
+    partition : Partition
+        The shots, at their refined geometry.
+    reflections : ReflectionSet
+        The refined reflections.
+
+    Returns
+    -------
+    list of SpotObservations
+    """
+    found = (spot_observations(work, reflections, partition.dtype) for work in partition.works)
+    return [observations for observations in found if observations is not None]
 
 
 def sums_partition(partition: Partition, intensities: torch.Tensor, scales: torch.Tensor,
@@ -352,6 +372,21 @@ class LocalRunner:
         """
         return observation_counts(self._terms, n_parameters)
 
+    def spot_observations(self, reflections) -> List[SpotObservations]:
+        """Every shot's recorded reflections (:func:`spot_observations_partition`), in the
+        dataset's order.
+
+        Parameters
+        ----------
+        reflections : ReflectionSet
+            The refined reflections.
+
+        Returns
+        -------
+        list of SpotObservations
+        """
+        return [o for p in self._partitions for o in spot_observations_partition(p, reflections)]
+
     def summaries(self) -> List[Dict[str, Any]]:
         """Every shot's summary (:func:`summaries_partition`), in the dataset's order.
 
@@ -478,6 +513,22 @@ class DaskRunner(LocalRunner):
         """
         futures = [self._client.submit(observations_partition, p, n_parameters, pure=False) for p in self._partitions]
         return sum(self._client.gather(futures))
+
+    def spot_observations(self, reflections) -> List[SpotObservations]:
+        """Every shot's recorded reflections, summed on the workers, in the dataset's order.
+
+        Parameters
+        ----------
+        reflections : ReflectionSet
+            The refined reflections.
+
+        Returns
+        -------
+        list of SpotObservations
+        """
+        futures = [self._client.submit(spot_observations_partition, p, reflections, pure=False)
+                   for p in self._partitions]
+        return [o for part in self._client.gather(futures) for o in part]
 
     def summaries(self) -> List[Dict[str, Any]]:
         """Every shot's summary, gathered from the workers, in the dataset's order.

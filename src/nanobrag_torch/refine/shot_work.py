@@ -420,6 +420,34 @@ class AmplitudeTerms:
         return cls(*(torch.cat([getattr(part, f.name) for part in parts]) for f in dataclasses.fields(cls)))
 
 
+def _unit_pixels(work: ShotWork, reflections, dtype: torch.dtype):
+    """The shot's pixels that see one reflection of the refined set, at its current geometry:
+    their positions in ``work.pixels``, the reflection's P1 index and parameter, and the pixel
+    rendered with every amplitude 1 (pixels whose evaluations see different reflections, or a
+    reflection outside the set, are left out: their expected counts are not linear in one
+    intensity); and the detector's pixel layout."""
+    crystal = dataclasses.replace(work.refined_crystal(), default_F=1.0)
+    simulator = Simulator(Crystal(crystal, dtype=dtype), Detector(work.configs["detector"], dtype=dtype),
+                          work.configs["beam"])
+    prepared = simulator.prepare()
+    with torch.no_grad():
+        unit = simulator.run(pixels=work.pixels, prepared=prepared).to(torch.float64)
+    seen = pixel_reflections(prepared, work.pixels)
+    parameter = torch.from_numpy(np.asarray(reflections.parameter_of(seen.hkl.numpy()), dtype=np.int64))
+    keep = torch.nonzero(seen.single & (parameter >= 0) & (unit > 0)).reshape(-1)
+    return keep, seen.hkl[keep], parameter[keep], unit[keep], prepared.layout
+
+
+def _recorded(group: torch.Tensor, unit: torch.Tensor, groups: int) -> torch.Tensor:
+    """Per pixel, whether its reflection counts as observed on the shot: the peak of its unit
+    image is at least :data:`~nanobrag_torch.refine.merging.MIN_PARTIALITY` of the shot's
+    brightest reflection's (the rule of the conventional integration)."""
+    if group.numel() == 0:
+        return unit > 0
+    peaks = torch.zeros(groups, dtype=torch.float64).scatter_reduce(0, group, unit, "amax")
+    return peaks[group] >= MIN_PARTIALITY * float(peaks.max())
+
+
 def amplitude_terms(work: ShotWork, reflections, dtype: torch.dtype) -> Optional[AmplitudeTerms]:
     """The shot's pixels that see one reflection, as terms of the amplitude problem.
 
@@ -442,19 +470,82 @@ def amplitude_terms(work: ShotWork, reflections, dtype: torch.dtype) -> Optional
     """
     if work.status != "ok":
         return None
-    crystal = dataclasses.replace(work.refined_crystal(), default_F=1.0)
-    simulator = Simulator(Crystal(crystal, dtype=dtype), Detector(work.configs["detector"], dtype=dtype),
-                          work.configs["beam"])
-    prepared = simulator.prepare()
-    with torch.no_grad():
-        unit = simulator.run(pixels=work.pixels, prepared=prepared).to(torch.float64)
-    seen = pixel_reflections(prepared, work.pixels)
-    parameter = torch.from_numpy(np.asarray(reflections.parameter_of(seen.hkl.numpy()), dtype=np.int64))
-    keep = torch.nonzero(seen.single & (parameter >= 0) & (unit > 0)).reshape(-1)
-    keep = keep[torch.argsort(parameter[keep], stable=True)]  # the pixels of a reflection together
-    parameter, unit = parameter[keep], unit[keep]
-    peaks = torch.zeros(reflections.n_parameters, dtype=torch.float64).scatter_reduce(0, parameter, unit, "amax")
-    recorded = peaks[parameter] >= MIN_PARTIALITY * float(peaks.max()) if parameter.numel() else unit > 0
+    keep, _, parameter, unit, _ = _unit_pixels(work, reflections, dtype)
+    order = torch.argsort(parameter, stable=True)  # the pixels of a reflection together
+    keep, parameter, unit = keep[order], parameter[order], unit[order]
     return AmplitudeTerms(parameter=parameter, shot=torch.full((parameter.numel(),), work.index, dtype=torch.int64),
                           unit=unit, background=work.background[keep], observed=work.observed[keep],
-                          recorded=recorded)
+                          recorded=_recorded(parameter, unit, reflections.n_parameters))
+
+
+@dataclass
+class SpotObservations:
+    """A shot's recorded reflections, each summed over its compared pixels at the shot's
+    refined geometry (the rows of an unmerged MTZ file).
+
+    Attributes
+    ----------
+    shot : int
+        The shot's position in the dataset.
+    hkl : tensor (k, 3) of int64
+        The reflections' indices as observed (P1).
+    counts : tensor (k,) of float64
+        Photons summed over the reflection's pixels.
+    unit : tensor (k,) of float64
+        The same pixels' expected photons per unit intensity at scale 1.
+    background : tensor (k,) of float64
+        Their background template summed.
+    panel : tensor (k,) of int64
+        The panel of the reflection's pixels (the first pixel's).
+    fast_px, slow_px : tensor (k,) of float64
+        The centroid of the unit image over the pixels, in pixels of the panel (0 is the
+        centre of its first pixel).
+    """
+
+    shot: int
+    hkl: torch.Tensor
+    counts: torch.Tensor
+    unit: torch.Tensor
+    background: torch.Tensor
+    panel: torch.Tensor
+    fast_px: torch.Tensor
+    slow_px: torch.Tensor
+
+
+def spot_observations(work: ShotWork, reflections, dtype: torch.dtype) -> Optional[SpotObservations]:
+    """The shot's recorded reflections summed over their compared pixels.
+
+    The same pixels as :func:`amplitude_terms`, grouped by P1 index (Friedel mates and
+    symmetry mates apart), recorded by the same rule.
+
+    Parameters
+    ----------
+    work : ShotWork
+        The shot at its refined geometry.
+    reflections : ReflectionSet
+        The refined reflections.
+    dtype : torch.dtype
+        Of the simulation.
+
+    Returns
+    -------
+    SpotObservations or None
+        None for a shot whose status is not ``"ok"``.
+    """
+    if work.status != "ok":
+        return None
+    keep, hkl, _, unit, layout = _unit_pixels(work, reflections, dtype)
+    observed_hkl, group = torch.unique(hkl, dim=0, return_inverse=True)
+    groups = observed_hkl.shape[0]
+    panel, slow, fast = layout.coordinates(work.pixels[keep])
+
+    def summed(values: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(groups, dtype=torch.float64).scatter_add_(0, group, values.to(torch.float64))
+
+    recorded = torch.zeros(groups, dtype=torch.bool).scatter_(0, group, _recorded(group, unit, groups))
+    unit_sum = summed(unit)
+    first_panel = torch.zeros(groups, dtype=torch.int64).scatter_(0, group, panel)
+    return SpotObservations(shot=work.index, hkl=observed_hkl[recorded], counts=summed(work.observed[keep])[recorded],
+                            unit=unit_sum[recorded], background=summed(work.background[keep])[recorded],
+                            panel=first_panel[recorded], fast_px=(summed(unit * fast) / unit_sum)[recorded],
+                            slow_px=(summed(unit * slow) / unit_sum)[recorded])
