@@ -64,7 +64,7 @@ class UnmergedIntensities:
     def write_mtz(self, path: Union[str, os.PathLike], shot_values: Sequence[Dict[str, float]]) -> None:
         """Write the rows as an unmerged MTZ file: BATCH (the shot's position + 1), H K L M/ISYM,
         I, SIGI, XDET, YDET (fast, slow pixel), PANEL and the shot's parameters
-        (:data:`SHOT_COLUMNS`).
+        (ROTX, ROTY, ROTZ, SCALE, BGSCALE).
 
         Parameters
         ----------
