@@ -489,6 +489,8 @@ class SpotObservations:
         The shot's position in the dataset.
     hkl : tensor (k, 3) of int64
         The reflections' indices as observed (P1).
+    parameter : tensor (k,) of int64
+        Their parameters of the refined set.
     counts : tensor (k,) of float64
         Photons summed over the reflection's pixels.
     unit : tensor (k,) of float64
@@ -504,6 +506,7 @@ class SpotObservations:
 
     shot: int
     hkl: torch.Tensor
+    parameter: torch.Tensor
     counts: torch.Tensor
     unit: torch.Tensor
     background: torch.Tensor
@@ -534,7 +537,7 @@ def spot_observations(work: ShotWork, reflections, dtype: torch.dtype) -> Option
     """
     if work.status != "ok":
         return None
-    keep, hkl, _, unit, layout = _unit_pixels(work, reflections, dtype)
+    keep, hkl, parameter, unit, layout = _unit_pixels(work, reflections, dtype)
     observed_hkl, group = torch.unique(hkl, dim=0, return_inverse=True)
     groups = observed_hkl.shape[0]
     panel, slow, fast = layout.coordinates(work.pixels[keep])
@@ -545,7 +548,9 @@ def spot_observations(work: ShotWork, reflections, dtype: torch.dtype) -> Option
     recorded = torch.zeros(groups, dtype=torch.bool).scatter_(0, group, _recorded(group, unit, groups))
     unit_sum = summed(unit)
     first_panel = torch.zeros(groups, dtype=torch.int64).scatter_(0, group, panel)
-    return SpotObservations(shot=work.index, hkl=observed_hkl[recorded], counts=summed(work.observed[keep])[recorded],
+    group_parameter = torch.zeros(groups, dtype=torch.int64).scatter_(0, group, parameter)
+    return SpotObservations(shot=work.index, hkl=observed_hkl[recorded], parameter=group_parameter[recorded],
+                            counts=summed(work.observed[keep])[recorded],
                             unit=unit_sum[recorded], background=summed(work.background[keep])[recorded],
                             panel=first_panel[recorded], fast_px=(summed(unit * fast) / unit_sum)[recorded],
                             slow_px=(summed(unit * slow) / unit_sum)[recorded])

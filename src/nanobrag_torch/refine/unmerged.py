@@ -117,8 +117,7 @@ def unmerged_intensities(observations: Sequence[SpotObservations], reflections, 
     shot = torch.cat([torch.full((o.hkl.shape[0],), o.shot, dtype=torch.int64) for o in observations])
     hkl, counts, unit, background = joined("hkl"), joined("counts"), joined("unit"), joined("background")
     scale, level = scales.to(torch.float64)[shot], levels.to(torch.float64)[shot]
-    parameter = torch.from_numpy(np.asarray(reflections.parameter_of(hkl.numpy()), dtype=np.int64))
-    model_intensity = values.to(torch.float64)[parameter] ** 2
+    model_intensity = values.to(torch.float64)[joined("parameter")] ** 2
     per_unit = scale * unit
     expected = per_unit * model_intensity + level * background
     return UnmergedIntensities(shot=shot.numpy(), hkl=hkl.numpy(),
