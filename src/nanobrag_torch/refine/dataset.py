@@ -33,7 +33,7 @@ from ..structure_factors import StructureFactors
 from .amplitudes import solve_amplitudes
 from .checkpoint import load_checkpoint, save_checkpoint
 from .likelihoods import Likelihood, as_likelihood
-from .merging import MergedAmplitudes, integrate_and_merge
+from .merging import MergedAmplitudes, merge_integrated
 from .progress import Progress
 from .runners import partition_runner
 from .shot_work import PER_SHOT, SHOT_PARAMETERS
@@ -266,16 +266,17 @@ def refine_dataset(shots: Sequence[Shot], space_group: str, d_min_A: float, *,
     reflections = ReflectionSet(space_group, cell_of(shots[0].crystal), d_min_A, anomalous=anomalous)
     bar = Progress(progress)
     try:
-        bar.stage("start amplitudes")
-        if structure_factors is None:
-            start = integrate_and_merge(shots, space_group, d_min_A, anomalous=anomalous)
-            values = start_values(start, reflections)
-        else:
-            values = reflections.from_structure_factors(structure_factors).to(torch.float64)
-            start = merged_amplitudes(reflections, values, torch.full_like(values, math.nan), 0)
         runner = partition_runner(client, shots, likelihood, dtype, per_shot, on_shot=bar.shots)
         bar.stage("prepare shots")
-        runner.prepare()
+        if structure_factors is None:  # the conventional integration, done where each shot is prepared
+            start_set = ReflectionSet(space_group, reflections.cell_A_deg, d_min_A, anomalous=False)
+            runner.prepare(start_set)
+            start = merge_integrated(runner.start_spots(), start_set, anomalous=anomalous)
+            values = start_values(start, reflections)
+        else:
+            runner.prepare()
+            values = reflections.from_structure_factors(structure_factors).to(torch.float64)
+            start = merged_amplitudes(reflections, values, torch.full_like(values, math.nan), 0)
         first_cycle, history = 0, []
         if checkpoint is not None:
             state = load_checkpoint(checkpoint, _fingerprint(shots, reflections, likelihood, per_shot, cycles))

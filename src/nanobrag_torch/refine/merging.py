@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -96,20 +97,51 @@ class MergedAmplitudes:
 
 
 @dataclass(frozen=True)
-class _Observations:
-    """Every shot's observations of ``|F|²``: the P1 index, the intensity, its variance, and the
-    spot's sum of the unit image (the model's partiality times the pixels' factors)."""
+class IntegratedSpots:
+    """One shot's observations of ``|F|²`` (:func:`integrate_shot`): per integrated spot, the
+    P1 index, the intensity, its variance, and the spot's sum of the unit image (the model's
+    partiality times the pixels' factors).
+
+    Attributes
+    ----------
+    hkl : ndarray of int64 (k, 3)
+        The spots' reflections as observed (P1).
+    intensity, variance : ndarray (k,)
+        ``Σ (counts − background) / Σ unit image`` over the shot's scale, and its variance.
+    unit_sum : ndarray (k,)
+        ``Σ unit image`` over the spot.
+    """
 
     hkl: np.ndarray
     intensity: np.ndarray
     variance: np.ndarray
     unit_sum: np.ndarray
 
-    def without_partiality(self) -> "_Observations":
+    @classmethod
+    def joined(cls, parts: Sequence["IntegratedSpots"]) -> "IntegratedSpots":
+        """The spots of several shots, one after another.
+
+        Parameters
+        ----------
+        parts : sequence of IntegratedSpots
+            The shots' spots.
+
+        Returns
+        -------
+        IntegratedSpots
+        """
+        return cls(*(np.concatenate([getattr(part, f.name) for part in parts]) for f in dataclasses.fields(cls)))
+
+    def without_partiality(self) -> "IntegratedSpots":
         """The same spots as plain summation intensities, ``Σ (counts − background)`` over the
-        shot's scale, put on the model's scale by one factor for all (the mean unit sum)."""
+        shot's scale, put on the model's scale by one factor for all (the mean unit sum).
+
+        Returns
+        -------
+        IntegratedSpots
+        """
         factor = self.unit_sum / self.unit_sum.mean() if len(self.unit_sum) else self.unit_sum
-        return _Observations(self.hkl, self.intensity * factor, self.variance * factor ** 2, self.unit_sum)
+        return IntegratedSpots(self.hkl, self.intensity * factor, self.variance * factor ** 2, self.unit_sum)
 
 
 def integrate_and_merge(shots: Sequence[Any], space_group: str, d_min_A: float, *, anomalous: bool = False,
@@ -165,26 +197,53 @@ def integrate_and_merge(shots: Sequence[Any], space_group: str, d_min_A: float, 
     if scales.shape != (len(shots),) or not (scales > 0).all():
         raise ValueError(f"integrate_and_merge: scales must be {len(shots)} numbers > 0 (one per shot), got "
                          f"shape {scales.shape}")
+    from .dataset import cell_of, shot_image  # the one reading and checking of a shot's image
+
     if cell_A_deg is None:
-        cell_A_deg = _cell_of(shots[0].crystal)
+        cell_A_deg = cell_of(shots[0].crystal)
     merged_set = ReflectionSet(space_group, cell_A_deg, d_min_A, anomalous=False)
-    observations = [_integrate(shot, index, merged_set, scale) for index, (shot, scale) in enumerate(zip(shots, scales))]
-    everything = _Observations(*(np.concatenate([getattr(o, f.name) for o in observations])
-                                 for f in dataclasses.fields(_Observations)))
+    spots = [integrate_shot(shot, shot_image(shot, index), merged_set, scale)
+             for index, (shot, scale) in enumerate(zip(shots, scales))]
+    return merge_integrated(spots, merged_set, anomalous=anomalous, partiality=partiality)
+
+
+def merge_integrated(spots: Sequence[IntegratedSpots], reflections: ReflectionSet, *, anomalous: bool = False,
+                     partiality: bool = True) -> MergedAmplitudes:
+    """Merge every shot's integrated spots (:func:`integrate_shot`) into amplitudes of the
+    asymmetric unit: the second half of :func:`integrate_and_merge`.
+
+    Parameters
+    ----------
+    spots : sequence of IntegratedSpots
+        One per shot.
+    reflections : ReflectionSet
+        The set they were integrated in (not anomalous).
+    anomalous : bool
+        Also merge the Friedel mates of acentric reflections separately.
+    partiality : bool
+        Merge the partiality-corrected intensities with inverse-variance weights (True), or
+        the plain summation intensities by their mean (False).
+
+    Returns
+    -------
+    MergedAmplitudes
+    """
+    everything = IntegratedSpots.joined(spots)
     if not partiality:
         everything = everything.without_partiality()
-    F, sigma_F, counts = _merge(everything, merged_set, weighted=partiality)
-    anomalous_set, halves = merged_set, (None, None, None, None)
+    F, sigma_F, counts = _merge(everything, reflections, weighted=partiality)
+    anomalous_set, halves = reflections, (None, None, None, None)
     if anomalous:
-        anomalous_set = ReflectionSet(space_group, cell_A_deg, d_min_A, anomalous=True)
+        anomalous_set = ReflectionSet(reflections.space_group, reflections.cell_A_deg, reflections.d_min_A,
+                                      anomalous=True)
         values, sigmas, _ = _merge(everything, anomalous_set, weighted=partiality)
-        n = len(merged_set.hkl)
-        minus = anomalous_set.parameter_of(-merged_set.hkl)  # a centric reflection's F(−) is its F(+)
+        n = len(reflections.hkl)
+        minus = anomalous_set.parameter_of(-reflections.hkl)  # a centric reflection's F(−) is its F(+)
         halves = (values[:n], sigmas[:n], values[minus], sigmas[minus])
-    return MergedAmplitudes(hkl=merged_set.hkl, F=F, sigma_F=sigma_F, F_plus=halves[0], sigma_F_plus=halves[1],
-                            F_minus=halves[2], sigma_F_minus=halves[3], n_observations=counts, n_shots=len(shots),
-                            reflections=anomalous_set, cell_A_deg=tuple(merged_set.cell_A_deg),
-                            space_group=merged_set.space_group)
+    return MergedAmplitudes(hkl=reflections.hkl, F=F, sigma_F=sigma_F, F_plus=halves[0], sigma_F_plus=halves[1],
+                            F_minus=halves[2], sigma_F_minus=halves[3], n_observations=counts, n_shots=len(spots),
+                            reflections=anomalous_set, cell_A_deg=tuple(reflections.cell_A_deg),
+                            space_group=reflections.space_group)
 
 
 def compare_amplitudes(F: Union[np.ndarray, torch.Tensor], F_true: Union[np.ndarray, torch.Tensor]) -> Tuple[float, float]:
@@ -223,15 +282,6 @@ def compare_amplitudes(F: Union[np.ndarray, torch.Tensor], F_true: Union[np.ndar
     return cc, float(np.abs(k * measured - truth).sum() / truth.sum())
 
 
-def _cell_of(crystal) -> Tuple[float, ...]:
-    """The cell (Å, degrees) of a CrystalConfig: its MOSFLM vectors' real cell, or its cell."""
-    from ..io.mosflm import reciprocal_to_real_cell
-    if crystal.has_mosflm_matrix:
-        return reciprocal_to_real_cell(crystal.mosflm_a_star, crystal.mosflm_b_star, crystal.mosflm_c_star)
-    from ..models.crystal import Crystal
-    return tuple(float(v) for v in Crystal(crystal).cell_parameters())
-
-
 def _pixel_reflections(shot, reflections: ReflectionSet) -> Tuple[np.ndarray, np.ndarray]:
     """The unit image of a shot (every amplitude 1, no water), and the row of ``p1_hkl`` of every
     pixel (−1: a systematic absence, beyond the set, or sub-pixels and domains of different
@@ -254,12 +304,26 @@ def _pixel_reflections(shot, reflections: ReflectionSet) -> Tuple[np.ndarray, np
     return unit, np.where(unit.reshape(-1) > 0, row, -1).reshape(unit.shape)
 
 
-def _integrate(shot, index: int, reflections: ReflectionSet, scale: float) -> _Observations:
+def integrate_shot(shot, image, reflections: ReflectionSet, scale: float = 1.0) -> IntegratedSpots:
     """The observations of ``|F|²`` of one shot (see the module's description); on a detector
-    of several panels, the part of a reflection's spot on each panel is a spot of its own."""
-    from .dataset import shot_image  # the one reading and checking of a shot's image
+    of several panels, the part of a reflection's spot on each panel is a spot of its own.
 
-    image = shot_image(shot, index)
+    Parameters
+    ----------
+    shot : Shot
+        Its ``crystal`` (the orientation the spots are predicted from), ``detector``, ``beam``
+        and ``mask``.
+    image : ShotImage
+        Its image, read and checked (:func:`~nanobrag_torch.refine.dataset.shot_image`).
+    reflections : ReflectionSet
+        The reflections integrated (not anomalous).
+    scale : float
+        The shot's scale.
+
+    Returns
+    -------
+    IntegratedSpots
+    """
     observed = image.counts.numpy()
     shape = observed.shape  # (panels, slow, fast)
     used = ~image.untrusted.numpy()
@@ -302,11 +366,11 @@ def _integrate(shot, index: int, reflections: ReflectionSet, scale: float) -> _O
         intensity.append((counts.sum() - background * len(pixels)) / weight)
         variance.append(var / weight ** 2)
         unit_sum.append(weight / scale)
-    return _Observations(hkl=np.array(hkl, dtype=np.int64).reshape(-1, 3), intensity=np.array(intensity),
+    return IntegratedSpots(hkl=np.array(hkl, dtype=np.int64).reshape(-1, 3), intensity=np.array(intensity),
                          variance=np.array(variance), unit_sum=np.array(unit_sum))
 
 
-def _merge(observations: _Observations, reflections: ReflectionSet,
+def _merge(observations: IntegratedSpots, reflections: ReflectionSet,
            weighted: bool = True) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean intensity of each parameter of ``reflections`` (inverse-variance weighted, or plain),
     its amplitude and the amplitude's standard error (NaN where not measured), and the number of

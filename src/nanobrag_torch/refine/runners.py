@@ -19,6 +19,7 @@ import torch
 from ..models.detector import Detector
 from .amplitudes import AmplitudeSums, amplitude_sums
 from .likelihoods import Likelihood
+from .merging import IntegratedSpots, integrate_shot
 from .shot_work import (PER_SHOT, AmplitudeTerms, ShotWork, SpotObservations, amplitude_terms, prepare_shot,
                         refine_geometry, spot_observations)
 
@@ -38,17 +39,21 @@ class Partition:
         The noise model.
     dtype : torch.dtype
         Of the simulation.
+    start_spots : list of IntegratedSpots
+        The shots' conventional integration at their given orientations, the start of the
+        amplitudes (empty when the start was given).
     """
 
     works: List[ShotWork]
     terms: Optional[AmplitudeTerms]
     likelihood: Likelihood
     dtype: torch.dtype
+    start_spots: List[IntegratedSpots]
 
 
 def prepare_partition(shots: Sequence[Tuple[int, Any]], likelihood: Likelihood, dtype: torch.dtype,
-                      per_shot: Tuple[str, ...] = PER_SHOT) -> Partition:
-    """Read and prepare some shots.
+                      per_shot: Tuple[str, ...] = PER_SHOT, start_set=None) -> Partition:
+    """Read and prepare some shots, and integrate them for the start amplitudes.
 
     Parameters
     ----------
@@ -60,6 +65,9 @@ def prepare_partition(shots: Sequence[Tuple[int, Any]], likelihood: Likelihood, 
         Of the simulation.
     per_shot : tuple of str
         What is refined per shot (:data:`~nanobrag_torch.refine.shot_work.PER_SHOT`).
+    start_set : ReflectionSet, optional
+        Integrate every shot's spots of this set (not anomalous) at its given orientation
+        (:func:`~nanobrag_torch.refine.merging.integrate_shot`) from the image read for it.
 
     Returns
     -------
@@ -67,13 +75,15 @@ def prepare_partition(shots: Sequence[Tuple[int, Any]], likelihood: Likelihood, 
     """
     from .dataset import shot_image
 
-    works = []
+    works, start_spots = [], []
     for index, shot in shots:
         image = shot_image(shot, index)
+        if start_set is not None:
+            start_spots.append(integrate_shot(shot, image, start_set))
         used = _allowed(shot, Detector(shot.detector), image.untrusted)
         works.append(prepare_shot(index, shot.name or str(index), image.counts, used, image.saturated, shot.crystal,
                                   shot.detector, shot.beam, per_shot))
-    return Partition(works=works, terms=None, likelihood=likelihood, dtype=dtype)
+    return Partition(works=works, terms=None, likelihood=likelihood, dtype=dtype, start_spots=start_spots)
 
 
 def _allowed(shot, detector: Detector, untrusted: torch.Tensor) -> torch.Tensor:
@@ -232,6 +242,22 @@ def observations_partition(partition: Partition, n_parameters: int) -> torch.Ten
     return observation_counts(partition.terms, n_parameters)
 
 
+def start_spots_partition(partition: Partition) -> List[IntegratedSpots]:
+    """The partition's shots' spots integrated when they were prepared (:func:`prepare_partition`).
+
+    Parameters
+    ----------
+    partition : Partition
+        The shots.
+
+    Returns
+    -------
+    list of IntegratedSpots
+        In the partition's order of shots.
+    """
+    return partition.start_spots
+
+
 def summaries_partition(partition: Partition) -> List[Dict[str, Any]]:
     """What the driver keeps of every shot: name, status, values, errors, refined crystal.
 
@@ -301,14 +327,30 @@ class LocalRunner:
                 self._on_shot(k + 1, len(self._partitions))
         self._partitions = done
 
-    def prepare(self) -> None:
+    def prepare(self, start_set=None) -> None:
         """Read and prepare every shot (one at a time: an image is reduced to its spots' pixels
-        before the next is read)."""
+        before the next is read).
+
+        Parameters
+        ----------
+        start_set : ReflectionSet, optional
+            Also integrate every shot's spots of this set (:func:`prepare_partition`).
+        """
         self._partitions = []
         for shot in self._shots:
-            self._partitions.append(prepare_partition([shot], self._likelihood, self._dtype, self._per_shot))
+            self._partitions.append(prepare_partition([shot], self._likelihood, self._dtype, self._per_shot,
+                                                      start_set))
             if self._on_shot is not None:
                 self._on_shot(len(self._partitions), len(self._shots))
+
+    def start_spots(self) -> List[IntegratedSpots]:
+        """Every shot's spots integrated when it was prepared, in the dataset's order.
+
+        Returns
+        -------
+        list of IntegratedSpots
+        """
+        return [spots for p in self._partitions for spots in start_spots_partition(p)]
 
     def refine_geometry(self, reflections, values: torch.Tensor, scales: torch.Tensor, levels: torch.Tensor,
                         first: bool) -> None:
@@ -441,12 +483,28 @@ class DaskRunner(LocalRunner):
     def _submit(self, function: Callable, *args) -> None:
         self._partitions = [self._client.submit(function, p, *args, pure=False) for p in self._partitions]
 
-    def prepare(self) -> None:
-        """Split the shots among the workers and prepare each part there."""
+    def prepare(self, start_set=None) -> None:
+        """Split the shots among the workers and prepare (and integrate) each part there.
+
+        Parameters
+        ----------
+        start_set : ReflectionSet, optional
+            Also integrate every shot's spots of this set (:func:`prepare_partition`).
+        """
         workers = max(1, len(self._client.scheduler_info()["workers"]))
         parts = [list(part) for part in np.array_split(np.arange(len(self._shots)), min(workers, len(self._shots)))]
         self._partitions = [self._client.submit(prepare_partition, [self._shots[i] for i in part], self._likelihood,
-                                                self._dtype, self._per_shot, pure=False) for part in parts]
+                                                self._dtype, self._per_shot, start_set, pure=False) for part in parts]
+
+    def start_spots(self) -> List[IntegratedSpots]:
+        """Every shot's spots integrated when it was prepared, gathered in the dataset's order.
+
+        Returns
+        -------
+        list of IntegratedSpots
+        """
+        futures = [self._client.submit(start_spots_partition, p, pure=False) for p in self._partitions]
+        return [spots for part in self._client.gather(futures) for spots in part]
 
     def refine_geometry(self, reflections, values: torch.Tensor, scales: torch.Tensor, levels: torch.Tensor,
                         first: bool) -> None:
