@@ -9,7 +9,9 @@ simulator and refines, by alternation,
   level of a water-scattering background (:func:`~nanobrag_torch.refine.shot_work.refine_geometry`);
 * shared: one amplitude per reflection of the asymmetric unit (Friedel mates apart with
   ``anomalous=True``), which for fixed geometry is a convex problem
-  (:mod:`nanobrag_torch.refine.amplitudes`).
+  (:mod:`nanobrag_torch.refine.amplitudes`), and any geometry the shots share that the call
+  names (the detector's distance, beam centre or panels, ...:
+  :mod:`nanobrag_torch.refine.shared_geometry`).
 
 The shots are split into partitions once; each partition stays where it was prepared (this
 process, or a Dask worker: :mod:`nanobrag_torch.refine.runners`), and each iteration sends it
@@ -34,13 +36,22 @@ from .amplitudes import solve_amplitudes
 from .checkpoint import load_checkpoint, save_checkpoint
 from .likelihoods import Likelihood, as_likelihood
 from .merging import MergedAmplitudes, merge_integrated
+from .parameters import Parameter
 from .progress import Progress
 from .runners import partition_runner
+from .shared_geometry import shared_parameters, shared_step
 from .shot_work import PER_SHOT, SHOT_PARAMETERS
+from .solver import STEP_TOLERANCE_SIGMA
 from .unmerged import UnmergedIntensities, unmerged_intensities
 
 DEFAULT_CYCLES = 6
 """Alternations of the shots' geometry and the shared amplitudes at most."""
+
+FIRST_CYCLE_PASSES = 2
+"""With shared parameters, the first cycle's geometry steps (each shot's fit to its spots'
+positions, then the shared step) are taken twice before the amplitudes: the shots' first
+orientations are found with the detector's start geometry, and the second pass finds them again
+with the refined one."""
 
 AMPLITUDE_TOLERANCE_SIGMA = 0.05
 """The alternation stops when no amplitude moved by more than this many standard errors."""
@@ -98,7 +109,10 @@ class ShotResult:
     reason : str
         The details behind a status other than ``"ok"`` (empty for ``"ok"``).
     crystal : CrystalConfig
-        The refined orientation (reciprocal vectors, misset 0); the start for a shot left out.
+        The refined orientation (reciprocal vectors, misset 0), with the shared crystal
+        parameters' refined values; the start for a shot left out.
+    detector : DetectorConfig or MultiPanelDetectorConfig
+        The shot's detector with the shared detector parameters' refined values.
     values, stderr : dict of str to float
         The shot's parameters (``crystal.misset_deg[i]``: rotations about lab x, y, z of the
         indexed orientation, degrees; ``scale``; ``background_scale``) and their standard
@@ -115,6 +129,7 @@ class ShotResult:
     status: str
     reason: str
     crystal: CrystalConfig
+    detector: Any
     values: Dict[str, float]
     stderr: Dict[str, float]
     converged: bool
@@ -145,7 +160,13 @@ class DatasetResult:
     start : MergedAmplitudes
         The starting amplitudes (the conventional integration and merging, unless given).
     history : list of dict
-        One entry per cycle: ``{"cycle", "loss", "shots_ok", "max_change_sigma"}``.
+        One entry per cycle: ``{"cycle", "loss", "shots_ok", "max_change_sigma"}`` (and
+        ``"shared_change_sigma"``, the largest step of a shared parameter in its standard
+        errors, when parameters are shared).
+    shared_values, shared_stderr : dict of str to float
+        The refined shared parameters (``refine_dataset(shared=...)``) and their standard
+        errors, the shots' own parameters free and the amplitudes held (empty when none are
+        shared).
     unmerged : UnmergedIntensities or None
         Every shot's intensities of its recorded reflections at the refined values, when
         :func:`refine_dataset` was asked for them (``unmerged=True``).
@@ -156,6 +177,8 @@ class DatasetResult:
     structure_factors: StructureFactors
     start: MergedAmplitudes
     history: List[Dict[str, float]] = field(default_factory=list)
+    shared_values: Dict[str, float] = field(default_factory=dict)
+    shared_stderr: Dict[str, float] = field(default_factory=dict)
     unmerged: Optional[UnmergedIntensities] = None
 
     def write_mtz(self, path: Union[str, os.PathLike]) -> None:
@@ -195,7 +218,7 @@ class DatasetResult:
 def refine_dataset(shots: Sequence[Shot], space_group: str, d_min_A: float, *,
                    structure_factors: Optional[StructureFactors] = None, anomalous: bool = False,
                    likelihood: Union[str, Likelihood] = "poisson", per_shot: Sequence[str] = PER_SHOT,
-                   cycles: int = DEFAULT_CYCLES, client=None,
+                   shared: Sequence[str] = (), cycles: int = DEFAULT_CYCLES, client=None,
                    checkpoint: Optional[Union[str, os.PathLike]] = None, unmerged: bool = False,
                    progress: Optional[bool] = None, dtype: torch.dtype = torch.float32) -> DatasetResult:
     """Refine many stills together: each shot's orientation, scale and background, and the
@@ -220,9 +243,17 @@ def refine_dataset(shots: Sequence[Shot], space_group: str, d_min_A: float, *,
     per_shot : sequence of str
         What is refined per shot: ``"scale"`` (always) and any of ``"orientation"`` (else the
         indexed orientation is kept) and ``"background"`` (else a shot has no background
-        term: for images whose background was subtracted). Default: all three. The shared
-        parameters are the amplitudes; the cell, N_cells, the mosaic model and the detector
-        are held at the shots' values.
+        term: for images whose background was subtracted). Default: all three.
+    shared : sequence of str
+        Parameters every shot shares besides the amplitudes, named as for
+        :func:`~nanobrag_torch.refine.refine`: the detector's (``"detector.distance_mm"``,
+        ``"detector.beam_center_f"``, a panel's or a group's move such as
+        ``"detector.panels[2].shift_mm[0]"``, ``"detector.groups[0].rotation_deg[2]"``), the
+        crystal's other than its orientation (``"crystal.N_cells[0]"``,
+        ``"crystal.mosaic_spread_deg"``) and the beam's (``"beam.wavelength_A"``). Each starts
+        from the value every shot gives it (they must agree) and takes one damped Gauss–Newton
+        step a cycle (:mod:`~nanobrag_torch.refine.shared_geometry`). Default: none; what is
+        not refined is held at the shots' values.
     cycles : int
         Alternations of geometry and amplitudes at most (``DEFAULT_CYCLES``); the run stops
         earlier when no amplitude moved by more than ``AMPLITUDE_TOLERANCE_SIGMA`` standard
@@ -250,7 +281,8 @@ def refine_dataset(shots: Sequence[Shot], space_group: str, d_min_A: float, *,
     Raises
     ------
     ValueError
-        No shots, ``per_shot`` naming something else or leaving out the scale, a shot whose
+        No shots, ``per_shot`` naming something else or leaving out the scale, ``shared``
+        naming a shot's own parameter or one the shots give different values, a shot whose
         image is malformed (wrong shape, non-finite or negative counts; the error names the
         shot), or a checkpoint written by another call.
     """
@@ -258,6 +290,8 @@ def refine_dataset(shots: Sequence[Shot], space_group: str, d_min_A: float, *,
         raise ValueError("refine_dataset: shots is empty")
     per_shot = _per_shot(per_shot)
     shots = list(shots)
+    shared, shared_values = shared_parameters(shared, shots)
+    shared_stderr = torch.full_like(shared_values, math.nan)
     for index, shot in enumerate(shots):
         shot_image(shot, index)
     likelihood = as_likelihood(likelihood)
@@ -279,32 +313,47 @@ def refine_dataset(shots: Sequence[Shot], space_group: str, d_min_A: float, *,
             start = merged_amplitudes(reflections, values, torch.full_like(values, math.nan), 0)
         first_cycle, history = 0, []
         if checkpoint is not None:
-            state = load_checkpoint(checkpoint, _fingerprint(shots, reflections, likelihood, per_shot, cycles))
+            state = load_checkpoint(checkpoint, _fingerprint(shots, reflections, likelihood, per_shot, shared, cycles))
             if state is not None:
                 first_cycle, values, history = state["cycle"], state["values"], state["history"]
                 runner.set_shot_values(state["shot_values"])
+                shared_values, shared_stderr = state["shared_values"], state["shared_stderr"]
+                runner.set_shared(shared, shared_values)
         summaries = runner.summaries()
         scales = torch.stack([summary["values"][3] for summary in summaries])
         levels = torch.stack([summary["values"][4] for summary in summaries])
         variance = None
         for cycle in range(first_cycle, cycles):
-            bar.stage(f"cycle {cycle + 1}: shots")
-            runner.refine_geometry(reflections, values, scales, levels, first=cycle == 0)
-            summaries = runner.summaries()
-            scales = torch.stack([summary["values"][3] for summary in summaries])
-            levels = torch.stack([summary["values"][4] for summary in summaries])
+            shared_change = 0.0
+            for _ in range(FIRST_CYCLE_PASSES if shared and cycle == 0 else 1):
+                bar.stage(f"cycle {cycle + 1}: shots")
+                runner.refine_geometry(reflections, values, scales, levels, first=cycle == 0)
+                summaries = runner.summaries()
+                scales = torch.stack([summary["values"][3] for summary in summaries])
+                levels = torch.stack([summary["values"][4] for summary in summaries])
+                if shared:
+                    bar.stage(f"cycle {cycle + 1}: shared geometry")
+                    shared_values, shared_stderr, moved = shared_step(runner, reflections, values, shared,
+                                                                      shared_values)
+                    shared_change = max(shared_change, moved)
+                    summaries = runner.summaries()  # the shots' own parameters moved with the shared ones
+                    scales = torch.stack([summary["values"][3] for summary in summaries])
+                    levels = torch.stack([summary["values"][4] for summary in summaries])
             bar.stage(f"cycle {cycle + 1}: amplitudes")
             values, variance, scales, levels, loss, change, observations = _amplitude_step(
                 runner, reflections, values, scales, levels, likelihood)
             bar.loss(loss)
             history.append({"cycle": cycle + 1, "loss": loss, "max_change_sigma": change,
                             "shots_ok": sum(s["status"] == "ok" for s in summaries)})
+            if shared:
+                history[-1]["shared_change_sigma"] = shared_change
             if checkpoint is not None:
-                save_checkpoint(checkpoint, _fingerprint(shots, reflections, likelihood, per_shot, cycles),
+                save_checkpoint(checkpoint, _fingerprint(shots, reflections, likelihood, per_shot, shared, cycles),
                                 {"cycle": cycle + 1, "values": values, "history": history,
                                  "shot_values": [_with_factors(s["values"], scale, level)
-                                                 for s, scale, level in zip(summaries, scales, levels)]})
-            if change <= AMPLITUDE_TOLERANCE_SIGMA:
+                                                 for s, scale, level in zip(summaries, scales, levels)],
+                                 "shared_values": shared_values, "shared_stderr": shared_stderr})
+            if change <= AMPLITUDE_TOLERANCE_SIGMA and shared_change <= STEP_TOLERANCE_SIGMA:
                 break
         if variance is None:  # resumed after the last cycle: the errors of the saved state
             values, variance, scales, levels, _, _, observations = _amplitude_step(
@@ -324,6 +373,8 @@ def refine_dataset(shots: Sequence[Shot], space_group: str, d_min_A: float, *,
     results = [_shot_result(s, scale, level) for s, scale, level in zip(summaries, scales, levels)]
     return DatasetResult(shots=results, merged=merged,
                          structure_factors=reflections.structure_factors(values), start=start, history=history,
+                         shared_values=dict(zip((p.name for p in shared), shared_values.tolist())),
+                         shared_stderr=dict(zip((p.name for p in shared), shared_stderr.tolist())),
                          unmerged=per_shot_intensities)
 
 
@@ -537,11 +588,12 @@ def _per_shot(per_shot: Sequence[str]) -> Tuple[str, ...]:
 
 
 def _fingerprint(shots: Sequence[Shot], reflections, likelihood: Likelihood, per_shot: Tuple[str, ...],
-                 cycles: int) -> str:
+                 shared: Sequence[Parameter], cycles: int) -> str:
     """What a checkpoint must have been written by: the shots' names and configurations, the
     reflections and the settings."""
     parts = [reflections.space_group, repr(reflections.cell_A_deg), repr(reflections.d_min_A),
-             repr(reflections.anomalous), type(likelihood).__name__, repr(per_shot), repr(cycles)]
+             repr(reflections.anomalous), type(likelihood).__name__, repr(per_shot),
+             repr([p.name for p in shared]), repr(cycles)]
     parts += [f"{shot.name}|{shot.crystal!r}|{shot.beam!r}" for shot in shots]
     import hashlib
 
@@ -571,5 +623,5 @@ def _shot_result(summary: Dict[str, Any], scale: torch.Tensor, level: torch.Tens
     values = dict(zip(SHOT_PARAMETERS, _with_factors(summary["values"], scale, level).tolist()))
     stderr = dict(zip(SHOT_PARAMETERS, summary["stderr"].tolist()))
     return ShotResult(name=summary["name"], status=summary["status"], reason=summary["reason"],
-                      crystal=summary["crystal"], values=values, stderr=stderr, converged=summary["converged"],
+                      crystal=summary["crystal"], detector=summary["detector"], values=values, stderr=stderr, converged=summary["converged"],
                       message=summary["message"], pixels=summary["pixels"])

@@ -21,6 +21,7 @@ import torch
 
 from .._docs import fill_doc
 from ..config import BeamConfig, CrystalConfig, DetectorConfig, FieldRule, MultiPanelDetectorConfig, refinable_fields
+from ..conventions import default_beam_center_mm
 
 SCALE = "scale"
 """Name of the overall scale factor of the simulated image."""
@@ -321,6 +322,63 @@ def configs_with(configs: Mapping[str, object], parameters: Sequence[Parameter],
     for field, moves in group_updates.items():
         updates["detector"][field] = tuple(tuple(move) for move in moves)
     return tuple(_replaced(configs[name], updates[name]) for name in ("crystal", "detector", "beam"))
+
+
+@fill_doc
+def parameters_at(names: Sequence[str], configs: Mapping[str, object]) -> Tuple[List[Parameter], torch.Tensor]:
+    """The named parameters with their default bounds, started at the configurations' values.
+
+    Parameters
+    ----------
+    names : sequence of str
+        Parameter names (:func:`parse_parameters`), each once.
+    %(refine_configs)s
+
+    Returns
+    -------
+    parameters : list of Parameter
+    start : tensor (P,), float64
+
+    Raises
+    ------
+    ValueError
+        A name given twice, or as for :func:`parse_parameters`.
+    """
+    repeated = sorted({name for name in names if list(names).count(name) > 1})
+    if repeated:
+        raise ValueError(f"parameters named more than once: {repeated}")
+    values = {name: config_value(_parameter(name, configs), configs) for name in names}
+    return parse_parameters(values, configs)
+
+
+@fill_doc
+def config_value(parameter: Parameter, configs: Mapping[str, object]) -> float:
+    """The value a configuration gives a parameter's field (the inverse of :func:`configs_with`).
+
+    Parameters
+    ----------
+    parameter : Parameter
+        A parameter of a configuration field (not an image factor).
+    %(refine_configs)s
+
+    Returns
+    -------
+    float
+        A group's move that the configuration leaves unset is 0, a beam centre the
+        convention's default (:func:`~nanobrag_torch.conventions.default_beam_center_mm`).
+    """
+    if parameter.group is not None:
+        detector = configs["detector"]
+        moves = getattr(detector, parameter.field) or [(0.0, 0.0, 0.0)] * len(detector.groups)
+        return float(moves[parameter.group][parameter.index])
+    target = (configs["detector"].panels[parameter.panel] if parameter.panel is not None
+              else configs[parameter.config])
+    value = getattr(target, parameter.field)
+    if value is None:  # only a beam centre may be unset (parse_parameters)
+        default = default_beam_center_mm(target.detector_convention, target.pixel_size_mm, target.fpixels,
+                                         target.spixels)
+        return float(default[_UNSET_ALLOWED.index(parameter.field)])
+    return float(value if parameter.index is None else value[parameter.index])
 
 
 def _replaced(config, changes: Dict[str, object]):

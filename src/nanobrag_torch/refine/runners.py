@@ -20,6 +20,8 @@ from ..models.detector import Detector
 from .amplitudes import AmplitudeSums, amplitude_sums
 from .likelihoods import Likelihood
 from .merging import IntegratedSpots, integrate_shot
+from .parameters import Parameter
+from .shared_geometry import SharedTerms, ShotBlocks, shot_blocks, step_loss, with_shared, with_step
 from .shot_work import (PER_SHOT, AmplitudeTerms, ShotWork, SpotObservations, amplitude_terms, prepare_shot,
                         refine_geometry, spot_observations)
 
@@ -42,6 +44,9 @@ class Partition:
     start_spots : list of IntegratedSpots
         The shots' conventional integration at their given orientations, the start of the
         amplitudes (empty when the start was given).
+    shared_blocks : list of ShotBlocks or None, optional
+        Every shot's linearisation in the shared parameters during a step of them
+        (:func:`shared_terms_partition`; None for a shot left out).
     """
 
     works: List[ShotWork]
@@ -49,6 +54,7 @@ class Partition:
     likelihood: Likelihood
     dtype: torch.dtype
     start_spots: List[IntegratedSpots]
+    shared_blocks: Optional[List[Optional[ShotBlocks]]] = None
 
 
 def prepare_partition(shots: Sequence[Tuple[int, Any]], likelihood: Likelihood, dtype: torch.dtype,
@@ -123,7 +129,7 @@ def geometry_partition(partition: Partition, reflections, values: torch.Tensor, 
     table = reflections.structure_factors(values.to(torch.float64))
     works = [refine_geometry(with_factors(work, float(scales[work.index]), float(levels[work.index])), table,
                              partition.likelihood, partition.dtype, first) for work in partition.works]
-    return dataclasses.replace(partition, works=works, terms=None)
+    return dataclasses.replace(partition, works=works, terms=None, shared_blocks=None)
 
 
 def with_factors(work: ShotWork, scale: float, level: float) -> ShotWork:
@@ -143,6 +149,126 @@ def with_factors(work: ShotWork, scale: float, level: float) -> ShotWork:
     values = work.values.clone()
     values[3], values[4] = scale, level
     return dataclasses.replace(work, values=values)
+
+
+def shared_terms_partition(partition: Partition, reflections, values: torch.Tensor, shared: Sequence[Parameter],
+                           shared_values: torch.Tensor) -> Partition:
+    """Every shot's linearisation in its own and the shared parameters
+    (:func:`~nanobrag_torch.refine.shared_geometry.shot_blocks`), kept with the partition.
+
+    Parameters
+    ----------
+    partition : Partition
+        The shots.
+    reflections : ReflectionSet
+        The refined reflections.
+    values : tensor (n_parameters,)
+        Their amplitudes.
+    shared : sequence of Parameter
+        The shared parameters.
+    shared_values : tensor (Q,)
+        Their values.
+
+    Returns
+    -------
+    Partition
+    """
+    table = reflections.structure_factors(values.to(torch.float64))
+    blocks = [shot_blocks(work, table, partition.likelihood, partition.dtype, shared, shared_values)
+              for work in partition.works]
+    return dataclasses.replace(partition, shared_blocks=blocks)
+
+
+def reduced_partition(partition: Partition, dampings: Sequence[float]) -> List[Optional[SharedTerms]]:
+    """The shots' shared terms, their own parameters eliminated, summed, for each damping
+    (:meth:`~nanobrag_torch.refine.shared_geometry.ShotBlocks.reduced`).
+
+    Parameters
+    ----------
+    partition : Partition
+        The shots, linearised (:func:`shared_terms_partition`).
+    dampings : sequence of float
+        The dampings.
+
+    Returns
+    -------
+    list of SharedTerms or None
+        One per damping; None where no shot of the partition is refined.
+    """
+    blocks = [b for b in partition.shared_blocks if b is not None]
+    return [SharedTerms.summed([b.reduced(damping) for b in blocks]) for damping in dampings]
+
+
+def step_loss_partition(partition: Partition, reflections, values: torch.Tensor, shared: Sequence[Parameter],
+                        shared_values: torch.Tensor, damping: float, step: torch.Tensor) -> float:
+    """The shots' loss after a step of the shared parameters and their own steps with it
+    (:func:`~nanobrag_torch.refine.shared_geometry.step_loss`).
+
+    Parameters
+    ----------
+    partition : Partition
+        The shots, linearised (:func:`shared_terms_partition`).
+    reflections, values, shared, shared_values
+        As for :func:`shared_terms_partition`.
+    damping : float
+        The damping the step was solved with.
+    step : tensor (Q,)
+        The step.
+
+    Returns
+    -------
+    float
+    """
+    table = reflections.structure_factors(values.to(torch.float64))
+    return sum(step_loss(work, blocks, table, partition.likelihood, partition.dtype, shared, shared_values, damping,
+                         step) for work, blocks in zip(partition.works, partition.shared_blocks))
+
+
+def take_step_partition(partition: Partition, shared: Sequence[Parameter], shared_values: torch.Tensor,
+                        damping: float, step: torch.Tensor) -> Partition:
+    """The shots after a kept step (:func:`~nanobrag_torch.refine.shared_geometry.with_step`).
+
+    Parameters
+    ----------
+    partition : Partition
+        The shots, linearised (:func:`shared_terms_partition`).
+    shared : sequence of Parameter
+        The shared parameters.
+    shared_values : tensor (Q,)
+        Their values before the step.
+    damping : float
+        The damping the step was solved with.
+    step : tensor (Q,)
+        The step.
+
+    Returns
+    -------
+    Partition
+        Without its linearisation.
+    """
+    works = [with_step(work, blocks, shared, shared_values, damping, step)
+             for work, blocks in zip(partition.works, partition.shared_blocks)]
+    return dataclasses.replace(partition, works=works, terms=None, shared_blocks=None)
+
+
+def set_shared_partition(partition: Partition, shared: Sequence[Parameter], shared_values: torch.Tensor) -> Partition:
+    """The shots with the shared parameters set in their configurations (from a checkpoint).
+
+    Parameters
+    ----------
+    partition : Partition
+        The shots.
+    shared : sequence of Parameter
+        The shared parameters.
+    shared_values : tensor (Q,)
+        Their values.
+
+    Returns
+    -------
+    Partition
+    """
+    works = [with_shared(work, shared, shared_values) for work in partition.works]
+    return dataclasses.replace(partition, works=works, terms=None, shared_blocks=None)
 
 
 def terms_partition(partition: Partition, reflections) -> Partition:
@@ -272,7 +398,7 @@ def summaries_partition(partition: Partition) -> List[Dict[str, Any]]:
     """
     return [{"index": w.index, "name": w.name, "status": w.status, "reason": w.reason, "values": w.values,
              "stderr": w.stderr, "converged": w.converged, "message": w.message, "pixels": int(w.pixels.numel()),
-             "crystal": w.refined_crystal()} for w in partition.works]
+             "crystal": w.refined_crystal(), "detector": w.configs["detector"]} for w in partition.works]
 
 
 def with_values(partition: Partition, values: Dict[int, torch.Tensor]) -> Partition:
@@ -291,6 +417,13 @@ def with_values(partition: Partition, values: Dict[int, torch.Tensor]) -> Partit
     """
     works = [dataclasses.replace(w, values=values[w.index].clone()) for w in partition.works]
     return dataclasses.replace(partition, works=works, terms=None)
+
+
+def _summed_tries(parts: Sequence[List[Optional[SharedTerms]]]) -> Optional[List[SharedTerms]]:
+    """Partitions' shared terms (one list per partition, one entry per damping) summed per
+    damping; None when no partition has a refined shot."""
+    tries = [SharedTerms.summed(column) for column in zip(*parts)]
+    return None if not tries or tries[0] is None else tries
 
 
 class LocalRunner:
@@ -368,6 +501,65 @@ class LocalRunner:
             Whether it is the first geometry step.
         """
         self._each(lambda p: geometry_partition(p, reflections, values, scales, levels, first))
+
+    def shared_terms(self, reflections, values: torch.Tensor, shared: Sequence[Parameter],
+                     shared_values: torch.Tensor, dampings: Sequence[float]) -> Optional[List[SharedTerms]]:
+        """Linearise every shot in its own and the shared parameters (:func:`shared_terms_partition`)
+        and sum the shared terms, the shots' own parameters eliminated, for each damping.
+
+        Parameters
+        ----------
+        reflections, values, shared, shared_values
+            As for :func:`shared_terms_partition`.
+        dampings : sequence of float
+            The dampings.
+
+        Returns
+        -------
+        list of SharedTerms or None
+            One per damping; None when no shot is refined.
+        """
+        self._each(lambda p: shared_terms_partition(p, reflections, values, shared, shared_values))
+        return _summed_tries([reduced_partition(p, dampings) for p in self._partitions])
+
+    def step_loss(self, reflections, values: torch.Tensor, shared: Sequence[Parameter], shared_values: torch.Tensor,
+                  damping: float, step: torch.Tensor) -> float:
+        """Every shot's loss after a step (:func:`step_loss_partition`), summed.
+
+        Parameters
+        ----------
+        reflections, values, shared, shared_values, damping, step
+            As for :func:`step_loss_partition`.
+
+        Returns
+        -------
+        float
+        """
+        return sum(step_loss_partition(p, reflections, values, shared, shared_values, damping, step)
+                   for p in self._partitions)
+
+    def take_step(self, shared: Sequence[Parameter], shared_values: torch.Tensor, damping: float,
+                  step: torch.Tensor) -> None:
+        """Move every shot by a kept step (:func:`take_step_partition`).
+
+        Parameters
+        ----------
+        shared, shared_values, damping, step
+            As for :func:`take_step_partition`.
+        """
+        self._partitions = [take_step_partition(p, shared, shared_values, damping, step) for p in self._partitions]
+
+    def set_shared(self, shared: Sequence[Parameter], shared_values: torch.Tensor) -> None:
+        """Set the shared parameters in every shot (:func:`set_shared_partition`).
+
+        Parameters
+        ----------
+        shared : sequence of Parameter
+            The shared parameters.
+        shared_values : tensor (Q,)
+            Their values.
+        """
+        self._partitions = [set_shared_partition(p, shared, shared_values) for p in self._partitions]
 
     def amplitude_terms(self, reflections) -> None:
         """Every shot's amplitude terms (:func:`terms_partition`).
@@ -522,6 +714,66 @@ class DaskRunner(LocalRunner):
             Whether it is the first geometry step.
         """
         self._submit(geometry_partition, reflections, values, scales, levels, first)
+
+    def shared_terms(self, reflections, values: torch.Tensor, shared: Sequence[Parameter],
+                     shared_values: torch.Tensor, dampings: Sequence[float]) -> Optional[List[SharedTerms]]:
+        """Linearise every partition on its worker and sum the shared terms here.
+
+        Parameters
+        ----------
+        reflections, values, shared, shared_values
+            As for :func:`shared_terms_partition`.
+        dampings : sequence of float
+            The dampings.
+
+        Returns
+        -------
+        list of SharedTerms or None
+            One per damping; None when no shot is refined.
+        """
+        self._submit(shared_terms_partition, reflections, values, shared, shared_values)
+        futures = [self._client.submit(reduced_partition, p, dampings, pure=False) for p in self._partitions]
+        return _summed_tries(self._client.gather(futures))
+
+    def step_loss(self, reflections, values: torch.Tensor, shared: Sequence[Parameter], shared_values: torch.Tensor,
+                  damping: float, step: torch.Tensor) -> float:
+        """Every partition's loss after a step, on its worker, summed here.
+
+        Parameters
+        ----------
+        reflections, values, shared, shared_values, damping, step
+            As for :func:`step_loss_partition`.
+
+        Returns
+        -------
+        float
+        """
+        futures = [self._client.submit(step_loss_partition, p, reflections, values, shared, shared_values, damping,
+                                       step, pure=False) for p in self._partitions]
+        return sum(self._client.gather(futures))
+
+    def take_step(self, shared: Sequence[Parameter], shared_values: torch.Tensor, damping: float,
+                  step: torch.Tensor) -> None:
+        """Move every partition's shots by a kept step, on the workers.
+
+        Parameters
+        ----------
+        shared, shared_values, damping, step
+            As for :func:`take_step_partition`.
+        """
+        self._submit(take_step_partition, shared, shared_values, damping, step)
+
+    def set_shared(self, shared: Sequence[Parameter], shared_values: torch.Tensor) -> None:
+        """Set the shared parameters in every shot, on the workers.
+
+        Parameters
+        ----------
+        shared : sequence of Parameter
+            The shared parameters.
+        shared_values : tensor (Q,)
+            Their values.
+        """
+        self._submit(set_shared_partition, shared, shared_values)
 
     def amplitude_terms(self, reflections) -> None:
         """Every partition's amplitude terms, on its worker.

@@ -33,7 +33,7 @@ from ..structure_factors import StructureFactors
 from .likelihoods import Likelihood
 from .merging import MIN_PARTIALITY
 from .model import ExperimentModel
-from .parameters import BACKGROUND_SCALE, SCALE, parse_parameters
+from .parameters import BACKGROUND_SCALE, SCALE, Parameter, parse_parameters
 from .pixels import brightest_pixels, informative_pixels
 from .reflections import pixel_reflections
 from .solver import PixelObjective, levenberg_marquardt
@@ -293,23 +293,60 @@ def _spot_flat(spots, shape) -> torch.Tensor:
     return (spots.panel * shape[1] + rows) * shape[2] + cols
 
 
-def _refined(work: ShotWork) -> list:
+def refined_positions(work: ShotWork) -> list:
     """Positions in :data:`SHOT_PARAMETERS` of what a shot's geometry step refines: the
-    orientation unless held, the scale, and the background level where there is a background."""
+    orientation unless held, the scale, and the background level where there is a background.
+
+    Parameters
+    ----------
+    work : ShotWork
+        The shot.
+
+    Returns
+    -------
+    list of int
+    """
     refined = [0, 1, 2] if work.orientation_refined else []
     return refined + [3] + ([4] if bool(work.background.sum() > 0) else [])
 
 
-def _model(work: ShotWork, table: StructureFactors, dtype: torch.dtype, refined: Sequence[int]
-           ) -> Tuple[ExperimentModel, list]:
-    """The shot's model in the parameters at ``refined``; the others stay at the indexed
-    orientation and a background of 0."""
+def _background_image(work: ShotWork) -> torch.Tensor:
+    """The shot's background template on the whole detector (0 away from its pixels), flat."""
+    background = torch.zeros(work.total_pixels, dtype=torch.float64)
+    background[work.pixels] = work.background
+    return background
+
+
+def shot_model(work: ShotWork, table: StructureFactors, dtype: torch.dtype, refined: Sequence[int],
+               extra: Sequence[Parameter] = ()) -> Tuple[ExperimentModel, list]:
+    """The shot's model in its parameters at ``refined`` (positions in :data:`SHOT_PARAMETERS`)
+    and then ``extra``; the others stay at the indexed orientation and a background of 0.
+
+    Parameters
+    ----------
+    work : ShotWork
+        The shot.
+    table : StructureFactors
+        The amplitudes.
+    dtype : torch.dtype
+        Of the simulation.
+    refined : sequence of int
+        The shot's own parameters in the model.
+    extra : sequence of Parameter
+        Parameters after them (the shared geometry).
+
+    Returns
+    -------
+    model : ExperimentModel
+    parameters : list of Parameter
+        The model's parameters: the shot's, then ``extra``.
+    """
     names = [SHOT_PARAMETERS[i] for i in refined]
     parameters, _ = parse_parameters({name: 0.0 if name.startswith("crystal") else 1.0 for name in names},
                                      work.configs, None)
-    background = torch.zeros(work.total_pixels, dtype=torch.float64)
-    background[work.pixels] = work.background
-    return ExperimentModel(work.configs, table, parameters, background, dtype, torch.device("cpu")), parameters
+    parameters = parameters + list(extra)
+    return ExperimentModel(work.configs, table, parameters, _background_image(work), dtype,
+                           torch.device("cpu")), parameters
 
 
 def refine_geometry(work: ShotWork, table: StructureFactors, likelihood: Likelihood, dtype: torch.dtype,
@@ -344,8 +381,8 @@ def refine_geometry(work: ShotWork, table: StructureFactors, likelihood: Likelih
     """
     if work.status != "ok":
         return work
-    refined = _refined(work)
-    model, parameters = _model(work, table, dtype, refined)
+    refined = refined_positions(work)
+    model, parameters = shot_model(work, table, dtype, refined)
     observed = torch.zeros(work.total_pixels, dtype=torch.float64)
     observed[work.pixels] = work.observed
     objective = PixelObjective(model, likelihood, observed, work.pixels)

@@ -185,7 +185,7 @@ def levenberg_marquardt(objective: PixelObjective, x: torch.Tensor, lower: torch
         diagonal = torch.diag(torch.diag(matrix).clamp(min=1e-300))
         accepted = False
         while damping < 1e12:
-            step = _solve(matrix + damping * diagonal, -gradient)
+            step = solve_linear(matrix + damping * diagonal, -gradient)
             candidate = torch.minimum(torch.maximum(x + step, lower), upper)
             candidate_loss = objective.loss(candidate) if torch.isfinite(candidate).all() else math.nan
             if math.isfinite(candidate_loss) and candidate_loss < loss:
@@ -207,8 +207,23 @@ def levenberg_marquardt(objective: PixelObjective, x: torch.Tensor, lower: torch
     return LocalResult(x, loss, False, f"not converged after {max_iterations} iterations", matrix, expected)
 
 
-def _solve(matrix: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+def solve_linear(matrix: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+    """``matrix⁻¹ rhs``, by least squares where the matrix is singular.
+
+    Parameters
+    ----------
+    matrix : tensor (P, P)
+        The system's matrix.
+    rhs : tensor (P,) or (P, K)
+        Its right-hand side: one vector, or one per column.
+
+    Returns
+    -------
+    tensor of the shape of ``rhs``
+    """
     try:
         return torch.linalg.solve(matrix, rhs)
     except RuntimeError:
-        return torch.linalg.lstsq(matrix, rhs[:, None]).solution[:, 0]
+        columns = rhs[:, None] if rhs.ndim == 1 else rhs
+        solution = torch.linalg.lstsq(matrix, columns).solution
+        return solution[:, 0] if rhs.ndim == 1 else solution
