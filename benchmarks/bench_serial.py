@@ -17,12 +17,15 @@ a fresh process:
 
 With ``--dask-shots N`` it also times ``refine_dataset`` on the first N shots with a Dask
 ``LocalCluster`` of one and of two single-threaded worker processes, and compares the amplitudes
-with the in-process run.
+with the in-process run. With ``--streamed-shots N`` it refines the first N shots given as the
+paths of their image files, which ``refine_dataset`` reads one at a time (the peak memory is
+then the refinement's own, with no copy of the images).
 
 Usage (heavy: nothing else may run while it times)::
 
     python benchmarks/make_serial_dataset.py --out /tmp/serial --shots 240 --size 512
-    python benchmarks/bench_serial.py /tmp/serial [--shots 60 120 240] [--dask-shots 60] [--json out.json]
+    python benchmarks/bench_serial.py /tmp/serial [--shots 60 120 240] [--dask-shots 60] [--streamed-shots 2000]
+                                      [--json out.json]
 """
 
 from __future__ import annotations
@@ -39,8 +42,10 @@ import numpy as np
 import torch
 
 
-def load_shots(folder: Path, count: int, orientation: str = "start"):
-    """The first ``count`` shots of a dataset folder, with the analyst's configurations."""
+def load_shots(folder: Path, count: int, orientation: str = "start", files: bool = False):
+    """The first ``count`` shots of a dataset folder, with the analyst's configurations: their
+    counts read here, or (``files``) the paths of their image files, which ``refine_dataset``
+    reads one at a time when it prepares them."""
     from nanobrag_torch.config import BeamConfig, CrystalConfig, DetectorConfig
     from nanobrag_torch.refine.dataset import Shot
 
@@ -52,8 +57,11 @@ def load_shots(folder: Path, count: int, orientation: str = "start"):
                       water_size_um=manifest["water_size_um"])
     shots = []
     for number, entry in enumerate(manifest["shots"][:count]):
-        raw = (folder / entry["noise_file"]).read_bytes()[-2 * size * size:]
-        counts = np.frombuffer(raw, dtype=np.uint16).reshape(size, size).astype(np.float64) - manifest["adc_offset"]
+        if files:
+            counts = str(folder / entry["noise_file"])
+        else:
+            raw = (folder / entry["noise_file"]).read_bytes()[-2 * size * size:]
+            counts = np.frombuffer(raw, dtype=np.uint16).reshape(size, size).astype(np.float64) - manifest["adc_offset"]
         a_star, b_star, c_star = entry[f"{orientation}_reciprocal_A"]
         crystal = CrystalConfig(mosflm_a_star=tuple(a_star), mosflm_b_star=tuple(b_star), mosflm_c_star=tuple(c_star),
                                 N_cells=tuple(manifest["N_cells"]), mosaic_spread_deg=manifest["mosaic_spread_deg"],
@@ -117,7 +125,7 @@ def single(folder: Path, count: int, method: str, workers: int) -> dict:
     from nanobrag_torch.refine.dataset import refine_dataset
     from nanobrag_torch.refine.merging import integrate_and_merge
 
-    manifest, shots = load_shots(folder, count)
+    manifest, shots = load_shots(folder, count, files=method == "refine-streamed")
     reflections, true_values = truth(folder, manifest)
     group, d_min = manifest["space_group"], manifest["d_min_A"]
     start = time.perf_counter()
@@ -145,7 +153,7 @@ def single(folder: Path, count: int, method: str, workers: int) -> dict:
     figures.update(method=method, shots=count, workers=workers, seconds=seconds,
                    peak_rss_GiB=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20)
     if "refined" in result:
-        _, true_shots = load_shots(folder, count, "true")
+        _, true_shots = load_shots(folder, count, "true", files=True)  # their crystals only
         errors = np.array([misorientation_deg(s.crystal, t.crystal)
                            for s, t in zip(result["refined"].shots, true_shots) if s.status == "ok"])
         figures.update(orientation_median_deg=float(np.median(errors)), orientation_p90_deg=float(np.percentile(errors, 90)),
@@ -159,6 +167,8 @@ def main(argv=None) -> int:
     parser.add_argument("folder", type=Path)
     parser.add_argument("--shots", type=int, nargs="*", help="numbers of shots (default: a quarter, half, all)")
     parser.add_argument("--dask-shots", type=int, default=0, help="also time Dask with 1 and 2 workers on this many")
+    parser.add_argument("--streamed-shots", type=int, default=0,
+                        help="also refine this many shots given as image files (read when needed)")
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--single", nargs=3, metavar=("SHOTS", "METHOD", "WORKERS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -171,6 +181,8 @@ def main(argv=None) -> int:
             for method in ("conventional-true", "conventional-start", "partiality-true", "refine")]
     if args.dask_shots:
         runs += [(args.dask_shots, "refine", 0), (args.dask_shots, "refine", 1), (args.dask_shots, "refine", 2)]
+    if args.streamed_shots:
+        runs.append((args.streamed_shots, "refine-streamed", 0))
     rows = []
     for n, method, workers in runs:
         output = subprocess.run([sys.executable, __file__, str(args.folder), "--single", str(n), method, str(workers)],
@@ -184,7 +196,7 @@ def main(argv=None) -> int:
               f"({row['pull_robust_std']:.2f} robust)  {row['seconds']:.0f} s  {row['peak_rss_GiB']:.2f} GiB{extra}",
               flush=True)
     if args.dask_shots:
-        here, one, two = rows[-3:]
+        here, one, two = [row for row in rows if row["shots"] == args.dask_shots and row["method"] == "refine"][-3:]
         known = np.array(here["F"]) > 0
         difference = np.max(np.abs(np.array(two["F"])[known] - np.array(here["F"])[known]) / np.array(here["F"])[known])
         print(f"Dask: 1 worker {one['seconds']:.0f} s, 2 workers {two['seconds']:.0f} s "
