@@ -8,6 +8,7 @@ quirks on, C's noise generator), at a size that keeps each refinement to seconds
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import signal
 import subprocess
@@ -458,3 +459,26 @@ def test_shared_geometry_on_dask_workers_and_from_a_checkpoint_gives_the_same_an
     measured = np.isfinite(here.merged.F)
     for other in (there, again):
         np.testing.assert_allclose(other.merged.F[measured], here.merged.F[measured], rtol=1e-3)
+
+
+@pytest.mark.slow
+def test_a_known_structure_calibrates_a_group_of_panels(data):
+    """The two panels as one group (the DIALS hierarchy), moved 0.15 mm along its normal and
+    turned by 0.1° about it: the group's shared move comes back to within 10 µm, the turn to
+    within what moves the detector's corners by 10 µm."""
+    from nanobrag_torch import detector_region
+    from nanobrag_torch.config import MultiPanelDetectorConfig
+
+    whole = data.shots[0].detector
+    panels = tuple(detector_region(whole, 0, slow, 128, 64) for slow in (0, 64))
+    moved = MultiPanelDetectorConfig(panels=panels, groups=((0, 1),), group_shift_mm=((0.0, 0.0, 0.15),),
+                                     group_rotation_deg=((0.0, 0.0, 0.1),))
+    shots = [dataclasses.replace(shot, observed=shot.observed.reshape(2, 64, 128), detector=moved)
+             for shot in _shots(data)]
+    names = ("detector.groups[0].shift_mm[2]", "detector.groups[0].rotation_deg[2]")
+    result = refine_dataset(shots, "P 43 21 2", data.reflections.d_min_A, structure_factors=data.structure_factors,
+                            shared=names)
+    shift_mm, rotation_deg = (result.shared_values[name] for name in names)
+    corner_mm = math.hypot(64, 64) * whole.pixel_size_mm  # the corners' distance from the centre
+    assert abs(shift_mm) < 0.01 and abs(math.radians(rotation_deg)) * corner_mm < 0.01, (shift_mm, rotation_deg)
+    assert result.shots[0].detector.group_shift_mm == ((0.0, 0.0, shift_mm),)
