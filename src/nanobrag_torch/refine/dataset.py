@@ -251,9 +251,11 @@ def refine_dataset(shots: Sequence[Shot], space_group: str, d_min_A: float, *,
         ``"detector.panels[2].shift_mm[0]"``, ``"detector.groups[0].rotation_deg[2]"``), the
         crystal's other than its orientation (``"crystal.N_cells[0]"``,
         ``"crystal.mosaic_spread_deg"``) and the beam's (``"beam.wavelength_A"``). Each starts
-        from the value every shot gives it (they must agree) and takes one damped Gauss–Newton
-        step a cycle (:mod:`~nanobrag_torch.refine.shared_geometry`). Default: none; what is
-        not refined is held at the shots' values.
+        from the value every shot gives it (they must agree) and is refined each cycle, after
+        the shots' geometry steps, by a few Levenberg–Marquardt iterations together with every
+        shot's orientation, scale and background, the amplitudes held (the module
+        ``nanobrag_torch.refine.shared_geometry``). Default: none; what is not named is held
+        at the shots' values.
     cycles : int
         Alternations of geometry and amplitudes at most (``DEFAULT_CYCLES``); the run stops
         earlier when no amplitude moved by more than ``AMPLITUDE_TOLERANCE_SIGMA`` standard
