@@ -322,25 +322,20 @@ def refine_dataset(shots: Sequence[Shot], space_group: str, d_min_A: float, *,
                 shared_values, shared_stderr = state["shared_values"], state["shared_stderr"]
                 runner.set_shared(shared, shared_values)
         summaries = runner.summaries()
-        scales = torch.stack([summary["values"][3] for summary in summaries])
-        levels = torch.stack([summary["values"][4] for summary in summaries])
+        scales, levels = _factors(summaries)
         variance = None
         for cycle in range(first_cycle, cycles):
             shared_change = 0.0
             for _ in range(FIRST_CYCLE_PASSES if shared and cycle == 0 else 1):
                 bar.stage(f"cycle {cycle + 1}: shots")
                 runner.refine_geometry(reflections, values, scales, levels, first=cycle == 0)
-                summaries = runner.summaries()
-                scales = torch.stack([summary["values"][3] for summary in summaries])
-                levels = torch.stack([summary["values"][4] for summary in summaries])
-                if shared:
+                if shared:  # moves the shots' own parameters too; it reads them from the shots
                     bar.stage(f"cycle {cycle + 1}: shared geometry")
                     shared_values, shared_stderr, moved = shared_step(runner, reflections, values, shared,
                                                                       shared_values)
                     shared_change = max(shared_change, moved)
-                    summaries = runner.summaries()  # the shots' own parameters moved with the shared ones
-                    scales = torch.stack([summary["values"][3] for summary in summaries])
-                    levels = torch.stack([summary["values"][4] for summary in summaries])
+                summaries = runner.summaries()
+                scales, levels = _factors(summaries)
             bar.stage(f"cycle {cycle + 1}: amplitudes")
             values, variance, scales, levels, loss, change, observations = _amplitude_step(
                 runner, reflections, values, scales, levels, likelihood)
@@ -612,6 +607,12 @@ def _amplitude_step(runner, reflections, values: torch.Tensor, scales: torch.Ten
     new_values = torch.sqrt(intensities)
     change = _largest_change(values, new_values, variance, sums.pixels > 0)
     return new_values, variance, scales, levels, float(sums.loss.sum()), change, runner.observations(len(values))
+
+
+def _factors(summaries: Sequence[Dict[str, Any]]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Every shot's scale and background level, from the shots' summaries."""
+    return (torch.stack([summary["values"][3] for summary in summaries]),
+            torch.stack([summary["values"][4] for summary in summaries]))
 
 
 def _with_factors(values: torch.Tensor, scale: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
