@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -32,6 +32,7 @@ from ..config import BeamConfig, CrystalConfig
 from ..models.crystal import Crystal
 from ..models.detector import Detector
 from ..structure_factors import StructureFactors
+from .amplitude_errors import intensity_variance
 from .amplitudes import solve_amplitudes
 from .checkpoint import load_checkpoint, save_checkpoint
 from .likelihoods import Likelihood, as_likelihood
@@ -116,7 +117,8 @@ class ShotResult:
     values, stderr : dict of str to float
         The shot's parameters (``crystal.misset_deg[i]``: rotations about lab x, y, z of the
         indexed orientation, degrees; ``scale``; ``background_scale``) and their standard
-        errors (with the amplitudes fixed; NaN for a parameter held by ``per_shot``).
+        errors (with the amplitudes free: the module ``nanobrag_torch.refine.amplitude_errors``;
+        NaN for a parameter held by ``per_shot``).
     converged : bool
         Whether its last geometry step met the convergence test.
     message : str
@@ -323,7 +325,7 @@ def refine_dataset(shots: Sequence[Shot], space_group: str, d_min_A: float, *,
                 runner.set_shared(shared, shared_values)
         summaries = runner.summaries()
         scales, levels = _factors(summaries)
-        variance = None
+        step = None
         for cycle in range(first_cycle, cycles):
             shared_change = 0.0
             for _ in range(FIRST_CYCLE_PASSES if shared and cycle == 0 else 1):
@@ -337,10 +339,10 @@ def refine_dataset(shots: Sequence[Shot], space_group: str, d_min_A: float, *,
                 summaries = runner.summaries()
                 scales, levels = _factors(summaries)
             bar.stage(f"cycle {cycle + 1}: amplitudes")
-            values, variance, scales, levels, loss, change, observations = _amplitude_step(
-                runner, reflections, values, scales, levels, likelihood)
-            bar.loss(loss)
-            history.append({"cycle": cycle + 1, "loss": loss, "max_change_sigma": change,
+            step = _amplitude_step(runner, reflections, values, scales, levels, likelihood)
+            values, scales, levels = step.values, step.scales, step.levels
+            bar.loss(step.loss)
+            history.append({"cycle": cycle + 1, "loss": step.loss, "max_change_sigma": step.change,
                             "shots_ok": sum(s["status"] == "ok" for s in summaries)})
             if shared:
                 history[-1]["shared_change_sigma"] = shared_change
@@ -350,11 +352,14 @@ def refine_dataset(shots: Sequence[Shot], space_group: str, d_min_A: float, *,
                                  "shot_values": [_with_factors(s["values"], scale, level)
                                                  for s, scale, level in zip(summaries, scales, levels)],
                                  "shared_values": shared_values, "shared_stderr": shared_stderr})
-            if change <= AMPLITUDE_TOLERANCE_SIGMA and shared_change <= STEP_TOLERANCE_SIGMA:
+            if step.change <= AMPLITUDE_TOLERANCE_SIGMA and shared_change <= STEP_TOLERANCE_SIGMA:
                 break
-        if variance is None:  # resumed after the last cycle: the errors of the saved state
-            values, variance, scales, levels, _, _, observations = _amplitude_step(
-                runner, reflections, values, scales, levels, likelihood)
+        if step is None:  # resumed after the last cycle: the amplitude step of the saved state
+            step = _amplitude_step(runner, reflections, values, scales, levels, likelihood)
+            values, scales, levels = step.values, step.scales, step.levels
+        bar.stage("errors")
+        shot_variance, shot_stderr = runner.errors(reflections, values, scales, levels, step.fisher)
+        variance = intensity_variance(step.fisher, shot_variance, likelihood.covariance_factor(None, None, 0))
         summaries = runner.summaries()
         per_shot_intensities = None
         if unmerged:
@@ -366,8 +371,9 @@ def refine_dataset(shots: Sequence[Shot], space_group: str, d_min_A: float, *,
         if "runner" in locals():
             runner.close()
     contributing = sum(s["status"] == "ok" for s in summaries)
-    merged = merged_amplitudes(reflections, values, variance, contributing, observations)
-    results = [_shot_result(s, scale, level) for s, scale, level in zip(summaries, scales, levels)]
+    merged = merged_amplitudes(reflections, values, variance, contributing, step.observations)
+    results = [_shot_result(s, scale, level, shot_stderr.get(s["index"], s["stderr"]))
+               for s, scale, level in zip(summaries, scales, levels)]
     return DatasetResult(shots=results, merged=merged,
                          structure_factors=reflections.structure_factors(values), start=start, history=history,
                          shared_values=dict(zip((p.name for p in shared), shared_values.tolist())),
@@ -505,7 +511,10 @@ def merged_amplitudes(reflections, values: torch.Tensor, variance_I: torch.Tenso
     ``sigma_F = sqrt(F² + sigma_I) − F``: ``sigma_I / (2 F)`` for a strong reflection (the delta
     method), ``sqrt(sigma_I)`` for one refined to 0 (the rule of
     :func:`~nanobrag_torch.refine.merging.integrate_and_merge`). With anomalous parameters the
-    merged F of a row is the inverse-variance mean of its two mates.
+    merged F of an acentric row is the amplitude of its two mates' mean intensity,
+    ``sqrt((F(+)² + F(−)²) / 2)`` with variance ``(var I(+) + var I(−)) / 4``, or the one mate
+    measured: the mates are two quantities, and a mean weighted by their errors would stand
+    for a mixture of them that changes with the errors.
 
     Parameters
     ----------
@@ -528,42 +537,42 @@ def merged_amplitudes(reflections, values: torch.Tensor, variance_I: torch.Tenso
     """
     F = values.detach().numpy().astype(np.float64)
     variance = variance_I.detach().numpy().astype(np.float64)
-    sigma_F = np.sqrt(F ** 2 + np.sqrt(variance)) - F
     counts = np.zeros(reflections.n_parameters, dtype=np.int64) if observations is None else observations.numpy()
     if observations is not None:
         F = np.where(counts > 0, F, np.nan)
-        sigma_F = np.where(counts > 0, sigma_F, np.nan)
     rows, signs = reflections.asu_rows_of_parameters
     n = len(reflections.hkl)
     halves = {}
     for sign in (1, -1):
         chosen = signs == sign
-        amplitude, sigma, count = np.full(n, np.nan), np.full(n, np.nan), np.zeros(n, dtype=np.int64)
-        amplitude[rows[chosen]], sigma[rows[chosen]], count[rows[chosen]] = F[chosen], sigma_F[chosen], counts[chosen]
-        halves[sign] = (amplitude, sigma, count)
-    plus, sigma_plus, count_plus = halves[1]
+        amplitude, var, count = np.full(n, np.nan), np.full(n, np.nan), np.zeros(n, dtype=np.int64)
+        amplitude[rows[chosen]], var[rows[chosen]], count[rows[chosen]] = F[chosen], variance[chosen], counts[chosen]
+        halves[sign] = (amplitude, var, count)
+    plus, variance_plus, count_plus = halves[1]
+    common = dict(hkl=reflections.hkl, n_shots=n_shots, reflections=reflections,
+                  cell_A_deg=tuple(reflections.cell_A_deg), space_group=reflections.space_group)
     if not reflections.anomalous:
-        return MergedAmplitudes(hkl=reflections.hkl, F=plus, sigma_F=sigma_plus, F_plus=None, sigma_F_plus=None,
-                                F_minus=None, sigma_F_minus=None, n_observations=count_plus, n_shots=n_shots,
-                                reflections=reflections, cell_A_deg=tuple(reflections.cell_A_deg),
-                                space_group=reflections.space_group)
-    minus, sigma_minus, count_minus = halves[-1]
+        return MergedAmplitudes(F=plus, sigma_F=_sigma_F(plus, variance_plus), F_plus=None, sigma_F_plus=None,
+                                F_minus=None, sigma_F_minus=None, n_observations=count_plus, **common)
+    minus, variance_minus, count_minus = halves[-1]
     centric = reflections.centric
-    minus[centric], sigma_minus[centric] = plus[centric], sigma_plus[centric]
-    amplitudes, sigmas = np.stack([plus, minus]), np.stack([sigma_plus, sigma_minus])
-    amplitudes[1, centric] = np.nan  # a centric reflection is one parameter: count it once
-    with np.errstate(divide="ignore", invalid="ignore"):
-        weights = np.where(np.isfinite(amplitudes) & (sigmas > 0), 1 / sigmas ** 2, 0.0)
-        unweighted = np.isfinite(amplitudes) & ~(sigmas > 0)
-        weights = np.where(unweighted, 1.0, weights)
-        total = weights.sum(0)
-        both = np.where(total > 0, np.nansum(amplitudes * weights, 0) / total, np.nan)
-        sigma_both = np.where((total > 0) & ~unweighted.any(0), 1 / np.sqrt(total), np.nan)
-    return MergedAmplitudes(hkl=reflections.hkl, F=both, sigma_F=sigma_both, F_plus=plus, sigma_F_plus=sigma_plus,
-                            F_minus=minus, sigma_F_minus=sigma_minus,
-                            n_observations=count_plus + np.where(centric, 0, count_minus), n_shots=n_shots,
-                            reflections=reflections, cell_A_deg=tuple(reflections.cell_A_deg),
-                            space_group=reflections.space_group)
+    minus[centric], variance_minus[centric] = plus[centric], variance_plus[centric]
+    pair = np.isfinite(plus) & np.isfinite(minus) & ~centric
+    alone = np.where(np.isfinite(plus), 1, -1)  # the mate a row without a pair has, if any
+    intensity = np.where(pair, (plus ** 2 + minus ** 2) / 2, np.where(alone > 0, plus, minus) ** 2)
+    variance_both = np.where(pair, (variance_plus + variance_minus) / 4,
+                             np.where(alone > 0, variance_plus, variance_minus))
+    both = np.sqrt(intensity)
+    return MergedAmplitudes(F=both, sigma_F=_sigma_F(both, variance_both), F_plus=plus,
+                            sigma_F_plus=_sigma_F(plus, variance_plus), F_minus=minus,
+                            sigma_F_minus=_sigma_F(minus, variance_minus),
+                            n_observations=count_plus + np.where(centric, 0, count_minus), **common)
+
+
+def _sigma_F(F: np.ndarray, variance_I: np.ndarray) -> np.ndarray:
+    """``sqrt(F² + sigma_I) − F`` (:func:`merged_amplitudes`); NaN where F is."""
+    with np.errstate(invalid="ignore"):
+        return np.sqrt(F ** 2 + np.sqrt(variance_I)) - F
 
 
 def _largest_change(old: torch.Tensor, new: torch.Tensor, variance_I: torch.Tensor, measured: torch.Tensor) -> float:
@@ -597,16 +606,35 @@ def _fingerprint(shots: Sequence[Shot], reflections, likelihood: Likelihood, per
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
+class AmplitudeStep(NamedTuple):
+    """What :func:`_amplitude_step` found."""
+
+    values: torch.Tensor
+    """The amplitudes."""
+    scales: torch.Tensor
+    """Every shot's scale."""
+    levels: torch.Tensor
+    """Every shot's background level."""
+    loss: float
+    """The loss over every shot."""
+    change: float
+    """The largest move of an amplitude, in its standard errors with the orientations held."""
+    fisher: torch.Tensor
+    """Every intensity's Fisher information."""
+    observations: torch.Tensor
+    """The shots that recorded each parameter."""
+
+
 def _amplitude_step(runner, reflections, values: torch.Tensor, scales: torch.Tensor, levels: torch.Tensor,
-                    likelihood: Likelihood):
-    """The amplitudes, scales and levels at the shots' current orientations; also the loss, the
-    largest move of an amplitude in its standard errors, and the shots that recorded each."""
+                    likelihood: Likelihood) -> AmplitudeStep:
+    """The amplitudes, scales and levels at the shots' current orientations."""
     runner.amplitude_terms(reflections)
     intensities, variance, scales, levels, sums = solve_amplitudes(runner.amplitude_sums, values ** 2, scales, levels,
                                                                    likelihood.covariance_factor(None, None, 0))
     new_values = torch.sqrt(intensities)
-    change = _largest_change(values, new_values, variance, sums.pixels > 0)
-    return new_values, variance, scales, levels, float(sums.loss.sum()), change, runner.observations(len(values))
+    return AmplitudeStep(values=new_values, scales=scales, levels=levels, loss=float(sums.loss.sum()),
+                         change=_largest_change(values, new_values, variance, sums.pixels > 0), fisher=sums.fisher,
+                         observations=runner.observations(len(values)))
 
 
 def _factors(summaries: Sequence[Dict[str, Any]]) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -622,9 +650,10 @@ def _with_factors(values: torch.Tensor, scale: torch.Tensor, level: torch.Tensor
     return values
 
 
-def _shot_result(summary: Dict[str, Any], scale: torch.Tensor, level: torch.Tensor) -> ShotResult:
+def _shot_result(summary: Dict[str, Any], scale: torch.Tensor, level: torch.Tensor,
+                 stderr: torch.Tensor) -> ShotResult:
     values = dict(zip(SHOT_PARAMETERS, _with_factors(summary["values"], scale, level).tolist()))
-    stderr = dict(zip(SHOT_PARAMETERS, summary["stderr"].tolist()))
+    stderr = dict(zip(SHOT_PARAMETERS, stderr.tolist()))
     return ShotResult(name=summary["name"], status=summary["status"], reason=summary["reason"],
                       crystal=summary["crystal"], detector=summary["detector"], values=values, stderr=stderr, converged=summary["converged"],
                       message=summary["message"], pixels=summary["pixels"])

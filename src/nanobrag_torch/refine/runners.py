@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..models.detector import Detector
+from .amplitude_errors import shot_errors
 from .amplitudes import AmplitudeSums, amplitude_sums
 from .likelihoods import Likelihood
 from .merging import IntegratedSpots, integrate_shot
@@ -330,6 +331,52 @@ def sums_partition(partition: Partition, intensities: torch.Tensor, scales: torc
     return amplitude_sums(partition.terms, intensities, scales, levels, partition.likelihood, detail)
 
 
+def errors_partition(partition: Partition, reflections, values: torch.Tensor, scales: torch.Tensor,
+                     levels: torch.Tensor, fisher: torch.Tensor) -> Tuple[torch.Tensor, Dict[int, torch.Tensor]]:
+    """The shots' parts of the amplitudes' variances with their own parameters free, summed,
+    and each shot's own errors (:func:`~nanobrag_torch.refine.amplitude_errors.shot_errors`).
+
+    Parameters
+    ----------
+    partition : Partition
+        The shots.
+    reflections : ReflectionSet
+        The refined reflections.
+    values : tensor (n_parameters,)
+        Their amplitudes.
+    scales, levels : tensor (S,)
+        Every shot's scale and background level, by position in the dataset.
+    fisher : tensor (n_parameters,)
+        Every intensity's Fisher information over all shots.
+
+    Returns
+    -------
+    variance : tensor (n_parameters,)
+        :attr:`~nanobrag_torch.refine.amplitude_errors.ShotErrors.variance` summed over the
+        partition's refined shots.
+    stderr : dict of int to tensor (5,)
+        The refined shots' own standard errors, by position in the dataset.
+    """
+    table = reflections.structure_factors(values.to(torch.float64))
+    variance, stderr = torch.zeros_like(fisher), {}
+    for work in partition.works:
+        errors = shot_errors(with_factors(work, float(scales[work.index]), float(levels[work.index])), table,
+                             reflections, partition.likelihood, partition.dtype, fisher)
+        if errors is not None:
+            variance.index_add_(0, errors.parameter, errors.variance)
+            stderr[work.index] = errors.stderr
+    return variance, stderr
+
+
+def _summed_errors(parts) -> Tuple[torch.Tensor, Dict[int, torch.Tensor]]:
+    """Partitions' :func:`errors_partition` results as one."""
+    variance, stderr = None, {}
+    for part_variance, part_stderr in parts:
+        variance = part_variance if variance is None else variance + part_variance
+        stderr.update(part_stderr)
+    return variance, stderr
+
+
 def observation_counts(terms: Optional[AmplitudeTerms], n_parameters: int) -> torch.Tensor:
     """How many shots recorded each parameter's reflection
     (:attr:`~nanobrag_torch.refine.shot_work.AmplitudeTerms.recorded`).
@@ -592,6 +639,24 @@ class LocalRunner:
         """
         return amplitude_sums(self._terms, intensities, scales, levels, self._likelihood, detail)
 
+    def errors(self, reflections, values: torch.Tensor, scales: torch.Tensor, levels: torch.Tensor,
+               fisher: torch.Tensor) -> Tuple[torch.Tensor, Dict[int, torch.Tensor]]:
+        """The shots' parts of the amplitudes' variances, summed, and their own errors
+        (:func:`errors_partition`).
+
+        Parameters
+        ----------
+        reflections, values, scales, levels, fisher
+            As for :func:`errors_partition`.
+
+        Returns
+        -------
+        variance : tensor (n_parameters,)
+        stderr : dict of int to tensor (5,)
+        """
+        return _summed_errors(errors_partition(p, reflections, values, scales, levels, fisher)
+                              for p in self._partitions)
+
     def observations(self, n_parameters: int) -> torch.Tensor:
         """How many shots recorded each parameter's reflection (:func:`observations_partition`).
 
@@ -808,6 +873,25 @@ class DaskRunner(LocalRunner):
         for sums in self._client.gather(futures):
             total = sums if total is None else total + sums
         return total
+
+    def errors(self, reflections, values: torch.Tensor, scales: torch.Tensor, levels: torch.Tensor,
+               fisher: torch.Tensor) -> Tuple[torch.Tensor, Dict[int, torch.Tensor]]:
+        """The shots' parts of the amplitudes' variances, computed on the workers and summed here,
+        and their own errors.
+
+        Parameters
+        ----------
+        reflections, values, scales, levels, fisher
+            As for :func:`errors_partition`.
+
+        Returns
+        -------
+        variance : tensor (n_parameters,)
+        stderr : dict of int to tensor (5,)
+        """
+        futures = [self._client.submit(errors_partition, p, reflections, values, scales, levels, fisher, pure=False)
+                   for p in self._partitions]
+        return _summed_errors(self._client.gather(futures))
 
     def observations(self, n_parameters: int) -> torch.Tensor:
         """How many shots recorded each parameter's reflection, counted on the workers.

@@ -457,12 +457,35 @@ class AmplitudeTerms:
         return cls(*(torch.cat([getattr(part, f.name) for part in parts]) for f in dataclasses.fields(cls)))
 
 
-def _unit_pixels(work: ShotWork, reflections, dtype: torch.dtype):
-    """The shot's pixels that see one reflection of the refined set, at its current geometry:
-    their positions in ``work.pixels``, the reflection's P1 index and parameter, and the pixel
-    rendered with every amplitude 1 (pixels whose evaluations see different reflections, or a
-    reflection outside the set, are left out: their expected counts are not linear in one
-    intensity); and the detector's pixel layout."""
+def unit_pixels(work: ShotWork, reflections, dtype: torch.dtype):
+    """The shot's pixels that see one reflection of the refined set, at its current geometry,
+    rendered with every amplitude 1.
+
+    Pixels whose evaluations see different reflections, or a reflection outside the set, are
+    left out: their expected counts are not linear in one intensity.
+
+    Parameters
+    ----------
+    work : ShotWork
+        The shot.
+    reflections : ReflectionSet
+        The refined reflections.
+    dtype : torch.dtype
+        Of the simulation.
+
+    Returns
+    -------
+    keep : tensor (m,) of int64
+        The pixels' positions in ``work.pixels``.
+    hkl : tensor (m, 3) of int64
+        The P1 index of the reflection each sees.
+    parameter : tensor (m,) of int64
+        Its amplitude parameter.
+    unit : tensor (m,) of float64
+        The pixel's expected photons at amplitude 1 and scale 1.
+    layout : PixelLayout
+        The detector's pixel layout (:attr:`~nanobrag_torch.models.detector.Detector.layout`).
+    """
     crystal = dataclasses.replace(work.refined_crystal(), default_F=1.0)
     simulator = Simulator(Crystal(crystal, dtype=dtype), Detector(work.configs["detector"], dtype=dtype),
                           work.configs["beam"])
@@ -507,7 +530,7 @@ def amplitude_terms(work: ShotWork, reflections, dtype: torch.dtype) -> Optional
     """
     if work.status != "ok":
         return None
-    keep, _, parameter, unit, _ = _unit_pixels(work, reflections, dtype)
+    keep, _, parameter, unit, _ = unit_pixels(work, reflections, dtype)
     order = torch.argsort(parameter, stable=True)  # the pixels of a reflection together
     keep, parameter, unit = keep[order], parameter[order], unit[order]
     return AmplitudeTerms(parameter=parameter, shot=torch.full((parameter.numel(),), work.index, dtype=torch.int64),
@@ -574,7 +597,7 @@ def spot_observations(work: ShotWork, reflections, dtype: torch.dtype) -> Option
     """
     if work.status != "ok":
         return None
-    keep, hkl, parameter, unit, layout = _unit_pixels(work, reflections, dtype)
+    keep, hkl, parameter, unit, layout = unit_pixels(work, reflections, dtype)
     observed_hkl, group = torch.unique(hkl, dim=0, return_inverse=True)
     groups = observed_hkl.shape[0]
     panel, slow, fast = layout.coordinates(work.pixels[keep])
